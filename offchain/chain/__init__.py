@@ -1,0 +1,1 @@
+"""The I/O shell toward the chain: local nodes, compiled artifacts, deployment."""

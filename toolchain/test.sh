@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite: Solidity (forge: unit, fuzz, invariant, gas snapshots), then Python (pytest,
+# including the tests that run against real Anvil nodes). Any failure fails the command.
+# Extra arguments go to pytest, e.g. ./dpre test -k attestation
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+status=0
+
+echo "== forge test (contracts) =="
+if ! forge test -vv; then
+  echo "forge test FAILED" >&2
+  status=1
+fi
+
+echo
+echo "== pytest (off-chain engine, services, chain integration) =="
+python -m pytest "$@"
+rc=$?
+# pytest exits 5 when nothing was collected: that is a failure of the suite, not a pass.
+[ $rc -eq 0 ] || status=1
+
+if [ $status -eq 0 ]; then echo "ALL TESTS PASSED"; else echo "TESTS FAILED" >&2; fi
+exit $status
