@@ -16,6 +16,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(port=args.port)
 
 
+def _cmd_margin(args: argparse.Namespace) -> int:
+    import json
+
+    from offchain.risk.comparison import VarSettings
+    from offchain.risk.io import load_json, parse_market, parse_params, parse_portfolio
+    from offchain.risk.params import MarginParams
+    from offchain.risk.report import analyze, format_text
+
+    portfolio = parse_portfolio(load_json(args.portfolio, "portfolio"))
+    market = parse_market(load_json(args.market, "market"))
+    params = parse_params(load_json(args.params, "params")) if args.params else MarginParams()
+    result = analyze(portfolio, market, params, VarSettings(paths=args.var_paths, seed=args.seed))
+    print(json.dumps(result, indent=2) if args.json else format_text(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dpre",
@@ -27,6 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="end-to-end demonstration on a local Anvil chain")
     demo.add_argument("--port", type=int, default=8545, help="Anvil port (0 picks a free one)")
     demo.set_defaults(handler=_cmd_demo)
+
+    margin = sub.add_parser("margin", help="margin, Greeks and model comparison for one portfolio")
+    margin.add_argument("portfolio", help="portfolio JSON file (see README: JSON formats)")
+    margin.add_argument("--market", required=True, help="market snapshot JSON file")
+    margin.add_argument("--params", help="risk parameter JSON file (default: the built-in set)")
+    margin.add_argument("--json", action="store_true", help="machine-readable output")
+    margin.add_argument("--var-paths", type=int, default=20_000, help="Monte Carlo paths for VaR/ES")
+    margin.add_argument("--seed", type=int, default=20200312, help="Monte Carlo seed")
+    margin.set_defaults(handler=_cmd_margin)
     return parser
 
 
