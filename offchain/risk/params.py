@@ -57,8 +57,8 @@ class MarginParams:
         if not (isinstance(self.version, int) and 1 <= self.version < 2**32):
             raise UserError(f"risk parameter version = {self.version!r} must be an integer in [1, 2^32)")
         for name, shock in self.spot_shocks.items():
-            _check(f"spot_shocks.{name}", shock, 0.01, 0.90)
-        _check("default_spot_shock", self.default_spot_shock, 0.01, 0.90)
+            _check(f"spot_shocks.{name}", shock, 0.001, 0.90)
+        _check("default_spot_shock", self.default_spot_shock, 0.001, 0.90)
         if not (isinstance(self.spot_points, int) and 3 <= self.spot_points <= 51 and self.spot_points % 2 == 1):
             raise UserError(f"risk parameter spot_points = {self.spot_points!r} must be odd, in [3, 51]")
         _check("vol_up", self.vol_up, 0.0, 3.0)
