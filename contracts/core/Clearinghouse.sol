@@ -1,0 +1,418 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Metadata} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Metadata.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+
+import {
+    IClearinghouse,
+    Instrument,
+    InstrumentKind,
+    MarginAttestation,
+    Order,
+    RiskConfig,
+    SettlementPrice
+} from "../interfaces/IClearinghouse.sol";
+import {AttestationHashing} from "../libraries/AttestationHashing.sol";
+import {FixedPoint} from "../libraries/FixedPoint.sol";
+import {AttestationVerifier} from "../base/AttestationVerifier.sol";
+import {RiskGovernance} from "../base/RiskGovernance.sol";
+
+/// @title Clearinghouse
+/// @notice The ledger: collateral, instruments, positions and trades. The contract never prices
+///         anything; every risk decision compares on-chain cash with a threshold-signed oracle
+///         attestation bound to the account's exact portfolio state.
+/// @dev Portfolio state commitment: each account carries `stateHash`, extended on every position
+///      update as keccak256(abi.encode(stateHash, instrumentId, newSize)). An attestation names
+///      the state hash it describes, so one made for another portfolio — before a trade, after a
+///      different trade, for another account — can never be applied.
+contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTransient {
+    using SafeERC20 for IERC20;
+    using FixedPoint for uint256;
+
+    // ============================================================================ Storage
+
+    struct Account {
+        int256 cash;
+        bytes32 stateHash;
+    }
+
+    IERC20 public immutable collateral;
+    uint8 public immutable collateralDecimals;
+
+    mapping(address => Account) internal _accounts;
+    mapping(address => mapping(uint256 => int256)) internal _positions;
+    mapping(address => uint256[]) internal _openIds;
+    /// @dev index + 1 of an instrument in `_openIds[account]`, 0 if not open
+    mapping(address => mapping(uint256 => uint256)) internal _openIndex;
+
+    mapping(uint256 => Instrument) internal _instruments;
+    uint256 public instrumentCount;
+
+    /// @notice Contracts of an order filled so far (absolute), or type(uint256).max once cancelled.
+    mapping(bytes32 => uint256) public filled;
+    mapping(address => uint256) public minNonce;
+
+    /// @notice Settlement price (WAD) per underlying and expiry; 0 until posted.
+    mapping(bytes32 => mapping(uint64 => uint256)) public settlementPrices;
+
+    /// @notice Σ cash over all accounts (signed, WAD).
+    int256 public totalCash;
+    /// @notice Trading fees held for the protocol (WAD).
+    uint256 public protocolFees;
+    /// @notice Net option payouts credited by settlement so far: zero once every holder of an
+    ///         expiry has settled (payouts are zero-sum across holders, settled one at a time).
+    int256 public netSettlementPayouts;
+    /// @notice While true (set by an engine when bad debt is unresolved) withdrawals are refused.
+    bool public withdrawalsGated;
+
+    // ============================================================================ Construction
+
+    constructor(
+        IERC20 collateral_,
+        address owner_,
+        address guardian_,
+        uint256 timelockDelay_,
+        RiskConfig memory config_,
+        bytes32 paramsHash_,
+        address[] memory signers_,
+        uint8 threshold_
+    ) RiskGovernance(owner_, guardian_, timelockDelay_, config_, paramsHash_, signers_, threshold_) {
+        if (address(collateral_) == address(0)) revert ZeroAddress();
+        uint8 decimals = IERC20Metadata(address(collateral_)).decimals();
+        // ≤ 18 keeps token ↔ WAD conversion exact in both directions.
+        if (decimals > 18) revert TokenDecimalsUnsupported(decimals);
+        collateral = collateral_;
+        collateralDecimals = decimals;
+    }
+
+    // ============================================================================ Collateral
+
+    /// @inheritdoc IClearinghouse
+    function deposit(address account, uint256 tokenAmount) external nonReentrant {
+        if (tokenAmount == 0) revert ZeroAmount();
+        if (account == address(0)) revert ZeroAddress();
+        uint256 before = collateral.balanceOf(address(this));
+        collateral.safeTransferFrom(msg.sender, address(this), tokenAmount);
+        uint256 received = collateral.balanceOf(address(this)) - before;
+        if (received != tokenAmount) revert TransferAmountMismatch(tokenAmount, received);
+        uint256 amount = FixedPoint.toWad(tokenAmount, collateralDecimals);
+        _addCash(account, int256(amount));
+        emit Deposited(account, msg.sender, tokenAmount, amount);
+    }
+
+    /// @inheritdoc IClearinghouse
+    function withdraw(uint256 tokenAmount, address to, MarginAttestation calldata att, bytes calldata sigs)
+        external
+        nonReentrant
+    {
+        if (withdrawalsPaused) revert WithdrawalsPaused();
+        if (withdrawalsGated) revert WithdrawalsPaused();
+        if (tokenAmount == 0) revert ZeroAmount();
+        if (to == address(0)) revert ZeroAddress();
+        uint256 amount = FixedPoint.toWad(tokenAmount, collateralDecimals);
+        Account storage acct = _accounts[msg.sender];
+        int256 cashAfter = acct.cash - int256(amount);
+        if (_openIds[msg.sender].length == 0) {
+            if (cashAfter < 0) revert InsufficientCash(acct.cash, amount);
+        } else {
+            _verifyMargin(att, sigs, msg.sender, acct.stateHash);
+            int256 equityAfter = cashAfter + att.value;
+            if (equityAfter < int256(att.initialMargin)) revert InsufficientEquity(equityAfter, att.initialMargin);
+        }
+        _addCash(msg.sender, -int256(amount));
+        collateral.safeTransfer(to, tokenAmount);
+        emit Withdrawn(msg.sender, to, tokenAmount, amount);
+    }
+
+    // ============================================================================ Instruments
+
+    /// @notice Lists a new instrument. Options need a strike and a future expiry; perpetuals neither.
+    function listInstrument(bytes32 underlying, InstrumentKind kind, uint256 strike, uint64 expiry)
+        external
+        onlyOwner
+        returns (uint256 instrumentId)
+    {
+        if (underlying == bytes32(0)) revert InvalidInstrument();
+        if (kind == InstrumentKind.Perpetual) {
+            if (strike != 0 || expiry != 0) revert InvalidInstrument();
+        } else if (strike == 0 || expiry <= block.timestamp) {
+            revert InvalidInstrument();
+        }
+        instrumentId = ++instrumentCount;
+        _instruments[instrumentId] = Instrument(underlying, kind, expiry, strike);
+        emit InstrumentListed(instrumentId, underlying, kind, strike, expiry);
+    }
+
+    function instrument(uint256 instrumentId) external view returns (Instrument memory) {
+        return _instrument(instrumentId);
+    }
+
+    // ============================================================================ Trading
+
+    /// @inheritdoc IClearinghouse
+    function fillOrder(
+        Order calldata order,
+        bytes calldata makerSignature,
+        uint256 fillAmount,
+        MarginAttestation calldata makerAtt,
+        bytes calldata makerSigs,
+        MarginAttestation calldata takerAtt,
+        bytes calldata takerSigs
+    ) external nonReentrant {
+        if (tradingPaused) revert TradingPaused();
+        if (order.maker == msg.sender) revert SelfTrade();
+        _applyFill(order, fillAmount, _checkOrder(order, makerSignature, fillAmount));
+        // Both sides must meet IM on their post-trade portfolios.
+        _requireInitialMargin(order.maker, makerAtt, makerSigs);
+        _requireInitialMargin(msg.sender, takerAtt, takerSigs);
+    }
+
+    /// @inheritdoc IClearinghouse
+    function cancelOrder(Order calldata order) external {
+        if (order.maker != msg.sender) revert NotOrderMaker();
+        bytes32 orderHash = _hashTypedDataV4(AttestationHashing.hash(order));
+        filled[orderHash] = type(uint256).max;
+        emit OrderCancelled(orderHash, msg.sender);
+    }
+
+    /// @inheritdoc IClearinghouse
+    function raiseMinNonce(uint256 newMinNonce) external {
+        if (newMinNonce <= minNonce[msg.sender]) revert InvalidFillAmount();
+        minNonce[msg.sender] = newMinNonce;
+        emit MinNonceRaised(msg.sender, newMinNonce);
+    }
+
+    function orderDigest(Order calldata order) external view returns (bytes32) {
+        return _hashTypedDataV4(AttestationHashing.hash(order));
+    }
+
+    // ============================================================================ Settlement
+
+    /// @inheritdoc IClearinghouse
+    function postSettlementPrice(SettlementPrice calldata price, bytes calldata sigs) external {
+        if (price.expiry > block.timestamp) revert NotExpired(price.expiry);
+        if (price.price == 0) revert ZeroAmount();
+        if (settlementPrices[price.underlying][price.expiry] != 0) revert SettlementPriceAlreadySet();
+        _verifySignatures(_hashTypedDataV4(AttestationHashing.hash(price)), sigs);
+        settlementPrices[price.underlying][price.expiry] = price.price;
+        emit SettlementPricePosted(price.underlying, price.expiry, price.price);
+    }
+
+    /// @inheritdoc IClearinghouse
+    function settle(address account, uint256[] calldata instrumentIds) external nonReentrant {
+        for (uint256 i; i < instrumentIds.length; ++i) {
+            uint256 id = instrumentIds[i];
+            Instrument storage inst = _instrument(id);
+            if (inst.kind == InstrumentKind.Perpetual || inst.expiry > block.timestamp) revert NotExpired(inst.expiry);
+            int256 size = _positions[account][id];
+            if (size == 0) continue;
+            uint256 price = settlementPrices[inst.underlying][inst.expiry];
+            if (price == 0) revert SettlementPriceMissing(inst.underlying, inst.expiry);
+            uint256 intrinsic = inst.kind == InstrumentKind.Call
+                ? (price > inst.strike ? price - inst.strike : 0)
+                : (inst.strike > price ? inst.strike - price : 0);
+            // Longs are paid rounded down, shorts pay rounded up: settlement never creates money.
+            int256 payout = size > 0
+                ? int256(uint256(size).mulWadDown(intrinsic))
+                : -int256(uint256(-size).mulWadUp(intrinsic));
+            _setPosition(account, id, 0);
+            if (payout != 0) {
+                _addCash(account, payout);
+                netSettlementPayouts += payout;
+            }
+            emit PositionSettled(account, id, size, payout);
+        }
+    }
+
+    // ============================================================================ Fees
+
+    function withdrawFees(address to, uint256 amount) external onlyOwner nonReentrant {
+        if (to == address(0)) revert ZeroAddress();
+        if (amount > protocolFees) revert InsufficientCash(int256(protocolFees), amount);
+        protocolFees -= amount;
+        collateral.safeTransfer(to, FixedPoint.fromWadDown(amount, collateralDecimals));
+        emit FeesWithdrawn(to, amount);
+    }
+
+    // ============================================================================ Engine hooks
+
+    modifier onlyEngine() {
+        if (!isEngine[msg.sender]) revert NotEngine();
+        _;
+    }
+
+    /// @notice For engines: verifies a margin attestation of `account`'s current state and
+    ///         returns its equity (cash + attested value).
+    function verifyMarginAttestation(address account, MarginAttestation calldata att, bytes calldata sigs)
+        external
+        onlyEngine
+        returns (int256 equity)
+    {
+        Account storage acct = _accounts[account];
+        _verifyMargin(att, sigs, account, acct.stateHash);
+        return acct.cash + att.value;
+    }
+
+    /// @notice For engines: verifies threshold signatures over an engine-defined EIP-712 digest
+    ///         and the freshness of its snapshot.
+    function verifyOracleSignatures(bytes32 structHash, uint64 snapshotTime, uint64 deadline, bytes calldata sigs)
+        external
+        onlyEngine
+    {
+        _checkFresh(snapshotTime, deadline);
+        _verifySignatures(_hashTypedDataV4(structHash), sigs);
+    }
+
+    /// @notice For engines: moves `amount` contracts (signed, from `from`'s side) to `to`.
+    function engineMovePosition(address from, address to, uint256 instrumentId, int256 amount) external onlyEngine {
+        _changePosition(from, instrumentId, -amount);
+        _changePosition(to, instrumentId, amount);
+    }
+
+    /// @notice For engines: moves cash between two accounts (may leave `from` negative).
+    function engineMoveCash(address from, address to, int256 amount) external onlyEngine {
+        _addCash(from, -amount);
+        _addCash(to, amount);
+    }
+
+    /// @notice For engines: debits `account` and sends the tokens to `to` (e.g. the insurance fund).
+    function enginePayOut(address account, address to, uint256 amount) external onlyEngine nonReentrant {
+        _addCash(account, -int256(amount));
+        collateral.safeTransfer(to, FixedPoint.fromWadDown(amount, collateralDecimals));
+    }
+
+    /// @notice For engines: pulls tokens from `from` (which approved this contract) and credits `account`.
+    function enginePayIn(address account, address from, uint256 amount) external onlyEngine nonReentrant {
+        uint256 tokenAmount = FixedPoint.fromWadUp(amount, collateralDecimals);
+        collateral.safeTransferFrom(from, address(this), tokenAmount);
+        _addCash(account, int256(FixedPoint.toWad(tokenAmount, collateralDecimals)));
+    }
+
+    /// @notice For engines: gates withdrawals while bad debt is unresolved.
+    function engineSetWithdrawalsGated(bool gated) external onlyEngine {
+        withdrawalsGated = gated;
+    }
+
+    // ============================================================================ Views
+
+    function cashOf(address account) external view returns (int256) {
+        return _accounts[account].cash;
+    }
+
+    function positionOf(address account, uint256 instrumentId) external view returns (int256) {
+        return _positions[account][instrumentId];
+    }
+
+    function openInstruments(address account) external view returns (uint256[] memory) {
+        return _openIds[account];
+    }
+
+    function stateHashOf(address account) external view returns (bytes32) {
+        return _accounts[account].stateHash;
+    }
+
+    function nextStateHash(address account, uint256 instrumentId, int256 newSize) external view returns (bytes32) {
+        return keccak256(abi.encode(_accounts[account].stateHash, instrumentId, newSize));
+    }
+
+    function marginAttestationDigest(MarginAttestation calldata att) external view returns (bytes32) {
+        return _hashTypedDataV4(AttestationHashing.hash(att));
+    }
+
+    function settlementPriceDigest(SettlementPrice calldata price) external view returns (bytes32) {
+        return _hashTypedDataV4(AttestationHashing.hash(price));
+    }
+
+    // ============================================================================ Internal
+
+    function _instrument(uint256 instrumentId) internal view returns (Instrument storage inst) {
+        inst = _instruments[instrumentId];
+        if (inst.underlying == bytes32(0)) revert UnknownInstrument(instrumentId);
+    }
+
+    function _checkOrder(Order calldata order, bytes calldata makerSignature, uint256 fillAmount)
+        internal
+        returns (bytes32 orderHash)
+    {
+        if (order.deadline < block.timestamp) revert OrderExpired();
+        if (order.nonce < minNonce[order.maker]) revert OrderNoLongerValid();
+        if (fillAmount == 0 || order.size == 0) revert InvalidFillAmount();
+        orderHash = _hashTypedDataV4(AttestationHashing.hash(order));
+        uint256 done = filled[orderHash];
+        if (done == type(uint256).max) revert OrderNoLongerValid();
+        uint256 total = order.size > 0 ? uint256(order.size) : uint256(-order.size);
+        if (done + fillAmount > total) revert OrderOverfilled(total - done, fillAmount);
+        // EOA signatures through ECDSA (malleability-checked); contract makers through ERC-1271.
+        if (!SignatureChecker.isValidSignatureNow(order.maker, orderHash, makerSignature)) {
+            revert InvalidOrderSignature();
+        }
+        filled[orderHash] = done + fillAmount;
+    }
+
+    /// @dev Moves positions (maker ±fillAmount, taker the opposite) and cash (the buyer pays the
+    ///      seller fillAmount × price; the taker pays the fee into protocolFees).
+    function _applyFill(Order calldata order, uint256 fillAmount, bytes32 orderHash) internal {
+        Instrument storage inst = _instrument(order.instrumentId);
+        if (inst.kind != InstrumentKind.Perpetual && inst.expiry <= block.timestamp) {
+            revert InstrumentExpired(order.instrumentId);
+        }
+        int256 makerDelta = order.size > 0 ? int256(fillAmount) : -int256(fillAmount);
+        _changePosition(order.maker, order.instrumentId, makerDelta);
+        _changePosition(msg.sender, order.instrumentId, -makerDelta);
+
+        uint256 notional = fillAmount.mulWadUp(order.price);
+        uint256 fee = notional.mulWadUp(_config.takerFee);
+        int256 makerCash = makerDelta > 0 ? -int256(notional) : int256(notional);
+        _addCash(order.maker, makerCash);
+        _addCash(msg.sender, -makerCash - int256(fee));
+        protocolFees += fee;
+        emit OrderFilled(orderHash, order.maker, msg.sender, order.instrumentId, makerDelta, order.price, fee);
+    }
+
+    function _requireInitialMargin(address account, MarginAttestation calldata att, bytes calldata sigs) internal {
+        Account storage acct = _accounts[account];
+        _verifyMargin(att, sigs, account, acct.stateHash);
+        int256 equity = acct.cash + att.value;
+        if (equity < int256(att.initialMargin)) revert InsufficientEquity(equity, att.initialMargin);
+    }
+
+    function _addCash(address account, int256 delta) internal {
+        int256 cash = _accounts[account].cash + delta;
+        _accounts[account].cash = cash;
+        totalCash += delta;
+        emit CashUpdated(account, cash);
+    }
+
+    function _changePosition(address account, uint256 instrumentId, int256 delta) internal {
+        _setPosition(account, instrumentId, _positions[account][instrumentId] + delta);
+    }
+
+    /// @dev The one place positions change: open-list bookkeeping, the position cap and the
+    ///      state-hash chain.
+    function _setPosition(address account, uint256 instrumentId, int256 newSize) internal {
+        int256 oldSize = _positions[account][instrumentId];
+        if (oldSize == newSize) return;
+        _positions[account][instrumentId] = newSize;
+        if (oldSize == 0) {
+            uint256[] storage ids = _openIds[account];
+            if (ids.length >= _config.maxPositions) revert TooManyPositions(_config.maxPositions);
+            ids.push(instrumentId);
+            _openIndex[account][instrumentId] = ids.length;
+        } else if (newSize == 0) {
+            uint256[] storage ids = _openIds[account];
+            uint256 index = _openIndex[account][instrumentId] - 1;
+            uint256 lastId = ids[ids.length - 1];
+            ids[index] = lastId;
+            _openIndex[account][lastId] = index + 1;
+            ids.pop();
+            delete _openIndex[account][instrumentId];
+        }
+        bytes32 stateHash = keccak256(abi.encode(_accounts[account].stateHash, instrumentId, newSize));
+        _accounts[account].stateHash = stateHash;
+        emit PositionUpdated(account, instrumentId, newSize, stateHash);
+    }
+}

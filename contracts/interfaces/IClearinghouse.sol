@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+/// @notice Instrument kinds; the numeric order is shared with the off-chain engine.
+enum InstrumentKind {
+    Perpetual,
+    Call,
+    Put
+}
+
+/// @notice A listed instrument. Underlyings are short ASCII names left-aligned in a bytes32
+///         ("ETH" → 0x455448000…). Strikes are WAD; expiry is a unix time (0 for perpetuals).
+struct Instrument {
+    bytes32 underlying;
+    InstrumentKind kind;
+    uint64 expiry;
+    uint256 strike;
+}
+
+/// @notice The oracle's signed statement about one account's portfolio, in WAD.
+/// @dev Bound to: this chain and contract (EIP-712 domain), the account, the exact portfolio state
+///      (`stateHash`, the account's position commitment after the action it is used for), a fresh
+///      market snapshot (`snapshotTime`), an expiry (`deadline`) and the risk-model version.
+struct MarginAttestation {
+    address account;
+    bytes32 stateHash;
+    int256 value;
+    uint256 initialMargin;
+    uint256 maintenanceMargin;
+    uint64 snapshotTime;
+    uint64 deadline;
+    uint32 paramsVersion;
+}
+
+/// @notice A maker's signed offer. `size` is signed from the maker's side (+ buys, − sells);
+///         `price` is the WAD price per contract (the premium for options, the trade price for
+///         perpetuals). A taker may fill any part of |size| until the deadline.
+struct Order {
+    address maker;
+    uint256 instrumentId;
+    int256 size;
+    uint256 price;
+    uint256 nonce;
+    uint64 deadline;
+}
+
+/// @notice The oracle's signed settlement price of an underlying at an option expiry.
+struct SettlementPrice {
+    bytes32 underlying;
+    uint64 expiry;
+    uint256 price;
+}
+
+/// @notice Risk parameters enforced on-chain. Every field has hard bounds (see the setter).
+struct RiskConfig {
+    uint32 paramsVersion; // version of the off-chain model attestations must carry
+    uint32 maxSnapshotAge; // seconds an attested snapshot stays usable
+    uint32 snapshotTolerance; // seconds a snapshot may trail the newest one already accepted
+    uint8 maxPositions; // open positions per account (bounds liquidation gas)
+    uint64 takerFee; // WAD share of the traded premium/notional paid by the taker
+    uint64 liquidationBuffer; // WAD: a liquidation restores equity to MM × (1 + buffer)
+    uint64 liquidatorBonus; // WAD share of the transferred slice's |MM| paid to the liquidator
+    uint64 insuranceFee; // WAD share of the transferred slice's |MM| paid to the insurance fund
+    uint128 dustMargin; // WAD: below this MM a liquidation takes the whole portfolio
+}
+
+/// @title IClearinghouse
+/// @notice Collateral, instruments, positions and bilateral trades, each risk-checked against
+///         threshold-signed EIP-712 attestations from the off-chain risk oracle.
+/// @dev Amounts: token units at the deposit/withdraw boundary, WAD (18 decimals) everywhere else.
+///      Cash is signed: buying a perpetual moves its price out of cash and the position is valued
+///      at the index, so equity = cash + attested value for every instrument kind.
+interface IClearinghouse {
+    // ============================================================================ Errors
+
+    error ZeroAmount();
+    error ZeroAddress();
+    error TokenDecimalsUnsupported(uint8 decimals);
+    error TransferAmountMismatch(uint256 expected, uint256 received);
+    error InsufficientCash(int256 cash, uint256 requested);
+    error InsufficientEquity(int256 equity, uint256 required);
+    error TradingPaused();
+    error WithdrawalsPaused();
+    error NotGuardian();
+    error NotEngine();
+    error UnknownInstrument(uint256 instrumentId);
+    error InvalidInstrument();
+    error InstrumentExpired(uint256 instrumentId);
+    error TooManyPositions(uint256 limit);
+    error OrderExpired();
+    error OrderNoLongerValid();
+    error OrderOverfilled(uint256 remaining, uint256 requested);
+    error InvalidOrderSignature();
+    error SelfTrade();
+    error InvalidFillAmount();
+    error NotOrderMaker();
+    // attestations
+    error WrongAccount(address expected, address attested);
+    error WrongPortfolioState(bytes32 expected, bytes32 attested);
+    error WrongParamsVersion(uint32 expected, uint32 attested);
+    error AttestationExpired(uint64 deadline);
+    error SnapshotInFuture(uint64 snapshotTime);
+    error SnapshotTooOld(uint64 snapshotTime, uint256 oldestAccepted);
+    error MalformedSignatures();
+    error NotEnoughSignatures(uint256 provided, uint256 threshold);
+    error InvalidSignature();
+    error SignersNotAscending();
+    error UnauthorizedSigner(address signer);
+    // settlement
+    error NotExpired(uint64 expiry);
+    error SettlementPriceAlreadySet();
+    error SettlementPriceMissing(bytes32 underlying, uint64 expiry);
+    // governance
+    error ParameterOutOfBounds(string name);
+    error NothingScheduled();
+    error TimelockNotElapsed(uint256 eta);
+    error InvalidSignerSet();
+
+    // ============================================================================ Events
+
+    event Deposited(address indexed account, address indexed from, uint256 tokenAmount, uint256 amount);
+    event Withdrawn(address indexed account, address indexed to, uint256 tokenAmount, uint256 amount);
+    event CashUpdated(address indexed account, int256 cash);
+    event PositionUpdated(address indexed account, uint256 indexed instrumentId, int256 size, bytes32 stateHash);
+    event InstrumentListed(
+        uint256 indexed instrumentId, bytes32 indexed underlying, InstrumentKind kind, uint256 strike, uint64 expiry
+    );
+    event OrderFilled(
+        bytes32 indexed orderHash,
+        address indexed maker,
+        address indexed taker,
+        uint256 instrumentId,
+        int256 makerSizeDelta,
+        uint256 price,
+        uint256 fee
+    );
+    event OrderCancelled(bytes32 indexed orderHash, address indexed maker);
+    event MinNonceRaised(address indexed maker, uint256 minNonce);
+    event SettlementPricePosted(bytes32 indexed underlying, uint64 indexed expiry, uint256 price);
+    event PositionSettled(address indexed account, uint256 indexed instrumentId, int256 size, int256 payout);
+    event RiskConfigScheduled(RiskConfig config, bytes32 paramsHash, uint256 eta);
+    event RiskConfigUpdated(RiskConfig config, bytes32 paramsHash);
+    event SignerSetScheduled(address[] signers, uint8 threshold, uint256 eta);
+    event SignerSetUpdated(uint256 indexed epoch, address[] signers, uint8 threshold);
+    event EngineScheduled(address indexed engine, bool enabled, uint256 eta);
+    event EngineUpdated(address indexed engine, bool enabled);
+    event ScheduledCancelled(bytes32 indexed what);
+    event GuardianUpdated(address indexed guardian);
+    event PauseUpdated(bool tradingPaused, bool withdrawalsPaused);
+    event FeesWithdrawn(address indexed to, uint256 amount);
+
+    // ============================================================================ Collateral
+
+    /// @notice Credits `tokenAmount` of the collateral token, pulled from the caller, to `account`.
+    /// @dev Allowed while paused (deposits only add safety). Reverts if the token delivers a
+    ///      different amount than requested (fee-on-transfer tokens are rejected).
+    function deposit(address account, uint256 tokenAmount) external;
+
+    /// @notice Sends `tokenAmount` of collateral to `to`, debited from the caller's cash.
+    /// @dev With open positions the caller must pass an attestation for its current portfolio
+    ///      state; equity after the withdrawal must be at least the attested IM. Without open
+    ///      positions the attestation is ignored (pass an empty one).
+    function withdraw(uint256 tokenAmount, address to, MarginAttestation calldata att, bytes calldata sigs) external;
+
+    // ============================================================================ Trading
+
+    /// @notice Fills `fillAmount` contracts of the maker's signed order with the caller as taker.
+    /// @param makerAtt Attestation of the maker's portfolio after this fill.
+    /// @param takerAtt Attestation of the taker's portfolio after this fill.
+    /// @dev Both accounts must meet IM afterwards. The taker pays `takerFee` of the traded amount.
+    function fillOrder(
+        Order calldata order,
+        bytes calldata makerSignature,
+        uint256 fillAmount,
+        MarginAttestation calldata makerAtt,
+        bytes calldata makerSigs,
+        MarginAttestation calldata takerAtt,
+        bytes calldata takerSigs
+    ) external;
+
+    /// @notice Cancels one of the caller's orders.
+    function cancelOrder(Order calldata order) external;
+
+    /// @notice Cancels every order of the caller with a nonce below `minNonce`.
+    function raiseMinNonce(uint256 minNonce) external;
+
+    // ============================================================================ Settlement
+
+    /// @notice Records the threshold-signed settlement price of an underlying at an expiry.
+    /// @dev Anyone may submit it once the expiry has passed; it cannot be changed afterwards.
+    function postSettlementPrice(SettlementPrice calldata price, bytes calldata sigs) external;
+
+    /// @notice Settles `account`'s expired options in cash at the posted prices. Anyone may call.
+    function settle(address account, uint256[] calldata instrumentIds) external;
+
+    // ============================================================================ Views
+
+    /// @notice The account's signed cash balance in WAD.
+    function cashOf(address account) external view returns (int256);
+
+    /// @notice The account's signed position in an instrument, in WAD contracts.
+    function positionOf(address account, uint256 instrumentId) external view returns (int256);
+
+    /// @notice The account's open instrument ids.
+    function openInstruments(address account) external view returns (uint256[] memory);
+
+    /// @notice The account's portfolio commitment: a hash chain over every position update.
+    function stateHashOf(address account) external view returns (bytes32);
+
+    /// @notice The state hash the account would have after setting one position to `newSize`.
+    function nextStateHash(address account, uint256 instrumentId, int256 newSize) external view returns (bytes32);
+
+    /// @notice The EIP-712 digest an oracle signer signs for `att`.
+    function marginAttestationDigest(MarginAttestation calldata att) external view returns (bytes32);
+}

@@ -1,0 +1,34 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {MarginAttestation, Order, SettlementPrice} from "../interfaces/IClearinghouse.sol";
+
+/// @title AttestationHashing
+/// @notice EIP-712 struct hashes of everything the oracle or a maker signs. The type strings are
+///         part of the protocol: the off-chain encoder (offchain/attest/) builds the same ones.
+library AttestationHashing {
+    bytes32 internal constant MARGIN_ATTESTATION_TYPEHASH = keccak256(
+        "MarginAttestation(address account,bytes32 stateHash,int256 value,uint256 initialMargin,"
+        "uint256 maintenanceMargin,uint64 snapshotTime,uint64 deadline,uint32 paramsVersion)"
+    );
+
+    bytes32 internal constant ORDER_TYPEHASH = keccak256(
+        "Order(address maker,uint256 instrumentId,int256 size,uint256 price,uint256 nonce,uint64 deadline)"
+    );
+
+    bytes32 internal constant SETTLEMENT_PRICE_TYPEHASH =
+        keccak256("SettlementPrice(bytes32 underlying,uint64 expiry,uint256 price)");
+
+    /// @dev Every member is a static type, so abi.encode(struct) is the members' 32-byte words in order.
+    function hash(MarginAttestation calldata att) internal pure returns (bytes32) {
+        return keccak256(abi.encode(MARGIN_ATTESTATION_TYPEHASH, att));
+    }
+
+    function hash(Order calldata order) internal pure returns (bytes32) {
+        return keccak256(abi.encode(ORDER_TYPEHASH, order));
+    }
+
+    function hash(SettlementPrice calldata price) internal pure returns (bytes32) {
+        return keccak256(abi.encode(SETTLEMENT_PRICE_TYPEHASH, price));
+    }
+}
