@@ -8,9 +8,16 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 status=0
 
-echo "== forge test (contracts) =="
-if ! forge test -vv; then
+echo "== forge test (contracts: unit, fuzz, invariant) =="
+if ! forge test -vv --no-match-path 'tests/forge/gas/*'; then
   echo "forge test FAILED" >&2
+  status=1
+fi
+
+echo
+echo "== forge gas snapshots (isolated transactions; rewrites snapshots/*.json) =="
+if ! FOUNDRY_PROFILE=gas forge test --match-path 'tests/forge/gas/*'; then
+  echo "forge gas snapshots FAILED" >&2
   status=1
 fi
 

@@ -31,6 +31,8 @@ interface Vm {
     // --- fuzzing ---
     function assume(bool condition) external pure;
 
+    function toString(uint256 value) external pure returns (string memory);
+
     // --- gas snapshots (written to ./snapshots/<group>.json) ---
     function snapshotGasLastCall(string calldata group, string calldata name) external returns (uint256 gasUsed);
     function snapshotValue(string calldata group, string calldata name, uint256 value) external;

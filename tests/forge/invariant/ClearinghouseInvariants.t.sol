@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {ClearinghouseFixture} from "../utils/ClearinghouseFixture.sol";
+import {ClearinghouseHandler} from "./ClearinghouseHandler.sol";
+
+/// @notice Invariants of the ledger under random deposits, withdrawals, trades and price moves.
+contract ClearinghouseInvariants is ClearinghouseFixture {
+    ClearinghouseHandler internal handler;
+
+    function setUp() public {
+        setUpClearinghouse(6, 3, 2);
+        uint256[] memory ids = new uint256[](3);
+        ids[0] = perpId;
+        ids[1] = callId;
+        ids[2] = putId;
+        handler = new ClearinghouseHandler(ch, usdc, keysSlice(0, 2), ids);
+        usdc.transferOwnership(address(handler));
+        vm.prank(address(handler));
+        usdc.acceptOwnership();
+        targetContract(address(handler));
+        bytes4[] memory selectors = new bytes4[](5);
+        selectors[0] = ClearinghouseHandler.deposit.selector;
+        selectors[1] = ClearinghouseHandler.withdraw.selector;
+        selectors[2] = ClearinghouseHandler.trade.selector;
+        selectors[3] = ClearinghouseHandler.movePrice.selector;
+        selectors[4] = ClearinghouseHandler.passTime.selector;
+        targetSelector(FuzzSelector(address(handler), selectors));
+    }
+
+    /// Tokens held = Σ cash + fees (− settlement payouts not yet matched; none here).
+    function invariant_conservationOfFunds() public view {
+        assertEq(
+            int256(usdc.balanceOf(address(ch)) * 1e12),
+            ch.totalCash() + int256(ch.protocolFees()) - ch.netSettlementPayouts(),
+            "custody == cash + fees"
+        );
+        assertEq(
+            ch.totalCash(),
+            int256(handler.ghostDeposited()) - int256(handler.ghostWithdrawn()) - int256(handler.ghostFees()),
+            "cash == deposits - withdrawals - fees"
+        );
+        assertEq(ch.protocolFees(), handler.ghostFees(), "fees");
+    }
+
+    /// Σ per-account cash equals the running total.
+    function invariant_cashSumsToTotal() public view {
+        int256 sum;
+        for (uint256 i; i < handler.actorCount(); ++i) {
+            sum += ch.cashOf(handler.actors(i));
+        }
+        assertEq(sum, ch.totalCash(), "sum of cash");
+    }
+
+    /// Every position has a counterparty.
+    function invariant_positionsZeroSum() public view {
+        for (uint256 j; j < handler.instrumentCount(); ++j) {
+            int256 net;
+            uint256 id = handler.instruments(j);
+            for (uint256 i; i < handler.actorCount(); ++i) {
+                net += ch.positionOf(handler.actors(i), id);
+            }
+            assertEq(net, 0, "positions sum to zero");
+        }
+    }
+
+    /// No trade or withdrawal leaves the account that made it below IM.
+    function invariant_noActionEndsBelowInitialMargin() public view {
+        assertFalse(handler.imViolated(), "an action ended below IM");
+    }
+
+    function afterInvariant() public view {
+        // the campaign must have exercised the paths it checks
+        assertGt(handler.trades() + handler.withdrawals(), 0, "no trade or withdrawal happened");
+    }
+}
