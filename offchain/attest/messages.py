@@ -1,0 +1,108 @@
+"""The signed messages, field for field as in contracts/interfaces/IClearinghouse.sol.
+
+All amounts are integers in WAD (18 decimals); sizes are signed WAD contracts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from eth_utils import to_checksum_address
+
+
+@dataclass(frozen=True)
+class MarginAttestation:
+    account: str
+    state_hash: bytes
+    value: int
+    initial_margin: int
+    maintenance_margin: int
+    snapshot_time: int
+    deadline: int
+    params_version: int
+
+    PRIMARY_TYPE = "MarginAttestation"
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "account": to_checksum_address(self.account),
+            "stateHash": self.state_hash,
+            "value": self.value,
+            "initialMargin": self.initial_margin,
+            "maintenanceMargin": self.maintenance_margin,
+            "snapshotTime": self.snapshot_time,
+            "deadline": self.deadline,
+            "paramsVersion": self.params_version,
+        }
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """The struct as a contract-call argument."""
+        m = self.message()
+        return tuple(m[k] for k in m)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["state_hash"] = "0x" + self.state_hash.hex()
+        for k in ("value", "initial_margin", "maintenance_margin"):
+            d[k] = str(d[k])  # JSON numbers lose precision above 2^53
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "MarginAttestation":
+        return cls(
+            account=d["account"],
+            state_hash=bytes.fromhex(d["state_hash"].removeprefix("0x")),
+            value=int(d["value"]),
+            initial_margin=int(d["initial_margin"]),
+            maintenance_margin=int(d["maintenance_margin"]),
+            snapshot_time=int(d["snapshot_time"]),
+            deadline=int(d["deadline"]),
+            params_version=int(d["params_version"]),
+        )
+
+    @classmethod
+    def empty(cls) -> "MarginAttestation":
+        """Placeholder for calls that need no attestation (e.g. a withdrawal with no positions)."""
+        return cls("0x" + "00" * 20, b"\x00" * 32, 0, 0, 0, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Order:
+    maker: str
+    instrument_id: int
+    size: int
+    price: int
+    nonce: int
+    deadline: int
+
+    PRIMARY_TYPE = "Order"
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "maker": to_checksum_address(self.maker),
+            "instrumentId": self.instrument_id,
+            "size": self.size,
+            "price": self.price,
+            "nonce": self.nonce,
+            "deadline": self.deadline,
+        }
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        m = self.message()
+        return tuple(m[k] for k in m)
+
+
+@dataclass(frozen=True)
+class SettlementPrice:
+    underlying: bytes
+    expiry: int
+    price: int
+
+    PRIMARY_TYPE = "SettlementPrice"
+
+    def message(self) -> dict[str, Any]:
+        return {"underlying": self.underlying, "expiry": self.expiry, "price": self.price}
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (self.underlying, self.expiry, self.price)

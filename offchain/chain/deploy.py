@@ -1,0 +1,126 @@
+"""Deploying and wiring DPRE with ape: collateral (or an existing token), the clearinghouse,
+the instrument listings. Used by scripts/deploy.py (`ape run deploy`), the tests and the demo.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from offchain.attest.state import instrument_to_chain
+from offchain.risk.instruments import Instrument
+from offchain.risk.params import MarginParams
+
+
+@dataclass(frozen=True)
+class OnchainRiskConfig:
+    """Mirror of the RiskConfig struct (contracts/interfaces/IClearinghouse.sol), in WAD."""
+
+    params_version: int = 1
+    max_snapshot_age: int = 120
+    snapshot_tolerance: int = 30
+    max_positions: int = 16
+    taker_fee: int = 5 * 10**14  # 0.05%
+    liquidation_buffer: int = 10**17  # restore equity to MM × 1.10
+    liquidator_bonus: int = 5 * 10**16  # 5% of the slice's MM
+    insurance_fee: int = 2 * 10**16  # 2% of the slice's MM
+    dust_margin: int = 10 * 10**18  # below 10 units of MM a liquidation takes everything
+
+    def as_tuple(self) -> tuple[int, ...]:
+        return (
+            self.params_version, self.max_snapshot_age, self.snapshot_tolerance, self.max_positions,
+            self.taker_fee, self.liquidation_buffer, self.liquidator_bonus, self.insurance_fee, self.dust_margin,
+        )
+
+
+@dataclass
+class Deployment:
+    """Where everything is; written to a JSON file that the oracle and keeper read."""
+
+    chain_id: int
+    clearinghouse: str
+    collateral: str
+    collateral_decimals: int
+    deploy_block: int
+    signers: list[str]
+    threshold: int
+    params_version: int
+    params_hash: str
+    instruments: dict[int, str] = field(default_factory=dict)  # id → name
+
+    def save(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Deployment":
+        data = json.loads(Path(path).read_text())
+        data["instruments"] = {int(k): v for k, v in data["instruments"].items()}
+        return cls(**data)
+
+
+def deploy_system(
+    deployer: Any,
+    *,
+    signers: list[str],
+    threshold: int,
+    instruments: list[Instrument],
+    params: MarginParams | None = None,
+    config: OnchainRiskConfig | None = None,
+    collateral: str | None = None,
+    collateral_decimals: int = 6,
+    owner: str | None = None,
+    guardian: str | None = None,
+    timelock_delay: int = 3600,
+) -> Deployment:
+    """Deploys the system from `deployer` (an ape account) and lists `instruments`.
+
+    Without `collateral` a DevStablecoin with `collateral_decimals` is deployed (owner: the
+    deployer, who can mint it). Signers are sorted, as the contract requires.
+    """
+    from ape import chain, project
+
+    params = params or MarginParams()
+    config = config or OnchainRiskConfig(params_version=params.version)
+    owner = owner or deployer.address
+    guardian = guardian or deployer.address
+    start_block = chain.blocks.head.number
+    if collateral is None:
+        token = deployer.deploy(project.DevStablecoin, "Dev USD Coin", "dUSDC", collateral_decimals, deployer.address)
+        collateral = token.address
+    else:
+        token = project.DevStablecoin.at(collateral)
+    decimals = int(token.decimals())
+    ordered = sorted(signers, key=lambda a: int(a, 16))
+    ch = deployer.deploy(
+        project.Clearinghouse,
+        collateral,
+        deployer.address,  # owner during set-up; handed over below
+        guardian,
+        timelock_delay,
+        config.as_tuple(),
+        params.params_hash(),
+        ordered,
+        threshold,
+    )
+    listed: dict[int, str] = {}
+    for inst in instruments:
+        receipt = ch.listInstrument(*instrument_to_chain(inst), sender=deployer)
+        event = receipt.decode_logs(ch.InstrumentListed)[0]
+        listed[int(event.instrumentId)] = inst.name
+    if owner != deployer.address:
+        ch.transferOwnership(owner, sender=deployer)  # the new owner must acceptOwnership()
+    return Deployment(
+        chain_id=chain.chain_id,
+        clearinghouse=ch.address,
+        collateral=collateral,
+        collateral_decimals=decimals,
+        deploy_block=start_block,
+        signers=ordered,
+        threshold=threshold,
+        params_version=params.version,
+        params_hash="0x" + params.params_hash().hex(),
+        instruments=listed,
+    )
