@@ -18,6 +18,8 @@ import {
 } from "../interfaces/IClearinghouse.sol";
 import {AttestationHashing} from "../libraries/AttestationHashing.sol";
 import {FixedPoint} from "../libraries/FixedPoint.sol";
+import {PositionBook} from "../libraries/PositionBook.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {AttestationVerifier} from "../base/AttestationVerifier.sol";
 import {RiskGovernance} from "../base/RiskGovernance.sol";
 
@@ -32,11 +34,15 @@ import {RiskGovernance} from "../base/RiskGovernance.sol";
 contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
     using FixedPoint for uint256;
+    using PositionBook for PositionBook.Book;
+    using SafeCast for int256;
 
     // ============================================================================ Storage
 
+    /// @dev cash and the open-position count share a slot: both change on most actions.
     struct Account {
-        int256 cash;
+        int248 cash;
+        uint8 openCount;
         bytes32 stateHash;
     }
 
@@ -44,10 +50,7 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
     uint8 public immutable collateralDecimals;
 
     mapping(address => Account) internal _accounts;
-    mapping(address => mapping(uint256 => int256)) internal _positions;
-    mapping(address => uint256[]) internal _openIds;
-    /// @dev index + 1 of an instrument in `_openIds[account]`, 0 if not open
-    mapping(address => mapping(uint256 => uint256)) internal _openIndex;
+    mapping(address => PositionBook.Book) internal _books;
 
     mapping(uint256 => Instrument) internal _instruments;
     uint256 public instrumentCount;
@@ -116,7 +119,7 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         uint256 amount = FixedPoint.toWad(tokenAmount, collateralDecimals);
         Account storage acct = _accounts[msg.sender];
         int256 cashAfter = acct.cash - int256(amount);
-        if (_openIds[msg.sender].length == 0) {
+        if (acct.openCount == 0) {
             if (cashAfter < 0) revert InsufficientCash(acct.cash, amount);
         } else {
             _verifyMargin(att, sigs, msg.sender, acct.stateHash);
@@ -143,6 +146,7 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
             revert InvalidInstrument();
         }
         instrumentId = ++instrumentCount;
+        if (instrumentId > type(uint32).max) revert InvalidInstrument(); // ids are packed as uint32
         _instruments[instrumentId] = Instrument(underlying, kind, expiry, strike);
         emit InstrumentListed(instrumentId, underlying, kind, strike, expiry);
     }
@@ -208,7 +212,7 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
             uint256 id = instrumentIds[i];
             Instrument storage inst = _instrument(id);
             if (inst.kind == InstrumentKind.Perpetual || inst.expiry > block.timestamp) revert NotExpired(inst.expiry);
-            int256 size = _positions[account][id];
+            int256 size = _books[account].sizeOf(id);
             if (size == 0) continue;
             uint256 price = settlementPrices[inst.underlying][inst.expiry];
             if (price == 0) revert SettlementPriceMissing(inst.underlying, inst.expiry);
@@ -273,6 +277,23 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         _changePosition(to, instrumentId, amount);
     }
 
+    /// @notice For engines: moves a pro-rata slice of every position of `from` to `to`.
+    /// @param fraction WAD share; each slice is rounded away from zero (the smallest slice that
+    ///        is at least the fraction), and at `fraction >= 1e18` the whole position moves.
+    function engineTransferSlice(address from, address to, uint256 fraction) external onlyEngine {
+        Account storage a = _accounts[from];
+        Account storage b = _accounts[to];
+        uint256[] memory ids = _books[from].ids(a.openCount);
+        Transfer memory t = Transfer(from, to, fraction, _config.maxPositions, a.openCount, b.openCount, a.stateHash, b.stateHash);
+        for (uint256 i; i < ids.length; ++i) {
+            _transferOne(t, ids[i]);
+        }
+        a.openCount = uint8(t.countFrom);
+        a.stateHash = t.hashFrom;
+        b.openCount = uint8(t.countTo);
+        b.stateHash = t.hashTo;
+    }
+
     /// @notice For engines: moves cash between two accounts (may leave `from` negative).
     function engineMoveCash(address from, address to, int256 amount) external onlyEngine {
         _addCash(from, -amount);
@@ -304,11 +325,11 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
     }
 
     function positionOf(address account, uint256 instrumentId) external view returns (int256) {
-        return _positions[account][instrumentId];
+        return _books[account].sizeOf(instrumentId);
     }
 
     function openInstruments(address account) external view returns (uint256[] memory) {
-        return _openIds[account];
+        return _books[account].ids(_accounts[account].openCount);
     }
 
     function stateHashOf(address account) external view returns (bytes32) {
@@ -382,37 +403,59 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
 
     function _addCash(address account, int256 delta) internal {
         int256 cash = _accounts[account].cash + delta;
-        _accounts[account].cash = cash;
+        _accounts[account].cash = cash.toInt248();
         totalCash += delta;
         emit CashUpdated(account, cash);
     }
 
     function _changePosition(address account, uint256 instrumentId, int256 delta) internal {
-        _setPosition(account, instrumentId, _positions[account][instrumentId] + delta);
+        _setPosition(account, instrumentId, _books[account].sizeOf(instrumentId) + delta);
     }
 
-    /// @dev The one place positions change: open-list bookkeeping, the position cap and the
-    ///      state-hash chain.
+    /// @dev The one place single positions change: the open list, the position cap and the
+    ///      state-hash chain (engineTransferSlice does the same for many at once).
     function _setPosition(address account, uint256 instrumentId, int256 newSize) internal {
-        int256 oldSize = _positions[account][instrumentId];
-        if (oldSize == newSize) return;
-        _positions[account][instrumentId] = newSize;
-        if (oldSize == 0) {
-            uint256[] storage ids = _openIds[account];
-            if (ids.length >= _config.maxPositions) revert TooManyPositions(_config.maxPositions);
-            ids.push(instrumentId);
-            _openIndex[account][instrumentId] = ids.length;
-        } else if (newSize == 0) {
-            uint256[] storage ids = _openIds[account];
-            uint256 index = _openIndex[account][instrumentId] - 1;
-            uint256 lastId = ids[ids.length - 1];
-            ids[index] = lastId;
-            _openIndex[account][lastId] = index + 1;
-            ids.pop();
-            delete _openIndex[account][instrumentId];
-        }
-        bytes32 stateHash = keccak256(abi.encode(_accounts[account].stateHash, instrumentId, newSize));
-        _accounts[account].stateHash = stateHash;
+        if (_books[account].sizeOf(instrumentId) == newSize) return;
+        Account storage acct = _accounts[account];
+        acct.openCount = uint8(_books[account].set(instrumentId, newSize, acct.openCount, _config.maxPositions));
+        bytes32 stateHash = keccak256(abi.encode(acct.stateHash, instrumentId, newSize));
+        acct.stateHash = stateHash;
         emit PositionUpdated(account, instrumentId, newSize, stateHash);
+    }
+
+    /// @dev Running state of a slice transfer: both accounts' counts and hash chains stay in
+    ///      memory and are written once at the end.
+    struct Transfer {
+        address from;
+        address to;
+        uint256 fraction;
+        uint256 maxPositions;
+        uint256 countFrom;
+        uint256 countTo;
+        bytes32 hashFrom;
+        bytes32 hashTo;
+    }
+
+    function _transferOne(Transfer memory t, uint256 id) internal {
+        PositionBook.Book storage fromBook = _books[t.from];
+        PositionBook.Book storage toBook = _books[t.to];
+        int256 size = fromBook.sizeOf(id);
+        int256 slice = t.fraction >= WAD ? size : _sliceOf(size, t.fraction);
+        int256 left = size - slice;
+        t.countFrom = fromBook.set(id, left, t.countFrom, t.maxPositions);
+        t.hashFrom = keccak256(abi.encode(t.hashFrom, id, left));
+        emit PositionUpdated(t.from, id, left, t.hashFrom);
+        int256 received = toBook.sizeOf(id) + slice;
+        t.countTo = toBook.set(id, received, t.countTo, t.maxPositions);
+        t.hashTo = keccak256(abi.encode(t.hashTo, id, received));
+        emit PositionUpdated(t.to, id, received, t.hashTo);
+    }
+
+    /// @dev size × fraction rounded away from zero, never beyond size.
+    function _sliceOf(int256 size, uint256 fraction) internal pure returns (int256) {
+        uint256 abs = uint256(size >= 0 ? size : -size);
+        uint256 part = abs.mulWadUp(fraction);
+        if (part > abs) part = abs;
+        return size >= 0 ? int256(part) : -int256(part);
     }
 }

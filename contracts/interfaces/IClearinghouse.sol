@@ -87,6 +87,7 @@ interface IClearinghouse {
     error InvalidInstrument();
     error InstrumentExpired(uint256 instrumentId);
     error TooManyPositions(uint256 limit);
+    error PositionTooLarge();
     error OrderExpired();
     error OrderNoLongerValid();
     error OrderOverfilled(uint256 remaining, uint256 requested);
@@ -111,7 +112,7 @@ interface IClearinghouse {
     error SettlementPriceAlreadySet();
     error SettlementPriceMissing(bytes32 underlying, uint64 expiry);
     // governance
-    error ParameterOutOfBounds(string name);
+    error ParameterOutOfBounds(bytes32 name);
     error NothingScheduled();
     error TimelockNotElapsed(uint256 eta);
     error InvalidSignerSet();

@@ -44,7 +44,7 @@ contract GovernanceTest is ClearinghouseFixture {
         ch.executeRiskConfig();
     }
 
-    function _expectBound(RiskConfig memory c, string memory name) internal {
+    function _expectBound(RiskConfig memory c, bytes32 name) internal {
         vm.prank(owner);
         vm.expectRevert(abi.encodeWithSelector(IClearinghouse.ParameterOutOfBounds.selector, name));
         ch.scheduleRiskConfig(c, bytes32(0));
@@ -138,9 +138,9 @@ contract GovernanceTest is ClearinghouseFixture {
         s[0] = address(1);
         RiskConfig memory c = defaultConfig();
         ClearinghouseDeployer deployer = new ClearinghouseDeployer();
-        vm.expectRevert(abi.encodeWithSelector(IClearinghouse.ParameterOutOfBounds.selector, "timelockDelay"));
+        vm.expectRevert(abi.encodeWithSelector(IClearinghouse.ParameterOutOfBounds.selector, bytes32("timelockDelay")));
         deployer.deploy(address(usdc), owner, 59, c, s);
-        vm.expectRevert(abi.encodeWithSelector(IClearinghouse.ParameterOutOfBounds.selector, "timelockDelay"));
+        vm.expectRevert(abi.encodeWithSelector(IClearinghouse.ParameterOutOfBounds.selector, bytes32("timelockDelay")));
         deployer.deploy(address(usdc), owner, 30 days + 1, c, s);
         deployer.deploy(address(usdc), owner, 60, c, s);
     }
