@@ -210,8 +210,9 @@ abstract contract RiskGovernance is Ownable2Step {
         if (c.liquidationBuffer > WAD / 2) revert IClearinghouse.ParameterOutOfBounds("liquidationBuffer");
         if (c.liquidatorBonus > WAD / 2) revert IClearinghouse.ParameterOutOfBounds("liquidatorBonus");
         if (c.insuranceFee > WAD / 2) revert IClearinghouse.ParameterOutOfBounds("insuranceFee");
-        // The partial-liquidation fraction divides by (1 + buffer − bonus − fee): keep it ≥ 0.5.
-        if (uint256(c.liquidatorBonus) + c.insuranceFee > WAD / 2 + c.liquidationBuffer) {
+        // The partial-liquidation fraction divides by (1 + buffer − bonus − fee): keep it ≥ 0.5,
+        // with room for the fee doubling while the insurance fund is below target.
+        if (uint256(c.liquidatorBonus) + 2 * uint256(c.insuranceFee) > WAD / 2 + c.liquidationBuffer) {
             revert IClearinghouse.ParameterOutOfBounds("liquidatorBonus+insuranceFee");
         }
         if (c.dustMargin > 1e24) revert IClearinghouse.ParameterOutOfBounds("dustMargin");

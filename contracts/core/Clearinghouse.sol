@@ -71,6 +71,8 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
     int256 public netSettlementPayouts;
     /// @notice While true (set by an engine when bad debt is unresolved) withdrawals are refused.
     bool public withdrawalsGated;
+    /// @notice Set by the first deposit; from then on engines change only through the timelock.
+    bool public isSealed;
 
     // ============================================================================ Construction
 
@@ -103,6 +105,7 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         uint256 received = collateral.balanceOf(address(this)) - before;
         if (received != tokenAmount) revert TransferAmountMismatch(tokenAmount, received);
         uint256 amount = FixedPoint.toWad(tokenAmount, collateralDecimals);
+        if (!isSealed) isSealed = true;
         _addCash(account, int256(amount));
         emit Deposited(account, msg.sender, tokenAmount, amount);
     }
@@ -244,6 +247,15 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
 
     // ============================================================================ Engine hooks
 
+    /// @notice Enables an engine without the timelock, only during set-up (before any deposit):
+    ///         the engine and this contract each need the other's address.
+    function bootstrapEngine(address engine) external onlyOwner {
+        if (isSealed) revert AlreadySealed();
+        if (engine == address(0)) revert ZeroAddress();
+        isEngine[engine] = true;
+        emit EngineUpdated(engine, true);
+    }
+
     modifier onlyEngine() {
         if (!isEngine[msg.sender]) revert NotEngine();
         _;
@@ -301,16 +313,33 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
     }
 
     /// @notice For engines: debits `account` and sends the tokens to `to` (e.g. the insurance fund).
-    function enginePayOut(address account, address to, uint256 amount) external onlyEngine nonReentrant {
-        _addCash(account, -int256(amount));
-        collateral.safeTransfer(to, FixedPoint.fromWadDown(amount, collateralDecimals));
+    /// @dev Pays whole token units, rounded down; debits exactly what was sent.
+    /// @return debited The WAD amount actually debited and sent.
+    function enginePayOut(address account, address to, uint256 amount)
+        external
+        onlyEngine
+        nonReentrant
+        returns (uint256 debited)
+    {
+        uint256 tokenAmount = FixedPoint.fromWadDown(amount, collateralDecimals);
+        debited = FixedPoint.toWad(tokenAmount, collateralDecimals);
+        if (tokenAmount == 0) return 0;
+        _addCash(account, -int256(debited));
+        collateral.safeTransfer(to, tokenAmount);
     }
 
-    /// @notice For engines: pulls tokens from `from` (which approved this contract) and credits `account`.
-    function enginePayIn(address account, address from, uint256 amount) external onlyEngine nonReentrant {
-        uint256 tokenAmount = FixedPoint.fromWadUp(amount, collateralDecimals);
+    /// @notice For engines: pulls whole token units from `from` (which approved this contract)
+    ///         and credits exactly what arrived to `account`.
+    function enginePayIn(address account, address from, uint256 tokenAmount)
+        external
+        onlyEngine
+        nonReentrant
+        returns (uint256 credited)
+    {
+        if (tokenAmount == 0) return 0;
         collateral.safeTransferFrom(from, address(this), tokenAmount);
-        _addCash(account, int256(FixedPoint.toWad(tokenAmount, collateralDecimals)));
+        credited = FixedPoint.toWad(tokenAmount, collateralDecimals);
+        _addCash(account, int256(credited));
     }
 
     /// @notice For engines: gates withdrawals while bad debt is unresolved.

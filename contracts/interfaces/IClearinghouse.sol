@@ -83,6 +83,7 @@ interface IClearinghouse {
     error WithdrawalsPaused();
     error NotGuardian();
     error NotEngine();
+    error AlreadySealed();
     error UnknownInstrument(uint256 instrumentId);
     error InvalidInstrument();
     error InstrumentExpired(uint256 instrumentId);

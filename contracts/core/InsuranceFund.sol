@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {Ownable2Step, Ownable} from "@openzeppelin/contracts/access/Ownable2Step.sol";
+
+import {IInsuranceFund} from "../interfaces/IInsuranceFund.sol";
+import {FixedPoint} from "../libraries/FixedPoint.sol";
+
+/// @title InsuranceFund
+/// @notice Holds the insurance balance in its own custody. Only the liquidation engine moves
+///         money out, and never more than the balance: the fund cannot go negative.
+contract InsuranceFund is IInsuranceFund, Ownable2Step {
+    using SafeERC20 for IERC20;
+
+    uint256 public constant MAX_TARGET = 1e33; // a billion billion units: a sanity bound
+
+    IERC20 public immutable token;
+    uint8 public immutable tokenDecimals;
+    address public immutable clearinghouse;
+    address public engine;
+
+    uint256 public balance;
+    uint256 public target;
+
+    constructor(IERC20 token_, uint8 decimals_, address clearinghouse_, address owner_) Ownable(owner_) {
+        if (address(token_) == address(0) || clearinghouse_ == address(0)) revert ZeroAddress();
+        token = token_;
+        tokenDecimals = decimals_;
+        clearinghouse = clearinghouse_;
+    }
+
+    modifier onlyEngine() {
+        if (msg.sender != engine) revert NotEngine();
+        _;
+    }
+
+    /// @notice Names the liquidation engine, once.
+    function setEngine(address engine_) external onlyOwner {
+        if (engine != address(0)) revert EngineAlreadySet();
+        if (engine_ == address(0)) revert ZeroAddress();
+        engine = engine_;
+        emit EngineSet(engine_);
+    }
+
+    function setTarget(uint256 target_) external onlyOwner {
+        if (target_ > MAX_TARGET) revert TargetOutOfBounds();
+        target = target_;
+        emit TargetUpdated(target_);
+    }
+
+    function health() external view returns (uint256) {
+        if (target == 0) return type(uint256).max;
+        return FixedPoint.divWadDown(balance, target);
+    }
+
+    function deposit(uint256 tokenAmount) external {
+        if (tokenAmount == 0) revert ZeroAmount();
+        token.safeTransferFrom(msg.sender, address(this), tokenAmount);
+        uint256 amount = FixedPoint.toWad(tokenAmount, tokenDecimals);
+        balance += amount;
+        emit Deposited(msg.sender, amount, balance);
+    }
+
+    function recordFee(address account, uint256 amount) external onlyEngine {
+        balance += amount;
+        emit FeeReceived(account, amount, balance);
+    }
+
+    function release(address account, uint256 amount) external onlyEngine returns (uint256 tokenAmount) {
+        uint256 capped = amount < balance ? amount : balance;
+        // Round up so a covered deficit is covered in full, unless that would exceed the balance.
+        tokenAmount = FixedPoint.fromWadUp(capped, tokenDecimals);
+        if (FixedPoint.toWad(tokenAmount, tokenDecimals) > balance) {
+            tokenAmount = FixedPoint.fromWadDown(balance, tokenDecimals);
+        }
+        if (tokenAmount == 0) return 0;
+        uint256 released = FixedPoint.toWad(tokenAmount, tokenDecimals);
+        balance -= released;
+        token.forceApprove(clearinghouse, tokenAmount);
+        emit DeficitCovered(account, released, balance);
+    }
+}
