@@ -147,6 +147,14 @@ abstract contract Test {
         if (a < b) fail(string.concat(message, ": ", _i(a), " < ", _i(b)));
     }
 
+    function assertLt(int256 a, int256 b, string memory message) internal pure {
+        if (a >= b) fail(string.concat(message, ": ", _i(a), " >= ", _i(b)));
+    }
+
+    function assertGt(int256 a, int256 b, string memory message) internal pure {
+        if (a <= b) fail(string.concat(message, ": ", _i(a), " <= ", _i(b)));
+    }
+
     function assertApproxEqAbs(uint256 a, uint256 b, uint256 maxDelta, string memory message) internal pure {
         uint256 delta = a > b ? a - b : b - a;
         if (delta > maxDelta) fail(string.concat(message, ": |", _u(a), " - ", _u(b), "| > ", _u(maxDelta)));

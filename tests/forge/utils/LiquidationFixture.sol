@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {ClearinghouseFixture} from "./ClearinghouseFixture.sol";
+import {MerkleBuilder} from "./MerkleBuilder.sol";
+import {InsuranceFund} from "../../../contracts/core/InsuranceFund.sol";
+import {LiquidationEngine} from "../../../contracts/core/LiquidationEngine.sol";
+import {IInsuranceFund} from "../../../contracts/interfaces/IInsuranceFund.sol";
+import {AdlAttestation, AdlFill, LiquidationRequest} from "../../../contracts/interfaces/ILiquidationEngine.sol";
+import {MarginAttestation} from "../../../contracts/interfaces/IClearinghouse.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+
+/// @notice The clearinghouse with its insurance fund and liquidation engine wired in.
+abstract contract LiquidationFixture is ClearinghouseFixture {
+    InsuranceFund internal fundContract;
+    LiquidationEngine internal engine;
+    address internal keeper;
+    uint256 internal keeperKey = 0x4EE9E4;
+
+    function setUpLiquidation(uint256 signerCount, uint8 threshold) internal {
+        setUpClearinghouse(6, signerCount, threshold);
+        keeper = vm.addr(keeperKey);
+        vm.label(keeper, "keeper");
+        fundContract = new InsuranceFund(IERC20(address(usdc)), 6, address(ch), owner);
+        engine = new LiquidationEngine(ch, IInsuranceFund(address(fundContract)));
+        vm.startPrank(owner);
+        fundContract.setEngine(address(engine));
+        ch.bootstrapEngine(address(engine));
+        vm.stopPrank();
+    }
+
+    function seedFund(uint256 wholeUnits) internal {
+        uint256 amount = tokenUnits(wholeUnits);
+        usdc.mint(address(this), amount);
+        usdc.approve(address(fundContract), amount);
+        fundContract.deposit(amount);
+    }
+
+    // ------------------------------------------------------------------ liquidation helpers
+
+    function request(address account, int256 value, uint256 mm) internal view returns (LiquidationRequest memory r) {
+        MarginAttestation memory att = attestation(account, value, mm * 5 / 4, mm);
+        r = LiquidationRequest({account: account, att: att, sigs: oracleSign(att), maxFraction: WAD});
+    }
+
+    /// @dev The keeper's own post-liquidation attestation: state hash predicted from the slices
+    ///      the engine will move, value and IM supplied by the test (the oracle's job).
+    function keeperAfter(LiquidationRequest[] memory reqs, int256 value, uint256 im)
+        internal
+        view
+        returns (MarginAttestation memory att, bytes memory sigs)
+    {
+        bytes32 h = ch.stateHashOf(keeper);
+        // simulate sizes the keeper will hold, per instrument id (ids here are small)
+        int256[64] memory held;
+        uint256[] memory kIds = ch.openInstruments(keeper);
+        for (uint256 i; i < kIds.length; ++i) held[kIds[i]] = ch.positionOf(keeper, kIds[i]);
+        for (uint256 k; k < reqs.length; ++k) {
+            int256 equity = ch.cashOf(reqs[k].account) + reqs[k].att.value;
+            (uint256 f,,) = engine.liquidationTerms(equity, reqs[k].att.maintenanceMargin);
+            uint256[] memory ids = ch.openInstruments(reqs[k].account);
+            for (uint256 i; i < ids.length; ++i) {
+                int256 size = ch.positionOf(reqs[k].account, ids[i]);
+                int256 slice = f >= WAD ? size : sliceOf(size, f);
+                held[ids[i]] += slice;
+                h = keccak256(abi.encode(h, ids[i], held[ids[i]]));
+            }
+        }
+        att = attestationFor(keeper, h, value, im, im * 4 / 5);
+        sigs = oracleSign(att);
+    }
+
+    function sliceOf(int256 size, uint256 f) internal pure returns (int256) {
+        uint256 abs = uint256(size >= 0 ? size : -size);
+        uint256 part = (abs * f + WAD - 1) / WAD;
+        if (part > abs) part = abs;
+        return size >= 0 ? int256(part) : -int256(part);
+    }
+
+    function liquidateOne(address account, int256 value, uint256 mm, int256 keeperValue, uint256 keeperIm) internal {
+        LiquidationRequest[] memory reqs = new LiquidationRequest[](1);
+        reqs[0] = request(account, value, mm);
+        (MarginAttestation memory katt, bytes memory ksigs) = keeperAfter(reqs, keeperValue, keeperIm);
+        vm.prank(keeper);
+        engine.liquidate(reqs, katt, ksigs);
+    }
+
+    // ------------------------------------------------------------------ ADL helpers
+
+    function adlAttestation(address account, uint256[] memory ids, uint256[] memory marks, bytes32[] memory roots)
+        internal
+        view
+        returns (AdlAttestation memory att, bytes memory sigs)
+    {
+        att = AdlAttestation({
+            account: account,
+            stateHash: ch.stateHashOf(account),
+            instrumentIds: ids,
+            marks: marks,
+            queueRoots: roots,
+            snapshotTime: uint64(block.timestamp),
+            deadline: uint64(block.timestamp + 60),
+            paramsVersion: 1
+        });
+        sigs = signDigest(_adlDigest(att), oracleKeys);
+    }
+
+    function _adlDigest(AdlAttestation memory att) internal view returns (bytes32) {
+        bytes32 structHash = keccak256(
+            abi.encode(
+                engine.ADL_ATTESTATION_TYPEHASH(),
+                att.account,
+                att.stateHash,
+                keccak256(abi.encodePacked(att.instrumentIds)),
+                keccak256(abi.encodePacked(att.marks)),
+                keccak256(abi.encodePacked(att.queueRoots)),
+                att.snapshotTime,
+                att.deadline,
+                att.paramsVersion
+            )
+        );
+        return keccak256(abi.encodePacked("\x19\x01", ch.domainSeparator(), structHash));
+    }
+
+    /// @dev A queue (ranked accounts) for one instrument: its root and every member's fill.
+    function queue(uint256 leg, uint256 instrumentId, address[] memory ranked)
+        internal
+        pure
+        returns (bytes32 root, AdlFill[] memory fills)
+    {
+        bytes32[] memory leaves = new bytes32[](ranked.length);
+        for (uint256 r; r < ranked.length; ++r) leaves[r] = MerkleBuilder.leaf(instrumentId, r, ranked[r]);
+        root = MerkleBuilder.root(leaves);
+        fills = new AdlFill[](ranked.length);
+        for (uint256 r; r < ranked.length; ++r) {
+            fills[r] = AdlFill({leg: leg, counterparty: ranked[r], rank: r, proof: MerkleBuilder.proof(leaves, r)});
+        }
+    }
+}
