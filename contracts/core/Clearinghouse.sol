@@ -292,6 +292,8 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
     /// @notice For engines: moves a pro-rata slice of every position of `from` to `to`.
     /// @param fraction WAD share; each slice is rounded away from zero (the smallest slice that
     ///        is at least the fraction), and at `fraction >= 1e18` the whole position moves.
+    /// @dev Positions are visited in `from`'s open-list order (the `instrumentIds` of the event);
+    ///      each update extends both state-hash chains exactly as a single update would.
     function engineTransferSlice(address from, address to, uint256 fraction) external onlyEngine {
         Account storage a = _accounts[from];
         Account storage b = _accounts[to];
@@ -304,6 +306,9 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         a.stateHash = t.hashFrom;
         b.openCount = uint8(t.countTo);
         b.stateHash = t.hashTo;
+        // One event for the whole slice (not one per position): the sizes follow from the
+        // fraction and the rounding rule, and the two hashes confirm the replay.
+        emit PortfolioSliceTransferred(from, to, fraction, ids, t.hashFrom, t.hashTo);
     }
 
     /// @notice For engines: moves cash between two accounts (may leave `from` negative).
@@ -473,11 +478,9 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         int256 left = size - slice;
         t.countFrom = fromBook.set(id, left, t.countFrom, t.maxPositions);
         t.hashFrom = keccak256(abi.encode(t.hashFrom, id, left));
-        emit PositionUpdated(t.from, id, left, t.hashFrom);
         int256 received = toBook.sizeOf(id) + slice;
         t.countTo = toBook.set(id, received, t.countTo, t.maxPositions);
         t.hashTo = keccak256(abi.encode(t.hashTo, id, received));
-        emit PositionUpdated(t.to, id, received, t.hashTo);
     }
 
     /// @dev size × fraction rounded away from zero, never beyond size.

@@ -124,6 +124,16 @@ interface IClearinghouse {
     event Withdrawn(address indexed account, address indexed to, uint256 tokenAmount, uint256 amount);
     event CashUpdated(address indexed account, int256 cash);
     event PositionUpdated(address indexed account, uint256 indexed instrumentId, int256 size, bytes32 stateHash);
+    /// @notice Every position of `from` in `instrumentIds` (in that order) moved by
+    ///         ceil(|size| × fraction) (all of it at fraction ≥ 1e18) to `to`.
+    event PortfolioSliceTransferred(
+        address indexed from,
+        address indexed to,
+        uint256 fraction,
+        uint256[] instrumentIds,
+        bytes32 fromStateHash,
+        bytes32 toStateHash
+    );
     event InstrumentListed(
         uint256 indexed instrumentId, bytes32 indexed underlying, InstrumentKind kind, uint256 strike, uint64 expiry
     );

@@ -39,7 +39,7 @@ abstract contract ClearinghouseFixture is Test {
     /// oracle keys, sorted so that their addresses ascend
     uint256[] internal oracleKeys;
 
-    function defaultConfig() internal pure returns (RiskConfig memory) {
+    function defaultConfig() internal pure virtual returns (RiskConfig memory) {
         return RiskConfig({
             paramsVersion: 1,
             maxSnapshotAge: 120,

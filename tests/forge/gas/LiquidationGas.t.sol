@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {LiquidationFixture} from "../utils/LiquidationFixture.sol";
+import {InstrumentKind, MarginAttestation, RiskConfig} from "../../../contracts/interfaces/IClearinghouse.sol";
+import {AdlAttestation, AdlFill, LiquidationRequest} from "../../../contracts/interfaces/ILiquidationEngine.sol";
+
+/// @notice Gas of the waterfall's paths, written to snapshots/LiquidationEngine.json.
+/// @dev Isolated transactions (FOUNDRY_PROFILE=gas); a 3-of-5 oracle; position cap raised to 32.
+contract LiquidationGas is LiquidationFixture {
+    function defaultConfig() internal pure override returns (RiskConfig memory c) {
+        c = super.defaultConfig();
+        c.maxPositions = 32;
+    }
+
+    function setUp() public {
+        setUpLiquidation(5, 3);
+        fund(bob, 1_000_000);
+        fund(keeper, 1_000_000);
+        seedFund(100_000);
+    }
+
+    /// alice holds one contract of each of n instruments, bought from bob at 10.
+    function openBook(address account, uint256 key, uint256 n, uint256 firstNonce) internal returns (uint256[] memory ids) {
+        ids = new uint256[](n);
+        ids[0] = perpId;
+        vm.startPrank(owner);
+        for (uint256 i = 1; i < n; ++i) ids[i] = ch.listInstrument(ETH, InstrumentKind.Call, (2_000 + 50 * i) * 1e18, expiry);
+        vm.stopPrank();
+        for (uint256 i; i < n; ++i) {
+            fill(order(bob, ids[i], -1e18, 10e18, firstNonce + i), bobKey, account, 1e18, quote(0, 0, int256(10e18 * (i + 1)), 0));
+        }
+        key;
+    }
+
+    function liquidateBook(uint256 n, string memory label, bool keeperHolds) internal {
+        fund(alice, 1_000);
+        uint256[] memory ids = openBook(alice, aliceKey, n, 1);
+        if (keeperHolds) {
+            for (uint256 i; i < n; ++i) {
+                fill(order(bob, ids[i], -1e18, 10e18, 1_000 + i), bobKey, keeper, 1e18, quote(0, 0, 0, 0));
+            }
+        }
+        // attested: value 10 per contract, MM 2,000 > equity ≈ 1,000 → a partial liquidation
+        LiquidationRequest[] memory reqs = new LiquidationRequest[](1);
+        reqs[0] = request(alice, int256(10e18 * n), 2_000e18);
+        (MarginAttestation memory katt, bytes memory ksigs) = keeperAfter(reqs, int256(10e18 * n), 1_000e18);
+        vm.prank(keeper);
+        engine.liquidate(reqs, katt, ksigs);
+        vm.snapshotGasLastCall("LiquidationEngine", label);
+        assertGt(ch.positionOf(keeper, ids[0]), 0, "keeper took a slice");
+    }
+
+    function test_gas_liquidate1() public {
+        liquidateBook(1, "liquidate 1 position (keeper new to it)", false);
+    }
+
+    function test_gas_liquidate8() public {
+        liquidateBook(8, "liquidate 8 positions (keeper new to them)", false);
+    }
+
+    function test_gas_liquidate8KeeperHolds() public {
+        liquidateBook(8, "liquidate 8 positions (keeper already holds them)", true);
+    }
+
+    function test_gas_liquidateMax() public {
+        liquidateBook(32, "liquidate 32 positions, the cap (keeper new to them)", false);
+    }
+
+    function test_gas_batchOf10() public {
+        LiquidationRequest[] memory reqs = new LiquidationRequest[](10);
+        for (uint256 k; k < 10; ++k) {
+            uint256 key = 0xACC0 + k;
+            address a = vm.addr(key);
+            fund(a, 1_000);
+            fill(order(bob, perpId, -1e18, 3_000e18, 100 + k), bobKey, a, 1e18, quote(0, 0, 3_000e18, 600e18));
+        }
+        for (uint256 k; k < 10; ++k) {
+            address a = vm.addr(0xACC0 + k);
+            reqs[k] = request(a, 2_500e18, 2_000e18); // equity ≈ 500 < MM 2,000
+        }
+        (MarginAttestation memory katt, bytes memory ksigs) = keeperAfter(reqs, 25_000e18, 10_000e18);
+        vm.prank(keeper);
+        engine.liquidate(reqs, katt, ksigs);
+        vm.snapshotGasLastCall("LiquidationEngine", "liquidate a batch of 10 accounts (1 position each)");
+    }
+
+    function test_gas_bankruptcyCoveredByFund() public {
+        fund(alice, 1_000);
+        fill(order(bob, perpId, -1e18, 3_000e18, 1), bobKey, alice, 1e18, quote(0, 0, 3_000e18, 600e18));
+        // value 1,500 against cash −2,000: equity −500, covered by the fund
+        LiquidationRequest[] memory reqs = new LiquidationRequest[](1);
+        reqs[0] = request(alice, 1_500e18, 240e18);
+        (MarginAttestation memory katt, bytes memory ksigs) = keeperAfter(reqs, 1_500e18, 300e18);
+        vm.prank(keeper);
+        engine.liquidate(reqs, katt, ksigs);
+        vm.snapshotGasLastCall("LiquidationEngine", "liquidate a bankrupt account, fund covers the deficit");
+        assertGe(ch.cashOf(alice), 0, "covered");
+    }
+
+    function test_gas_adlStep() public {
+        // drain the fund to 100: redeploy with a small fund
+        setUpLiquidation(5, 3);
+        fund(bob, 1_000_000);
+        fund(carol, 1_000_000);
+        fund(alice, 1_000);
+        seedFund(100);
+        fill(order(bob, perpId, -6e18, 3_000e18, 1), bobKey, alice, 6e18, quote(0, 0, 18_000e18, 0));
+        fill(order(carol, perpId, -4e18, 3_000e18, 1), carolKey, alice, 4e18, quote(0, 0, 30_000e18, 0));
+        uint256[] memory ids = new uint256[](1);
+        ids[0] = perpId;
+        uint256[] memory marks = new uint256[](1);
+        marks[0] = 1_000e18;
+        bytes32[] memory roots = new bytes32[](1);
+        address[] memory ranked = new address[](2);
+        ranked[0] = carol;
+        ranked[1] = bob;
+        AdlFill[] memory fills;
+        (roots[0], fills) = queue(0, perpId, ranked);
+        (AdlAttestation memory att, bytes memory sigs) = adlAttestation(alice, ids, marks, roots);
+        engine.deleverage(att, sigs, fills);
+        vm.snapshotGasLastCall("LiquidationEngine", "deleverage 1 position against 2 ranked counterparties");
+        assertEq(ch.positionOf(alice, perpId), 0, "deleveraged");
+    }
+}
