@@ -21,7 +21,7 @@ contract InsuranceFund is IInsuranceFund, Ownable2Step {
     address public immutable clearinghouse;
     address public engine;
 
-    uint256 public balance;
+    uint256 public fundBalance;
     uint256 public target;
 
     constructor(IERC20 token_, uint8 decimals_, address clearinghouse_, address owner_) Ownable(owner_) {
@@ -52,33 +52,33 @@ contract InsuranceFund is IInsuranceFund, Ownable2Step {
 
     function health() external view returns (uint256) {
         if (target == 0) return type(uint256).max;
-        return FixedPoint.divWadDown(balance, target);
+        return FixedPoint.divWadDown(fundBalance, target);
     }
 
     function deposit(uint256 tokenAmount) external {
         if (tokenAmount == 0) revert ZeroAmount();
         token.safeTransferFrom(msg.sender, address(this), tokenAmount);
         uint256 amount = FixedPoint.toWad(tokenAmount, tokenDecimals);
-        balance += amount;
-        emit Deposited(msg.sender, amount, balance);
+        fundBalance += amount;
+        emit Deposited(msg.sender, amount, fundBalance);
     }
 
     function recordFee(address account, uint256 amount) external onlyEngine {
-        balance += amount;
-        emit FeeReceived(account, amount, balance);
+        fundBalance += amount;
+        emit FeeReceived(account, amount, fundBalance);
     }
 
     function release(address account, uint256 amount) external onlyEngine returns (uint256 tokenAmount) {
-        uint256 capped = amount < balance ? amount : balance;
+        uint256 capped = amount < fundBalance ? amount : fundBalance;
         // Round up so a covered deficit is covered in full, unless that would exceed the balance.
         tokenAmount = FixedPoint.fromWadUp(capped, tokenDecimals);
-        if (FixedPoint.toWad(tokenAmount, tokenDecimals) > balance) {
-            tokenAmount = FixedPoint.fromWadDown(balance, tokenDecimals);
+        if (FixedPoint.toWad(tokenAmount, tokenDecimals) > fundBalance) {
+            tokenAmount = FixedPoint.fromWadDown(fundBalance, tokenDecimals);
         }
         if (tokenAmount == 0) return 0;
         uint256 released = FixedPoint.toWad(tokenAmount, tokenDecimals);
-        balance -= released;
+        fundBalance -= released;
         token.forceApprove(clearinghouse, tokenAmount);
-        emit DeficitCovered(account, released, balance);
+        emit DeficitCovered(account, released, fundBalance);
     }
 }

@@ -78,7 +78,7 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         if (fraction == WAD) {
             // Whatever the account cannot pay must be within the fund's reach: cap the bonus,
             // and refuse when even the bare deficit is not (that account goes to ADL instead).
-            uint256 available = fund.balance();
+            uint256 available = fund.fundBalance();
             uint256 deficit = equity < 0 ? uint256(-equity) : 0;
             if (deficit > available) revert FundCannotCover(deficit, available);
             uint256 maxBonus = equity > 0 ? uint256(equity) + available : available - deficit;
@@ -156,7 +156,7 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         int256 equity = clearinghouse.verifyMarginAttestation(account, att, sigs);
         if (equity >= 0) revert NotBankrupt(equity);
         uint256 deficit = uint256(-equity);
-        uint256 available = fund.balance();
+        uint256 available = fund.fundBalance();
         if (available >= deficit) revert FundCanCover(deficit, available);
         if (!flagged[account]) {
             flagged[account] = true;
@@ -239,7 +239,7 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         }
         if (equity >= 0) revert NotBankrupt(equity);
         deficit = uint256(-equity);
-        uint256 available = fund.balance();
+        uint256 available = fund.fundBalance();
         if (available >= deficit) revert FundCanCover(deficit, available);
         if (available != 0) {
             uint256 tokenAmount = fund.release(att.account, available);

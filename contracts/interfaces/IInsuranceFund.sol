@@ -19,7 +19,7 @@ interface IInsuranceFund {
     event EngineSet(address indexed engine);
 
     /// @notice What the fund can pay out, in WAD.
-    function balance() external view returns (uint256);
+    function fundBalance() external view returns (uint256);
 
     /// @notice The balance governance aims for (e.g. the oracle's worst-case shortfall estimate).
     function target() external view returns (uint256);

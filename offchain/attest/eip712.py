@@ -41,6 +41,16 @@ TYPES: dict[str, list[tuple[str, str]]] = {
         ("expiry", "uint64"),
         ("price", "uint256"),
     ],
+    "AdlAttestation": [
+        ("account", "address"),
+        ("stateHash", "bytes32"),
+        ("instrumentIds", "uint256[]"),
+        ("marks", "uint256[]"),
+        ("queueRoots", "bytes32[]"),
+        ("snapshotTime", "uint64"),
+        ("deadline", "uint64"),
+        ("paramsVersion", "uint32"),
+    ],
 }
 
 
@@ -81,11 +91,20 @@ def type_string(primary_type: str) -> str:
     return f"{primary_type}({fields})"
 
 
+def _encode_field(solidity_type: str, value: Any) -> tuple[str, Any]:
+    """EIP-712 encodeData of one member: arrays of atomic types become keccak(concat(elements))."""
+    if solidity_type.endswith("[]"):
+        element = solidity_type[:-2]
+        return "bytes32", keccak(b"".join(abi_encode([element], [v]) for v in value))
+    return solidity_type, value
+
+
 def struct_hash(item: Signable) -> bytes:
     fields = TYPES[item.PRIMARY_TYPE]
     message = item.message()
+    encoded = [_encode_field(t, message[n]) for n, t in fields]
     return keccak(
-        abi_encode(["bytes32", *(t for _, t in fields)], [keccak(text=type_string(item.PRIMARY_TYPE)), *(message[n] for n, _ in fields)])
+        abi_encode(["bytes32", *(t for t, _ in encoded)], [keccak(text=type_string(item.PRIMARY_TYPE)), *(v for _, v in encoded)])
     )
 
 

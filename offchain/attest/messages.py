@@ -106,3 +106,33 @@ class SettlementPrice:
 
     def as_tuple(self) -> tuple[Any, ...]:
         return (self.underlying, self.expiry, self.price)
+
+
+@dataclass(frozen=True)
+class AdlAttestation:
+    account: str
+    state_hash: bytes
+    instrument_ids: tuple[int, ...]
+    marks: tuple[int, ...]
+    queue_roots: tuple[bytes, ...]
+    snapshot_time: int
+    deadline: int
+    params_version: int
+
+    PRIMARY_TYPE = "AdlAttestation"
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "account": to_checksum_address(self.account),
+            "stateHash": self.state_hash,
+            "instrumentIds": list(self.instrument_ids),
+            "marks": list(self.marks),
+            "queueRoots": list(self.queue_roots),
+            "snapshotTime": self.snapshot_time,
+            "deadline": self.deadline,
+            "paramsVersion": self.params_version,
+        }
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        m = self.message()
+        return tuple(m[k] for k in m)

@@ -48,6 +48,8 @@ class Deployment:
     threshold: int
     params_version: int
     params_hash: str
+    insurance_fund: str = ""
+    liquidation_engine: str = ""
     instruments: dict[int, str] = field(default_factory=dict)  # id → name
 
     def save(self, path: str | Path) -> None:
@@ -74,11 +76,14 @@ def deploy_system(
     owner: str | None = None,
     guardian: str | None = None,
     timelock_delay: int = 3600,
+    fund_target: int = 0,
 ) -> Deployment:
     """Deploys the system from `deployer` (an ape account) and lists `instruments`.
 
     Without `collateral` a DevStablecoin with `collateral_decimals` is deployed (owner: the
-    deployer, who can mint it). Signers are sorted, as the contract requires.
+    deployer, who can mint it). Signers are sorted, as the contract requires. The insurance
+    fund and the liquidation engine are wired in before any deposit (the only time the engine
+    may be enabled without the timelock); `fund_target` (WAD) sets the fund's health target.
     """
     from ape import chain, project
 
@@ -105,13 +110,21 @@ def deploy_system(
         ordered,
         threshold,
     )
+    fund = deployer.deploy(project.InsuranceFund, collateral, decimals, ch.address, deployer.address)
+    engine = deployer.deploy(project.LiquidationEngine, ch.address, fund.address)
+    fund.setEngine(engine.address, sender=deployer)
+    ch.bootstrapEngine(engine.address, sender=deployer)
+    if fund_target:
+        fund.setTarget(fund_target, sender=deployer)
     listed: dict[int, str] = {}
     for inst in instruments:
         receipt = ch.listInstrument(*instrument_to_chain(inst), sender=deployer)
         event = receipt.decode_logs(ch.InstrumentListed)[0]
         listed[int(event.instrumentId)] = inst.name
     if owner != deployer.address:
-        ch.transferOwnership(owner, sender=deployer)  # the new owner must acceptOwnership()
+        # the new owner must call acceptOwnership() on both
+        ch.transferOwnership(owner, sender=deployer)
+        fund.transferOwnership(owner, sender=deployer)
     return Deployment(
         chain_id=chain.chain_id,
         clearinghouse=ch.address,
@@ -122,5 +135,7 @@ def deploy_system(
         threshold=threshold,
         params_version=params.version,
         params_hash="0x" + params.params_hash().hex(),
+        insurance_fund=fund.address,
+        liquidation_engine=engine.address,
         instruments=listed,
     )

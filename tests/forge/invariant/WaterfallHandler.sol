@@ -117,12 +117,12 @@ contract WaterfallHandler {
         MarginAttestation memory att = _attest(a, ch.stateHashOf(a), _value(a), mm * 5 / 4, mm);
         reqs[0] = LiquidationRequest(a, att, _sign(ch.marginAttestationDigest(att)), WAD);
         (MarginAttestation memory katt, bytes memory ksigs, uint256 f) = _keeperAfter(a, equity, mm);
-        uint256 fundBefore = fund.balance();
+        uint256 fundBefore = fund.fundBalance();
         vm.prank(keeper());
         try engine.liquidate(reqs, katt, ksigs) {
             liquidations++;
             if (healthy) healthyLiquidated = true;
-            uint256 fundAfter = fund.balance();
+            uint256 fundAfter = fund.fundBalance();
             if (fundAfter > fundBefore) ghostFundIn += fundAfter - fundBefore;
             else ghostFundOut += fundBefore - fundAfter;
             if (f < WAD) {
@@ -140,12 +140,12 @@ contract WaterfallHandler {
         if (ids.length == 0) return;
         int256 equity = ch.cashOf(a) + _value(a);
         if (equity >= 0) return;
-        uint256 fundBefore = fund.balance();
+        uint256 fundBefore = fund.fundBalance();
         (AdlAttestation memory att, bytes memory sigs, AdlFill[] memory fills) = _adlPlan(a, ids);
         try engine.deleverage(att, sigs, fills) {
             deleveragings++;
             if (fundBefore >= uint256(-equity)) adlWhileFundCouldCover = true;
-            ghostFundOut += fundBefore - fund.balance();
+            ghostFundOut += fundBefore - fund.fundBalance();
         } catch {}
     }
 

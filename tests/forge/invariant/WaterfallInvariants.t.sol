@@ -35,8 +35,8 @@ contract WaterfallInvariants is LiquidationFixture {
             ch.totalCash() + int256(ch.protocolFees()) - ch.netSettlementPayouts(),
             "clearinghouse custody == cash + fees"
         );
-        assertEq(usdc.balanceOf(address(fundContract)) * 1e12, fundContract.balance(), "fund custody == fund balance");
-        assertEq(fundContract.balance(), handler.ghostFundIn() - handler.ghostFundOut(), "fund == inflows - outflows");
+        assertEq(usdc.balanceOf(address(fundContract)) * 1e12, fundContract.fundBalance(), "fund custody == fund balance");
+        assertEq(fundContract.fundBalance(), handler.ghostFundIn() - handler.ghostFundOut(), "fund == inflows - outflows");
         int256 sum;
         for (uint256 i; i < handler.actorCount(); ++i) sum += ch.cashOf(handler.actors(i));
         assertEq(sum, ch.totalCash(), "sum of cash");
@@ -53,7 +53,7 @@ contract WaterfallInvariants is LiquidationFixture {
     /// The fund is a uint and can only be paid out through release(), capped at its balance;
     /// this checks the custody behind it never falls short.
     function invariant_fundNeverNegative() public view {
-        assertGe(usdc.balanceOf(address(fundContract)) * 1e12, fundContract.balance(), "fund backed by tokens");
+        assertGe(usdc.balanceOf(address(fundContract)) * 1e12, fundContract.fundBalance(), "fund backed by tokens");
     }
 
     function invariant_noHealthyAccountLiquidated() public view {

@@ -84,7 +84,7 @@ contract AdlTest is LiquidationFixture {
         assertEq(ch.positionOf(bob, perpId), 0, "bob (rank 1) closed his 6");
         assertGe(ch.cashOf(alice), 0, "no bad debt left");
         assertLt(ch.cashOf(alice), 10, "to the wei");
-        assertEq(fundContract.balance(), 0, "fund paid all it had first");
+        assertEq(fundContract.fundBalance(), 0, "fund paid all it had first");
         // The counterparties bought back at the bankruptcy price: mark + haircut per contract.
         uint256 haircut = uint256(deficit) - 100e18;
         int256 bobPaid = bobCash - ch.cashOf(bob);

@@ -47,7 +47,7 @@ contract LiquidationTest is LiquidationFixture {
         assertLt(uint256(equity), mm, "below MM");
         (uint256 f, uint256 bonus, uint256 fee) = engine.liquidationTerms(equity, mm);
         assertLt(f, 1e18, "partial");
-        uint256 fundBefore = fundContract.balance();
+        uint256 fundBefore = fundContract.fundBalance();
 
         liquidateOne(alice, int256(10 * mark), mm, int256(3 * mark), 2_000e18);
 
@@ -63,11 +63,11 @@ contract LiquidationTest is LiquidationFixture {
         uint256 smaller = f - f / 1_000_000;
         int256 eSmaller = equity - int256((bonus + fee) * smaller / f);
         assertLt(eSmaller, int256(mm * (1e18 - smaller) / 1e18 * 11 / 10), "a smaller slice falls short");
-        assertEq(fundContract.balance() - fundBefore, fee / 1e12 * 1e12, "fee paid to the fund, in whole token units");
+        assertEq(fundContract.fundBalance() - fundBefore, fee / 1e12 * 1e12, "fee paid to the fund, in whole token units");
         assertGt(fee, 0, "fee charged");
         // conservation across the clearinghouse and the fund
         assertEq(usdc.balanceOf(address(ch)) * 1e12, uint256(ch.totalCash()) + ch.protocolFees(), "ch custody");
-        assertEq(usdc.balanceOf(address(fundContract)) * 1e12, fundContract.balance(), "fund custody");
+        assertEq(usdc.balanceOf(address(fundContract)) * 1e12, fundContract.fundBalance(), "fund custody");
     }
 
     function test_maxFractionProtectsTheLiquidator() public {
@@ -152,14 +152,14 @@ contract LiquidationTest is LiquidationFixture {
         uint256 mark = 1_900e18; // equity = -20,015 + 19,000 < 0
         int256 equity = equityAt(mark);
         assertLt(equity, 0, "bankrupt");
-        uint256 fundBefore = fundContract.balance();
+        uint256 fundBefore = fundContract.fundBalance();
         liquidateOne(alice, int256(10 * mark), mmAt(mark), int256(10 * mark), 4_000e18);
         assertEq(ch.positionOf(alice, perpId), 0, "flat");
         assertEq(ch.positionOf(keeper, perpId), 10e18, "keeper took all");
         assertGe(ch.cashOf(alice), 0, "deficit covered");
         assertLt(ch.cashOf(alice), 1e12, "to the token unit");
-        assertLt(fundContract.balance(), fundBefore, "fund paid");
-        assertEq(usdc.balanceOf(address(fundContract)) * 1e12, fundContract.balance(), "fund custody");
+        assertLt(fundContract.fundBalance(), fundBefore, "fund paid");
+        assertEq(usdc.balanceOf(address(fundContract)) * 1e12, fundContract.fundBalance(), "fund custody");
         assertEq(usdc.balanceOf(address(ch)) * 1e12, uint256(ch.totalCash()) + ch.protocolFees(), "ch custody");
     }
 

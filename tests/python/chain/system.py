@@ -28,6 +28,17 @@ class System:
     deployer: Any
     registry: dict[int, Instrument]
     ids: dict[str, int]
+    fund: Any = None
+    engine: Any = None
+
+    def positions(self, account: str) -> dict[int, int]:
+        return {int(i): int(self.ch.positionOf(account, i)) for i in self.ch.openInstruments(account)}
+
+    def open_order(self, account: str) -> list[int]:
+        return [int(i) for i in self.ch.openInstruments(account)]
+
+    def state_hash(self, account: str) -> bytes:
+        return bytes(self.ch.stateHashOf(account))
 
     def market(self, now: int, eth: float = 3000.0, btc: float = 90000.0) -> MarketData:
         pillars = tuple(sorted({i.expiry for i in self.registry.values() if i.is_option})) or (now + 30 * 86400,)
@@ -65,6 +76,8 @@ def deploy_test_system(
     token = project.DevStablecoin.at(deployment.collateral)
     registry = {i: inst for i, inst in zip(sorted(deployment.instruments), instruments)}
     return System(
+        fund=project.InsuranceFund.at(deployment.insurance_fund),
+        engine=project.LiquidationEngine.at(deployment.liquidation_engine),
         deployment=deployment,
         ch=ch,
         token=token,

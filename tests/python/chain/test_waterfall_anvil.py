@@ -1,0 +1,204 @@
+"""The loss waterfall on a real Anvil node, with the risk engine as the oracle: a scripted ETH
+crash drives one account into partial liquidation, one into a bankruptcy the insurance fund
+covers, and one into auto-deleveraging once the fund is drained. Balances reconcile to the wei.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from offchain.attest.builder import margin_attestation
+from offchain.attest.liquidation import LiquidationConfig, terms, transfer_slice
+from offchain.attest.merkle import adl_leaf, merkle_proof, merkle_root
+from offchain.attest.messages import AdlAttestation, MarginAttestation, Order
+from offchain.attest.signer import sign_bundle
+from offchain.attest.state import chain_state_hash, next_state_hash
+from offchain.risk.adl import AdlCandidate, rank_queue
+from offchain.risk.params import MarginParams
+from offchain.risk.units import WAD, to_wad_down
+
+from .system import System, deploy_test_system
+from .test_clearinghouse_anvil import _sign_order
+
+pytestmark = pytest.mark.chain
+PARAMS = MarginParams()
+
+
+class Desk:
+    """The test's trading desk: funds accounts, trades perps, signs what the oracle would."""
+
+    def __init__(self, system: System) -> None:
+        from ape import chain
+
+        self.s = system
+        self.chain = chain
+        self.deposits: dict[str, int] = {}
+        self.nonce = 0
+
+    def now(self) -> int:
+        return int(self.chain.blocks.head.timestamp)
+
+    def fund(self, account: Any, units: int) -> None:
+        amount = units * 10**6
+        self.s.token.mint(account.address, amount, sender=self.s.deployer)
+        self.s.token.approve(self.s.ch.address, amount, sender=account)
+        self.s.ch.deposit(account.address, amount, sender=account)
+        self.deposits[account.address] = self.deposits.get(account.address, 0) + amount * 10**12
+
+    def attest(self, account: str, spot: float, positions: dict[int, int] | None = None,
+               state: bytes | None = None) -> tuple[MarginAttestation, bytes]:
+        positions = self.s.positions(account) if positions is None else positions
+        state = self.s.state_hash(account) if state is None else state
+        att = margin_attestation(account, state, positions, self.s.registry, self.s.market(self.now(), eth=spot), PARAMS)
+        return att, sign_bundle(self.s.oracle, self.s.domain, att)
+
+    def buy_perp(self, taker: Any, maker: Any, contracts: int, price: float) -> None:
+        """`taker` buys `contracts` ETH perpetuals from `maker` at `price`."""
+        perp = self.s.ids["ETH-PERP"]
+        size = contracts * WAD
+        self.nonce += 1
+        order = Order(maker.address, perp, -size, int(price * WAD), self.nonce, self.now() + 600)
+        atts = []
+        for acct, delta in ((maker.address, -size), (taker.address, size)):
+            positions = self.s.positions(acct)
+            positions[perp] = positions.get(perp, 0) + delta
+            state = next_state_hash(self.s.state_hash(acct), perp, positions[perp])
+            atts.append(self.attest(acct, price, positions, state))
+        self.s.ch.fillOrder(order.as_tuple(), _sign_order(maker, self.s, order), size,
+                            atts[0][0].as_tuple(), atts[0][1], atts[1][0].as_tuple(), atts[1][1], sender=taker)
+
+    def liquidate(self, keeper: Any, account: str, spot: float) -> dict[str, int]:
+        """The keeper liquidates `account`, predicting its own post-liquidation portfolio."""
+        ch, engine = self.s.ch, self.s.engine
+        att, sigs = self.attest(account, spot)
+        equity = int(ch.cashOf(account)) + att.value
+        cfg = LiquidationConfig.from_risk_config(ch.riskConfig())
+        f, bonus, fee = terms(equity, att.maintenance_margin, cfg, int(self.s.fund.health()))
+        assert (f, bonus, fee) == tuple(engine.liquidationTerms(equity, att.maintenance_margin)), "mirror"
+        _, keeper_positions, _, keeper_updates = transfer_slice(
+            self.s.open_order(account), self.s.positions(account), self.s.positions(keeper.address), f
+        )
+        keeper_state = chain_state_hash(self.s.state_hash(keeper.address), keeper_updates)
+        katt, ksigs = self.attest(keeper.address, spot, keeper_positions, keeper_state)
+        engine.liquidate([(account, att.as_tuple(), sigs, WAD)], katt.as_tuple(), ksigs, sender=keeper)
+        return {"fraction": f, "bonus": bonus, "fee": fee, "equity": equity, "mm": att.maintenance_margin}
+
+    def reconcile(self, accounts: list[str]) -> None:
+        ch, token, fund = self.s.ch, self.s.token, self.s.fund
+        assert token.balanceOf(ch.address) * 10**12 == int(ch.totalCash()) + int(ch.protocolFees()) - int(ch.netSettlementPayouts())
+        assert token.balanceOf(fund.address) * 10**12 == int(fund.fundBalance())
+        assert sum(int(ch.cashOf(a)) for a in accounts) == int(ch.totalCash())
+        for instrument_id in self.s.registry:
+            assert sum(int(ch.positionOf(a, instrument_id)) for a in accounts) == 0
+
+
+def test_crash_partial_liquidation_fund_bankruptcy_and_adl(ape_chain: Any) -> None:
+    from ape import accounts, reverts
+
+    system = deploy_test_system(n_signers=3, threshold=2)
+    desk = Desk(system)
+    ch, fund, engine = system.ch, system.fund, system.engine
+    deployer = system.deployer
+    a, b, c, mm1, mm2, keeper = (accounts.test_accounts[i] for i in range(1, 7))
+    everyone = [x.address for x in (a, b, c, mm1, mm2, keeper)]
+
+    # Books at ETH 3,000: three leveraged longs, two well-capitalized market makers short.
+    for acct, units in ((a, 11_000), (b, 7_300), (c, 14_400), (mm1, 200_000), (mm2, 200_000), (keeper, 500_000)):
+        desk.fund(acct, units)
+    system.token.mint(deployer.address, 800 * 10**6, sender=deployer)
+    system.token.approve(fund.address, 800 * 10**6, sender=deployer)
+    fund.deposit(800 * 10**6, sender=deployer)
+    desk.buy_perp(a, mm1, 10, 3000.0)
+    desk.buy_perp(b, mm1, 10, 3000.0)
+    desk.buy_perp(c, mm2, 20, 3000.0)
+    desk.reconcile(everyone)
+
+    # ETH falls 25%.
+    spot = 2250.0
+
+    # 1. A is below MM but solvent: a partial liquidation restores it above target.
+    result = desk.liquidate(keeper, a.address, spot)
+    assert 0 < result["fraction"] < WAD
+    after, _ = desk.attest(a.address, spot)
+    equity_after = int(ch.cashOf(a.address)) + after.value
+    assert equity_after >= after.maintenance_margin * 110 // 100 - 10**9, "restored to MM x 1.1"
+    assert int(ch.positionOf(keeper.address, system.ids["ETH-PERP"])) > 0
+    desk.reconcile(everyone)
+
+    # 2. B is bankrupt; the fund covers its deficit in full.
+    fund_before = int(fund.fundBalance())
+    desk.liquidate(keeper, b.address, spot)
+    assert int(ch.positionOf(b.address, system.ids["ETH-PERP"])) == 0
+    assert int(ch.cashOf(b.address)) >= 0
+    assert int(fund.fundBalance()) < fund_before
+    desk.reconcile(everyone)
+
+    # 3. C is bankrupt beyond what is left in the fund: liquidation is refused, ADL resolves it.
+    att, sigs = desk.attest(c.address, spot)
+    with reverts(engine.FundCannotCover):
+        engine.liquidate([(c.address, att.as_tuple(), sigs, WAD)], att.as_tuple(), sigs, sender=keeper)
+    engine.flagBankruptcy(c.address, att.as_tuple(), sigs, sender=keeper)
+    assert ch.withdrawalsGated()
+
+    perp = system.ids["ETH-PERP"]
+    c_size = int(ch.positionOf(c.address, perp))
+    candidates = []
+    for acct in everyone:
+        size = int(ch.positionOf(acct, perp))
+        if acct == c.address or size == 0:
+            continue
+        cand_att, _ = desk.attest(acct, spot)
+        equity = (int(ch.cashOf(acct)) + cand_att.value) / WAD
+        candidates.append(AdlCandidate(acct, size / WAD, equity, desk.deposits[acct] / WAD, abs(size) / WAD * spot))
+    queue = rank_queue(candidates, c_size / WAD)
+    assert {q.account for q in queue} == {mm1.address, mm2.address}, "exactly the opposite-side holders"
+    leaves = [adl_leaf(perp, r, q.account) for r, q in enumerate(queue)]
+    now = desk.now()
+    adl = AdlAttestation(c.address, system.state_hash(c.address), (perp,), (to_wad_down(spot),),
+                         (merkle_root(leaves),), now, now + 60, PARAMS.version)
+    adl_sigs = sign_bundle(system.oracle, system.domain, adl)
+    fills = []
+    remaining = abs(c_size)
+    for r, q in enumerate(queue):
+        if remaining == 0:
+            break
+        fills.append((0, q.account, r, merkle_proof(leaves, r)))
+        remaining = max(0, remaining - abs(int(ch.positionOf(q.account, perp))))
+    fund_left = int(fund.fundBalance())
+    receipt = engine.deleverage(adl.as_tuple(), adl_sigs, fills, sender=keeper)
+    completed = receipt.decode_logs(engine.DeleveragingCompleted)[0]
+    steps = receipt.decode_logs(engine.Deleveraged)
+    assert [s.counterparty for s in steps] == [q.account for q in queue][: len(steps)], "in rank order"
+    assert sum(int(s.amount) for s in steps) == c_size, "no more and no less than the bankrupt size"
+    assert int(completed.fundContribution) == fund_left, "the fund paid everything it had first"
+    assert int(fund.fundBalance()) == 0
+    assert int(ch.positionOf(c.address, perp)) == 0, "exactly the bankrupt size was deleveraged"
+    assert int(ch.cashOf(c.address)) >= 0
+    assert not ch.withdrawalsGated()
+    desk.reconcile(everyone)
+
+
+def test_python_mirrors_of_the_engine_agree(ape_chain: Any) -> None:
+    """Python's liquidation terms and ADL struct hash equal the contracts' on random inputs."""
+    import random
+
+    from offchain.attest.eip712 import struct_hash
+
+    system = deploy_test_system(n_signers=3, threshold=2)
+    cfg = LiquidationConfig.from_risk_config(system.ch.riskConfig())
+    health = int(system.fund.health())
+    rng = random.Random(11)
+    for _ in range(150):
+        mm = rng.randint(1, 10**30)
+        equity = rng.randint(-(10**30), mm - 1)
+        assert terms(equity, mm, cfg, health) == tuple(system.engine.liquidationTerms(equity, mm))
+    for _ in range(5):
+        n = rng.randint(1, 4)
+        adl = AdlAttestation(
+            "0x" + rng.randbytes(20).hex(), rng.randbytes(32), tuple(rng.randint(1, 2**32) for _ in range(n)),
+            tuple(rng.randint(0, 2**128) for _ in range(n)), tuple(rng.randbytes(32) for _ in range(n)),
+            rng.randint(0, 2**63), rng.randint(0, 2**63), rng.randint(0, 2**32 - 1),
+        )
+        assert struct_hash(adl) == bytes(system.engine.hashAdlAttestation(adl.as_tuple()))
