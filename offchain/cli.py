@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     margin.add_argument("--var-paths", type=int, default=20_000, help="Monte Carlo paths for VaR/ES")
     margin.add_argument("--seed", type=int, default=20200312, help="Monte Carlo seed")
     margin.set_defaults(handler=_cmd_margin)
+
+    from offchain.keeper.daemon import add_commands as add_keeper
+    from offchain.oracle.run import add_commands as add_oracle
+
+    add_oracle(sub)
+    add_keeper(sub)
     return parser
 
 
@@ -62,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
+    args.command = " ".join(a for a in (args.command, getattr(args, "oracle_command", None),
+                                        getattr(args, "keeper_command", None)) if a)
     try:
         return handler(args)
     except UserError as err:

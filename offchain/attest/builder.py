@@ -15,7 +15,7 @@ from offchain.errors import UserError
 from offchain.risk.black76 import intrinsic
 from offchain.risk.book import Portfolio
 from offchain.risk.instruments import Instrument
-from offchain.risk.margin import margin_of
+from offchain.risk.margin import margin_of, margins_of
 from offchain.risk.market import MarketData
 from offchain.risk.params import MarginParams
 from offchain.risk.units import WAD, to_wad_down, to_wad_up
@@ -81,3 +81,52 @@ def margin_attestation(
         deadline=market.timestamp + ttl_seconds,
         params_version=params.version,
     )
+
+
+def margin_numbers_batch(
+    portfolios: Mapping[str, Mapping[int, int]],
+    registry: Mapping[int, Instrument],
+    market: MarketData,
+    params: MarginParams,
+    settlement_prices: SettlementPrices | None = None,
+) -> dict[str, tuple[int, int, int]]:
+    """margin_numbers for many accounts at once: one repricing, one sparse aggregation.
+
+    Accounts holding an underlying without market data are left out (the caller reports them).
+    """
+    live: list[Portfolio] = []
+    names: list[str] = []
+    expired_values: list[float] = []
+    for account, positions in portfolios.items():
+        holdings: dict[Instrument, float] = {}
+        expired = 0.0
+        usable = True
+        for instrument_id, size in positions.items():
+            inst = registry.get(instrument_id)
+            if inst is None or size == 0:
+                continue
+            if inst.is_option and inst.expiry <= market.timestamp:
+                price = (settlement_prices or {}).get((inst.underlying, inst.expiry))
+                if price is None:
+                    usable = False
+                    break
+                expired += size / WAD * float(intrinsic(price, inst.strike, inst.kind.name == "CALL"))
+                continue
+            if inst.underlying not in market.underlyings:
+                usable = False
+                break
+            holdings[inst] = holdings.get(inst, 0.0) + size / WAD
+        if usable:
+            live.append(Portfolio(holdings, account=account))
+            names.append(account)
+            expired_values.append(expired)
+    if not live:
+        return {}
+    listed = [i for i in registry.values() if not (i.is_option and i.expiry <= market.timestamp) and i.underlying in market.underlyings]
+    from offchain.risk.instruments import InstrumentTable
+
+    result = margins_of(live, market, params, InstrumentTable(sorted(set(listed), key=lambda i: i.name)))
+    return {
+        name: (to_wad_down(float(result.value[k]) + expired_values[k]), to_wad_up(float(result.im[k])), to_wad_up(float(result.mm[k])))
+        for k, name in enumerate(names)
+    }

@@ -136,3 +136,53 @@ class AdlAttestation:
     def as_tuple(self) -> tuple[Any, ...]:
         m = self.message()
         return tuple(m[k] for k in m)
+
+
+MESSAGE_TYPES: dict[str, type] = {
+    "MarginAttestation": MarginAttestation,
+    "Order": Order,
+    "SettlementPrice": SettlementPrice,
+    "AdlAttestation": AdlAttestation,
+}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return str(value)  # JSON numbers lose precision above 2^53
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def to_wire(item: Any) -> dict[str, Any]:
+    """{"type": ..., "message": {...}} with big integers as strings and bytes as 0x-hex."""
+    return {"type": item.PRIMARY_TYPE, "message": {k: _jsonable(v) for k, v in item.message().items()}}
+
+
+def from_wire(data: dict[str, Any]) -> Any:
+    """The inverse of to_wire; raises ValueError on anything malformed."""
+    from offchain.attest.eip712 import TYPES
+
+    kind = data.get("type")
+    if kind not in MESSAGE_TYPES:
+        raise ValueError(f"unknown message type {kind!r}")
+    message = data.get("message") or {}
+    values = []
+    for name, solidity_type in TYPES[kind]:
+        raw = message[name]
+        values.append(_parse(solidity_type, raw))
+    return MESSAGE_TYPES[kind](*[tuple(v) if isinstance(v, list) else v for v in values])
+
+
+def _parse(solidity_type: str, raw: Any) -> Any:
+    if solidity_type.endswith("[]"):
+        return [_parse(solidity_type[:-2], r) for r in raw]
+    if solidity_type == "address":
+        return to_checksum_address(raw)
+    if solidity_type.startswith("bytes"):
+        return bytes.fromhex(str(raw).removeprefix("0x"))
+    return int(raw)

@@ -51,6 +51,8 @@ class Deployment:
     insurance_fund: str = ""
     liquidation_engine: str = ""
     instruments: dict[int, str] = field(default_factory=dict)  # id → name
+    # underlying → {"price_feed": address, "vol_feed": address}: Chainlink-style feeds the oracle reads
+    feeds: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def save(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -139,3 +141,20 @@ def deploy_system(
         liquidation_engine=engine.address,
         instruments=listed,
     )
+
+
+FEED_DECIMALS = 8
+
+
+def deploy_dev_feeds(deployer: Any, initial: dict[str, tuple[float, float]]) -> dict[str, dict[str, str]]:
+    """Deploys a DevPriceFeed pair (spot, ATM vol) per underlying, set to `initial` (spot, vol)."""
+    from ape import project
+
+    feeds = {}
+    for name, (spot, vol) in initial.items():
+        price = deployer.deploy(project.DevPriceFeed, FEED_DECIMALS, f"{name} / USD", deployer.address)
+        volf = deployer.deploy(project.DevPriceFeed, FEED_DECIMALS, f"{name} ATM vol", deployer.address)
+        price.setAnswer(round(spot * 10**FEED_DECIMALS), sender=deployer)
+        volf.setAnswer(round(vol * 10**FEED_DECIMALS), sender=deployer)
+        feeds[name] = {"price_feed": price.address, "vol_feed": volf.address}
+    return feeds

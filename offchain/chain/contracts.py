@@ -1,0 +1,111 @@
+"""Talking to a deployed system with web3: ABIs from the compiled project, contract handles,
+decoded event logs in chain order, and RPC calls that back off and retry instead of crashing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from eth_utils import event_abi_to_log_topic
+from web3 import HTTPProvider, Web3
+
+from offchain.chain.deploy import Deployment
+from offchain.ops.logs import event
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFEST = ROOT / ".build" / "__local__.json"
+T = TypeVar("T")
+log = logging.getLogger("chain")
+
+
+def load_abi(name: str) -> list[dict[str, Any]]:
+    if not MANIFEST.exists():
+        from offchain.chain.ape_session import compile_contracts
+
+        compile_contracts()
+    types = json.loads(MANIFEST.read_text())["contractTypes"]
+    return types[name]["abi"]
+
+
+def with_retry(fn: Callable[[], T], what: str, attempts: int = 8, base_delay: float = 0.2, max_delay: float = 5.0) -> T:
+    """Calls fn, backing off exponentially on connection errors; re-raises after `attempts`."""
+    delay = base_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except (ConnectionError, TimeoutError, OSError) as err:
+            if attempt == attempts:
+                raise
+            event(log, "rpc call failed; backing off", logging.WARNING, call=what, attempt=attempt,
+                  delay=round(delay, 2), error=str(err)[:200])
+            time.sleep(delay)
+            delay = min(delay * 2, max_delay)
+        except Exception as err:  # requests wraps connection errors in its own types
+            if "Connection" not in type(err).__name__ and "Timeout" not in type(err).__name__:
+                raise
+            if attempt == attempts:
+                raise
+            event(log, "rpc call failed; backing off", logging.WARNING, call=what, attempt=attempt,
+                  delay=round(delay, 2), error=str(err)[:200])
+            time.sleep(delay)
+            delay = min(delay * 2, max_delay)
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class DecodedLog:
+    block: int
+    index: int
+    contract: str  # "clearinghouse" | "engine" | "fund"
+    name: str
+    args: dict[str, Any]
+    tx: str
+
+
+class SystemClient:
+    """web3 handles for one deployment."""
+
+    def __init__(self, rpc_url: str, deployment: Deployment, timeout: float = 10.0) -> None:
+        self.w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+        self.deployment = deployment
+        self.ch = self.w3.eth.contract(address=deployment.clearinghouse, abi=load_abi("Clearinghouse"))
+        self.engine = self.w3.eth.contract(address=deployment.liquidation_engine, abi=load_abi("LiquidationEngine"))
+        self.fund = self.w3.eth.contract(address=deployment.insurance_fund, abi=load_abi("InsuranceFund"))
+        self.token = self.w3.eth.contract(address=deployment.collateral, abi=load_abi("DevStablecoin"))
+        self._topics: dict[bytes, tuple[str, Any, str]] = {}
+        for label, contract in (("clearinghouse", self.ch), ("engine", self.engine), ("fund", self.fund)):
+            for item in contract.abi:
+                if item["type"] == "event":
+                    self._topics[event_abi_to_log_topic(item)] = (label, contract, item["name"])
+
+    def head(self) -> int:
+        return with_retry(lambda: int(self.w3.eth.block_number), "eth_blockNumber")
+
+    def block_time(self, block: int | str = "latest") -> int:
+        return with_retry(lambda: int(self.w3.eth.get_block(block)["timestamp"]), "eth_getBlockByNumber")
+
+    def logs(self, from_block: int, to_block: int) -> list[DecodedLog]:
+        """Every event of the three contracts in [from_block, to_block], in chain order."""
+        if to_block < from_block:
+            return []
+        addresses = [self.ch.address, self.engine.address, self.fund.address]
+        raw = with_retry(
+            lambda: self.w3.eth.get_logs({"fromBlock": from_block, "toBlock": to_block, "address": addresses}),
+            "eth_getLogs",
+        )
+        out = []
+        for entry in raw:
+            key = bytes(entry["topics"][0])
+            if key not in self._topics:
+                continue
+            label, contract, name = self._topics[key]
+            decoded = getattr(contract.events, name)().process_log(entry)
+            out.append(DecodedLog(int(entry["blockNumber"]), int(entry["logIndex"]), label, name,
+                                  dict(decoded["args"]), entry["transactionHash"].hex()))
+        out.sort(key=lambda d: (d.block, d.index))
+        return out

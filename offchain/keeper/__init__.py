@@ -1,0 +1,1 @@
+"""The keeper / liquidator daemon: watches the chain, liquidates, deleverages, settles."""

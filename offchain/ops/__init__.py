@@ -1,0 +1,1 @@
+"""Operations plumbing shared by the services: structured logs, metrics, a small HTTP server."""
