@@ -22,6 +22,9 @@ MANIFEST = ROOT / ".build" / "__local__.json"
 T = TypeVar("T")
 log = logging.getLogger("chain")
 
+# RPC calls that failed and were retried, in this process (exported as a metric by the services).
+RPC_FAILURES = [0]
+
 
 def load_abi(name: str) -> list[dict[str, Any]]:
     if not MANIFEST.exists():
@@ -39,6 +42,7 @@ def with_retry(fn: Callable[[], T], what: str, attempts: int = 8, base_delay: fl
         try:
             return fn()
         except (ConnectionError, TimeoutError, OSError) as err:
+            RPC_FAILURES[0] += 1
             if attempt == attempts:
                 raise
             event(log, "rpc call failed; backing off", logging.WARNING, call=what, attempt=attempt,
@@ -48,6 +52,7 @@ def with_retry(fn: Callable[[], T], what: str, attempts: int = 8, base_delay: fl
         except Exception as err:  # requests wraps connection errors in its own types
             if "Connection" not in type(err).__name__ and "Timeout" not in type(err).__name__:
                 raise
+            RPC_FAILURES[0] += 1
             if attempt == attempts:
                 raise
             event(log, "rpc call failed; backing off", logging.WARNING, call=what, attempt=attempt,

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from offchain.attest.keys import load_signer
 from offchain.attest.messages import from_wire
-from offchain.chain.contracts import SystemClient
+from offchain.chain.contracts import RPC_FAILURES, SystemClient
 from offchain.chain.deploy import Deployment
 from offchain.keeper.journal import Journal
 from offchain.keeper.notify import MarginCallNotifier
@@ -106,6 +106,8 @@ class Keeper:
         self.m_att = Histogram("keeper_attestation_seconds", "Oracle round-trip for attestations", registry=r,
                                buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
         self.m_errors = Counter("keeper_loop_errors_total", "Loop iterations that failed", registry=r)
+        self.m_rpc = Gauge("keeper_rpc_failures", "RPC calls that failed and were retried with backoff", registry=r)
+        self.m_rpc.set_function(lambda: float(RPC_FAILURES[0]))
 
     # ------------------------------------------------------------------ loop
 

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,7 @@ class ChainState:
             self.settlement_prices[key] = int(a["price"]) / WAD
         elif name == "clearinghouse.RiskConfigUpdated":
             config = a["config"]
-            values = list(config.values()) if isinstance(config, dict) else list(config)
+            values = list(config.values()) if isinstance(config, Mapping) else list(config)
             self.params_version = int(values[0])
             self.liquidation_config = LiquidationConfig.from_risk_config(values)
         elif entry.contract == "fund" and entry.name in ("Deposited", "FeeReceived", "DeficitCovered"):
