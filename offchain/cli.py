@@ -13,7 +13,8 @@ from offchain.errors import UserError
 def _cmd_demo(args: argparse.Namespace) -> int:
     from offchain.demo import run_demo
 
-    return run_demo(port=args.port)
+    return run_demo(port=args.port, traders=args.traders, seed=args.seed, scenario=args.scenario, steps=args.steps,
+                    out=args.out, fund_seed=args.fund_seed, settle=not args.no_settle)
 
 
 def _cmd_margin(args: argparse.Namespace) -> int:
@@ -42,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="end-to-end demonstration on a local Anvil chain")
     demo.add_argument("--port", type=int, default=8545, help="Anvil port (0 picks a free one)")
+    demo.add_argument("--traders", type=int, default=200, help="population size (thousands work, slower)")
+    demo.add_argument("--seed", type=int, default=7, help="same seed and scenario, same report numbers")
+    demo.add_argument("--scenario", help="scenario file (default scenarios/eth-crash-2020-03-12.json)")
+    demo.add_argument("--steps", type=int, default=12, help="price updates the scenario path is played in")
+    demo.add_argument("--out", help="report directory (default runs/<scenario>-seed<seed>-n<traders>)")
+    demo.add_argument("--fund-seed", type=float, default=1_000.0, help="initial insurance fund")
+    demo.add_argument("--no-settle", action="store_true", help="skip the expiry and settlement phase")
     demo.set_defaults(handler=_cmd_demo)
 
     margin = sub.add_parser("margin", help="margin, Greeks and model comparison for one portfolio")

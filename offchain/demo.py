@@ -1,33 +1,33 @@
-"""The main job: an end-to-end run of DPRE on a local Anvil chain."""
+"""The main job: `./dpre demo` — a market crash played through the whole stack on a local chain."""
 
 from __future__ import annotations
 
-import time
+from pathlib import Path
 
-from offchain.chain.anvil import AnvilNode
-from offchain.chain.ape_session import compile_contracts, connect
+from offchain.sim.report import console_summary, write_report
+from offchain.sim.run import RunConfig, ScenarioRun
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SCENARIO = ROOT / "scenarios" / "eth-crash-2020-03-12.json"
 
 
-def run_demo(port: int = 8545) -> int:
-    started = time.monotonic()
-
-    def step(text: str) -> None:
-        print(f"[{time.monotonic() - started:6.1f}s] {text}", flush=True)
-
-    step("compiling contracts (solc-js through ape-solidity) ...")
-    project = compile_contracts()
-
-    step(f"starting Anvil on 127.0.0.1:{port or 'a free port'} ...")
-    with AnvilNode(port=port) as node, connect(node.url) as provider:
-        from ape import accounts
-
-        step(f"chain {provider.chain_id} up at {node.url}")
-        deployer, trader = accounts.test_accounts[0], accounts.test_accounts[1]
-        token = deployer.deploy(project.DevStablecoin, "Dev USD Coin", "dUSDC", 6, deployer.address)
-        step(f"deployed DevStablecoin at {token.address}")
-        token.mint(trader.address, 1_000_000 * 10**6, sender=deployer)
-        balance = token.balanceOf(trader.address)
-        decimals = token.decimals()
-        step(f"balanceOf({trader.address}) = {balance} ({balance / 10**decimals:,.2f} dUSDC)")
-    step("Anvil stopped; demo finished")
-    return 0
+def run_demo(
+    port: int = 8545,
+    traders: int = 200,
+    seed: int = 7,
+    scenario: str | None = None,
+    steps: int = 12,
+    out: str | None = None,
+    fund_seed: float = 1_000.0,
+    settle: bool = True,
+) -> int:
+    scenario_path = Path(scenario) if scenario else DEFAULT_SCENARIO
+    out_dir = Path(out) if out else ROOT / "runs" / f"{scenario_path.stem}-seed{seed}-n{traders}"
+    config = RunConfig(scenario=scenario_path, traders=traders, seed=seed, steps=steps, port=port, out=out_dir,
+                       fund_seed=fund_seed, settle=settle)
+    data = ScenarioRun(config).run()
+    write_report(data, out_dir)
+    print(console_summary(data, out_dir), flush=True)
+    ok = data.reconciliation.get("clearinghouse_balanced") and data.reconciliation.get("insurance_fund_balanced") \
+        and data.reconciliation.get("positions_sum_to_zero")
+    return 0 if ok else 1

@@ -92,6 +92,9 @@ class Keeper:
         self.notifier = MarginCallNotifier(state_dir / "margin-calls.jsonl", config.webhooks)
         self.stop = threading.Event()
         self.last_loop = 0.0
+        self.acted = False
+        # head block at the start of the latest loop that found nothing to do (drivers wait on it)
+        self.idle_at_block = -1
         self.registry = CollectorRegistry()
         r = self.registry
         self.m_lag = Gauge("keeper_block_lag", "Head minus the last block the keeper processed", registry=r)
@@ -141,6 +144,7 @@ class Keeper:
         return head
 
     def step(self) -> None:
+        self.acted = False
         head = self.sync()
         risk = self.oracle.get(f"/v1/risk/accounts?max_ratio={self.config.margin_call_ratio}")
         rows = risk["accounts"]
@@ -161,6 +165,8 @@ class Keeper:
         self.settle_expired()
         self.state.save(self.state_path)
         self.last_loop = time.time()
+        if not self.acted:
+            self.idle_at_block = head
         self.m_balance.set(self.client.w3.eth.get_balance(self.account.address) / 1e18)
         acct = self.state.accounts.get(self.account.address)
         self.m_cash.set((acct.cash if acct else 0) / WAD)
@@ -192,6 +198,7 @@ class Keeper:
             event(log, f"dry run: would send {action}", gas=gas, gain=round(expected_gain, 4), **fields)
             return False
         self.journal.record(key, action=action, **fields)
+        self.acted = True
         receipt = self.sender.send(call, gas)
         ok = int(receipt["status"]) == 1
         self.journal.update(key, status="done" if ok else "reverted", tx="0x" + bytes(receipt["transactionHash"]).hex(),
@@ -310,7 +317,8 @@ class Keeper:
         age = time.time() - self.last_loop if self.last_loop else None
         return {"status": "ok" if age is not None and age < 30 else "starting" if age is None else "stalled",
                 "address": self.account.address, "block": self.state.block, "seconds_since_loop": age,
-                "dry_run": self.config.dry_run, "journal_entries": len(self.journal.entries)}
+                "dry_run": self.config.dry_run, "journal_entries": len(self.journal.entries),
+                "idle_at_block": self.idle_at_block}
 
 
 def run_keeper(args: argparse.Namespace) -> int:

@@ -46,7 +46,8 @@ class Desk:
 
     # ------------------------------------------------------------------ transactions
 
-    def send(self, account: LocalAccount, call: Any, action: str, gas: int | None = None) -> Any:
+    def send_async(self, account: LocalAccount, call: Any, action: str, gas: int | None = None) -> Any:
+        """Signs and sends with the account's local nonce; returns the hash without waiting."""
         address = account.address
         if address not in self.nonces:
             self.nonces[address] = int(self.w3.eth.get_transaction_count(address, "pending"))
@@ -56,6 +57,10 @@ class Desk:
         })
         tx_hash = self.w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
         self.nonces[address] += 1
+        return tx_hash
+
+    def send(self, account: LocalAccount, call: Any, action: str, gas: int | None = None) -> Any:
+        tx_hash = self.send_async(account, call, action, gas)
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.02)
         if int(receipt["status"]) != 1:
             raise RuntimeError(f"{action} reverted: {tx_hash.hex()}")

@@ -1,0 +1,299 @@
+"""The main job: a market scenario played through the whole stack on a local chain.
+
+Anvil (deterministic clock) → contracts deployed with ape → 3 oracle signers (2-of-3), the
+gateway and the keeper as real processes → a population of traders opens its books through
+signed orders → the scenario moves the price feeds step by step, waiting each time until the
+keeper has nothing left to do → options expire and settle → a report of what happened.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from eth_utils import keccak
+
+from offchain.chain.anvil import AnvilNode
+from offchain.chain.deploy import Deployment, OnchainRiskConfig, deploy_dev_feeds, deploy_system
+from offchain.errors import UserError
+from offchain.risk.book import Book, Portfolio
+from offchain.risk.instruments import EXPIRY_HOUR_UTC, Instrument
+from offchain.risk.market import MarketData, UnderlyingMarket, VolSurface
+from offchain.risk.params import MarginParams
+from offchain.risk.scenarios import price_instruments
+from offchain.risk.units import WAD
+from offchain.scenario import Scenario, load_scenario
+from offchain.sim.desk import Desk
+from offchain.sim.population import TraderPlan, make_population, option_strikes
+from offchain.sim.stack import LocalStack
+
+GENESIS = 1_800_000_000  # 2027-01-15: a fixed chain clock makes runs reproducible
+PARAMS = MarginParams()
+
+
+@dataclass
+class RunConfig:
+    scenario: Path
+    traders: int = 200
+    seed: int = 7
+    steps: int = 12
+    port: int = 8545
+    out: Path = Path("runs/demo")
+    fund_seed: float = 1_000.0
+    settle: bool = True
+    market_makers: int = 4
+
+
+@dataclass
+class StepRecord:
+    step: int
+    fraction: float
+    prices: dict[str, float]
+    vols: dict[str, float]
+    block: int
+    fund_balance: float
+    liquidations: int
+    at_risk_after: int
+    keeper_seconds: float
+
+
+@dataclass
+class RunData:
+    """Everything the report needs; `deterministic()` is what must repeat for the same seed."""
+
+    config: dict[str, Any]
+    scenario: dict[str, Any]
+    steps: list[StepRecord] = field(default_factory=list)
+    plans: list[dict[str, Any]] = field(default_factory=list)
+    initial: dict[str, dict[str, float]] = field(default_factory=dict)
+    events: dict[str, Any] = field(default_factory=dict)
+    gas: dict[str, dict[str, float]] = field(default_factory=dict)
+    reconciliation: dict[str, Any] = field(default_factory=dict)
+    coverage: dict[str, Any] = field(default_factory=dict)
+    efficiency: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    rejected_trades: int = 0
+
+
+class Progress:
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+
+    def __call__(self, text: str) -> None:
+        print(f"[{time.monotonic() - self.start:7.1f}s] {text}", flush=True)
+
+
+def _key(seed: int, label: str) -> str:
+    return "0x" + keccak(text=f"dpre-{label}-{seed}").hex()
+
+
+def _market(scenario: Scenario, fraction: float, timestamp: int, expiries: tuple[int, ...]) -> MarketData:
+    markets = {}
+    for u, (spot, vol) in scenario.at(fraction).items():
+        b = scenario.underlyings[u]
+        markets[u] = UnderlyingMarket(spot, VolSurface(expiries, tuple(vol for _ in expiries), b.skew, b.curvature))
+    return MarketData(timestamp, markets, dict(scenario.correlations))
+
+
+def _get(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return json.loads(r.read())
+
+
+class ScenarioRun:
+    def __init__(self, config: RunConfig, progress: Progress | None = None) -> None:
+        self.config = config
+        self.say = progress or Progress()
+        self.scenario = load_scenario(config.scenario)
+        missing = {"ETH", "BTC"} - set(self.scenario.underlyings)
+        if missing:
+            raise UserError(f"scenario {config.scenario} must describe ETH and BTC (missing {', '.join(sorted(missing))})")
+        self.out = config.out
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.data = RunData(config={k: str(v) for k, v in asdict(config).items()},
+                            scenario={"name": self.scenario.name, "description": self.scenario.description})
+
+    # ------------------------------------------------------------------ set-up
+
+    def _deploy(self, node: AnvilNode) -> tuple[Deployment, Path, list[Instrument]]:
+        from ape import accounts
+
+        from offchain.chain.ape_session import compile_contracts, connect
+
+        compile_contracts()
+        base = self.scenario.at(0.0)
+        expiry_day = dt.datetime.fromtimestamp(GENESIS + 21 * 86400, tz=dt.timezone.utc)
+        self.expiry = int(expiry_day.replace(hour=EXPIRY_HOUR_UTC, minute=0, second=0).timestamp())
+        eth = base["ETH"][0]
+        instruments = [Instrument.perp("ETH"), Instrument.perp("BTC")]
+        for k in option_strikes(eth):
+            instruments += [Instrument.option("ETH", self.expiry, k, True), Instrument.option("ETH", self.expiry, k, False)]
+        signer_keys = [_key(self.config.seed, f"signer-{i}") for i in range(3)]
+        with connect(node.url):
+            deployer = accounts.test_accounts[0]
+            deployment = deploy_system(
+                deployer, signers=[Account.from_key(k).address for k in signer_keys], threshold=2,
+                instruments=instruments, config=OnchainRiskConfig(max_snapshot_age=300, snapshot_tolerance=60),
+                fund_target=int(self.config.fund_seed * 20 * WAD),
+            )
+            deployment.feeds = deploy_dev_feeds(deployer, {u: v for u, v in base.items()})
+        path = self.out / "deployment.json"
+        deployment.save(path)
+        self.signer_keys = signer_keys
+        return deployment, path, instruments
+
+    def _wait_idle(self, desk: Desk, keeper_url: str, timeout: float = 600.0) -> float:
+        """Seconds until a whole keeper loop that started at the current head found nothing to do."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            head = desk.client.head()
+            health = _get(keeper_url + "/health")
+            if health.get("idle_at_block", -1) >= head:
+                return time.monotonic() - start
+            time.sleep(0.1)
+        raise UserError(f"the keeper did not settle within {timeout:.0f}s; see {self.out}/logs/keeper.log")
+
+    def _set_markets(self, desk: Desk, fraction: float) -> dict[str, tuple[float, float]]:
+        """All feeds move in one block, so no service ever sees half a market move."""
+        values = self.scenario.at(fraction)
+        desk.w3.provider.make_request("evm_setAutomine", [False])
+        hashes = []
+        for u, (spot, vol) in values.items():
+            price_feed, vol_feed = desk.feeds[u]
+            for feed, answer in ((price_feed, spot), (vol_feed, vol)):
+                hashes.append(desk.send_async(desk.deployer, feed.functions.setAnswer(int(round(answer * 1e8))), "feed"))
+        desk.w3.provider.make_request("evm_mine", [])
+        desk.w3.provider.make_request("evm_setAutomine", [True])
+        for h in hashes:
+            desk.w3.eth.wait_for_transaction_receipt(h, timeout=30)
+        return values
+
+    def _open_books(self, desk: Desk, plans: list[TraderPlan], ids: dict[str, int], market: MarketData) -> dict[str, Any]:
+        makers = [Account.from_key(_key(self.config.seed, f"maker-{i}")) for i in range(self.config.market_makers)]
+        traders = [Account.from_key(_key(self.config.seed, f"trader-{p.index}")) for p in plans]
+        keeper = Account.from_key(self.keeper_key)
+        desk.fund_gas([a.address for a in makers + traders + [keeper]])
+        scale = max(1.0, self.config.traders / 100)
+        for m in makers:
+            desk.deposit(m, 5_000_000 * scale)
+        desk.deposit(keeper, 5_000_000 * scale)
+        listed = sorted({inst for p in plans for inst, _ in p.legs}, key=lambda i: i.name)
+        book = Book.from_portfolios([Portfolio({i: 1.0}) for i in listed])
+        marks = dict(zip(listed, price_instruments(book.table, market, PARAMS).marks))
+        marks = {i: float(marks[i]) for i in listed}
+        rejected = 0
+        for k, (plan, trader) in enumerate(zip(plans, traders)):
+            desk.deposit(trader, plan.deposit)
+            maker = makers[k % len(makers)]
+            for inst, size in plan.legs:
+                result = desk.fill(maker, trader, ids[inst.name], -size, round(marks[inst], 6))
+                if not result.ok:
+                    rejected += 1
+            if plan.withdraw_fraction:
+                report = _get(f"{self.gateway_url}/v1/accounts/{trader.address}")
+                excess = report["equity"] - report["initial_margin"]
+                if excess > 1:
+                    desk.withdraw(trader, round(excess * plan.withdraw_fraction, 2))
+            if (k + 1) % 25 == 0 or k + 1 == len(plans):
+                self.say(f"books opened: {k + 1}/{len(plans)} traders ({rejected} legs refused for margin)")
+        self.data.rejected_trades = rejected
+        return {"makers": makers, "traders": traders, "keeper": keeper}
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self) -> RunData:
+        cfg = self.config
+        t_start = time.monotonic()
+        self.say(f"scenario: {self.scenario.name} — {self.scenario.description}")
+        self.say(f"starting Anvil on 127.0.0.1:{cfg.port or 'a free port'} (deterministic clock) ...")
+        node = AnvilNode(port=cfg.port, log_path=self.out / "anvil.log", extra_args=["--timestamp", str(GENESIS)]).start()
+        node_rpc = node.url
+        stack: LocalStack | None = None
+        try:
+            from web3 import HTTPProvider, Web3
+
+            Web3(HTTPProvider(node_rpc)).provider.make_request("anvil_setBlockTimestampInterval", [1])
+            self.say("deploying contracts, insurance fund, liquidation engine and price feeds ...")
+            deployment, dep_path, instruments = self._deploy(node)
+            ids = {name: i for i, name in deployment.instruments.items()}
+            self.keeper_key = _key(cfg.seed, "keeper")
+            stack = LocalStack(self.out, node_rpc, dep_path, self.signer_keys, 2, self.keeper_key)
+            self.say("starting 3 oracle signers (2-of-3) and the gateway ...")
+            stack.start_all(keeper=False)
+            self.gateway_url = stack.procs["gateway"].url
+            desk = Desk(node_rpc, deployment, self.gateway_url, node_key(0))
+            if cfg.fund_seed:
+                amount = int(cfg.fund_seed * 10**deployment.collateral_decimals)
+                desk.send(desk.deployer, desk.client.token.functions.mint(desk.deployer.address, amount), "mint")
+                desk.send(desk.deployer, desk.client.token.functions.approve(deployment.insurance_fund, amount), "approve")
+                desk.send(desk.deployer, desk.client.fund.functions.deposit(amount), "fund deposit")
+
+            now = desk.now()
+            market0 = _market(self.scenario, 0.0, now, (self.expiry,))
+            atm = Instrument.option("ETH", self.expiry, option_strikes(market0.get("ETH").spot)[2], True)
+            delta = float(price_instruments(Book.from_portfolios([Portfolio({atm: 1.0})]).table, market0, PARAMS).delta[0])
+            plans = make_population(cfg.traders, cfg.seed, instruments, market0, PARAMS, delta)
+            self.say(f"opening the books of {cfg.traders} traders and {cfg.market_makers} market makers ...")
+            people = self._open_books(desk, plans, ids, market0)
+            self.say("starting the keeper ...")
+            stack.keeper(["--batch-size", "10"]).start().wait_healthy()
+            keeper_url = stack.procs["keeper"].url
+            self._wait_idle(desk, keeper_url)
+            self._record_initial(plans, people["traders"])
+
+            for k in range(1, cfg.steps + 1):
+                fraction = k / cfg.steps
+                values = self._set_markets(desk, fraction)
+                block = desk.client.head()
+                seconds = self._wait_idle(desk, keeper_url)
+                fund = desk.client.fund.functions.fundBalance().call() / WAD
+                liq = sum(1 for e in desk.client.logs(block, desk.client.head()) if e.name == "Liquidated")
+                risk = _get(f"{self.gateway_url}/v1/risk/accounts?max_ratio=1.0")
+                rec = StepRecord(k, fraction, {u: v[0] for u, v in values.items()}, {u: v[1] for u, v in values.items()},
+                                 block, fund, liq, len(risk["accounts"]), seconds)
+                self.data.steps.append(rec)
+                eth0 = self.scenario.underlyings["ETH"].spot
+                self.say(f"step {k:>2}/{cfg.steps}  ETH {rec.prices['ETH']:>8,.0f} ({rec.prices['ETH'] / eth0 - 1:+.0%})  "
+                         f"vol {rec.vols['ETH']:.0%}  liquidations {liq:>3}  still below MM {rec.at_risk_after:>3}  "
+                         f"fund {fund:>10,.2f}  keeper {seconds:5.1f}s")
+
+            if cfg.settle:
+                self.say("options expire: the chain clock jumps to the expiry; the keeper posts the price and settles ...")
+                desk.w3.provider.make_request("evm_setNextBlockTimestamp", [self.expiry + 60])
+                self._set_markets(desk, 1.0)
+                self._wait_idle(desk, keeper_url)
+
+            self.say("collecting events, reconciling balances, computing coverage and capital efficiency ...")
+            from offchain.sim.analysis import analyze_run
+
+            analyze_run(self, desk, deployment, plans, people, market0)
+            self.data.timings["wall_seconds"] = time.monotonic() - t_start
+            return self.data
+        finally:
+            if stack is not None:
+                stack.stop_all()
+            node.stop()
+
+    def _record_initial(self, plans: list[TraderPlan], traders: list[Any]) -> None:
+        for plan, trader in zip(plans, traders):
+            try:
+                r = _get(f"{self.gateway_url}/v1/accounts/{trader.address}")
+            except Exception:  # an account whose every leg was refused has no state
+                continue
+            self.data.initial[trader.address] = {"kind": plan.kind, "equity": r["equity"], "mm": r["maintenance_margin"],
+                                                 "im": r["initial_margin"], "index": plan.index, "positions": r["positions"]}
+        self.data.plans = [{"index": p.index, "kind": p.kind, "deposit": p.deposit,
+                            "legs": [(i.name, s) for i, s in p.legs]} for p in plans]
+
+
+def node_key(i: int) -> str:
+    from offchain.chain.anvil import ANVIL_MNEMONIC
+
+    Account.enable_unaudited_hdwallet_features()
+    return Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").key.hex()

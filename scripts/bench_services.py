@@ -1,0 +1,120 @@
+"""Benchmark of the services on a local Anvil node (real processes). Prints figures from one run.
+
+    ./dpre bench services [--sizes 10,100,1000]
+
+1. Attestation latency: request → signed, combined response, through the gateway (2-of-3
+   signers) and from one signer directly, for margin and trade attestations.
+2. Keeper reaction time: from the price-feed update that makes N accounts liquidatable to the
+   last liquidation mined, for each N in --sizes; and the blocks it took.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from eth_account import Account  # noqa: E402
+
+from offchain.risk.units import WAD  # noqa: E402
+from offchain.sim.desk import trader_keys  # noqa: E402
+from tests.python.services.harness import liquidations, start_harness, stop_harness  # noqa: E402
+
+
+def post(url: str, body: dict) -> float:
+    start = time.perf_counter()
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        r.read()
+    return time.perf_counter() - start
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="10,100,1000")
+    ap.add_argument("--latency-requests", type=int, default=200)
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    workdir = Path(tempfile.mkdtemp(prefix="dpre-bench-"))
+    print(f"starting anvil, 3 signers (2-of-3), gateway, keeper in {workdir} ...", flush=True)
+    h = start_harness(workdir, fund_seed_units=1_000_000)
+    try:
+        desk = h.desk
+        perp = next(i for i, n in h.deployment.instruments.items() if n == "ETH-PERP")
+        gw, s0 = h.stack.procs["gateway"].url, h.stack.procs["signer0"].url
+        maker, taker = trader_keys(90, 2)
+        desk.fund_gas([maker.address, taker.address])
+        desk.deposit(maker, 100_000_000)
+        desk.deposit(taker, 100_000)
+        assert desk.fill(maker, taker, perp, -1, 3000.0).ok
+
+        rows = []
+        order = {"maker": maker.address, "instrument_id": perp, "size": str(-WAD), "price": str(3000 * WAD), "nonce": 1, "deadline": 2**40}
+        for label, url, body in (
+            ("margin via gateway (2-of-3)", gw + "/v1/attest/margin", {"account": taker.address}),
+            ("margin from one signer", s0 + "/v1/attest/margin", {"account": taker.address}),
+            ("trade via gateway (2 attestations)", gw + "/v1/attest/trade", {"order": order, "fill_amount": str(WAD), "taker": taker.address}),
+        ):
+            times = [post(url, body) for _ in range(args.latency_requests)]
+            rows.append((label, statistics.median(times) * 1000, pct(times, 0.95) * 1000, pct(times, 0.99) * 1000))
+
+        reaction = []
+        price = 3000.0
+        for n in sizes:
+            traders = trader_keys(1000 + n, n)
+            mm = trader_keys(2000 + n, 1)[0]
+            desk.set_market("ETH", price, 0.65)
+            print(f"opening {n} leveraged longs at {price:,.0f} ...", flush=True)
+            desk.fund_gas([t.address for t in traders] + [mm.address])
+            desk.deposit(mm, 100_000_000)
+            for k, t in enumerate(traders):
+                desk.deposit(t, 8_000 * price / 3000)
+                assert desk.fill(mm, t, perp, -10, price).ok
+                if (k + 1) % 100 == 0:
+                    print(f"  {k + 1}/{n}", flush=True)
+            drop = price * 0.84
+            start_block = desk.client.head()
+            t0 = time.perf_counter()
+            desk.set_market("ETH", drop, 0.8)
+            deadline = time.monotonic() + 1800
+            while time.monotonic() < deadline:
+                counts = liquidations(h)
+                done = sum(1 for t in traders if counts.get(t.address, 0) >= 1)
+                if done == n:
+                    break
+                time.sleep(0.2)
+            seconds = time.perf_counter() - t0
+            reaction.append((n, seconds, desk.client.head() - start_block, done))
+            price = drop
+
+        print()
+        print("== attestation latency (ms, request to signed response) ==")
+        print(f"{'request':<38}{'median':>10}{'p95':>10}{'p99':>10}")
+        for label, med, p95, p99 in rows:
+            print(f"{label:<38}{med:>10.1f}{p95:>10.1f}{p99:>10.1f}")
+        print()
+        print("== keeper reaction: price move to the last liquidation mined ==")
+        print(f"{'accounts at risk':<20}{'seconds':>10}{'blocks':>10}{'liquidated':>12}{'per account (ms)':>18}")
+        for n, seconds, blocks, done in reaction:
+            print(f"{n:<20}{seconds:>10.2f}{blocks:>10}{done:>12}{seconds / n * 1000:>18.1f}")
+    finally:
+        stop_harness(h)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
