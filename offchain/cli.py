@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--traders", type=int, default=200, help="population size (thousands work, slower)")
     demo.add_argument("--seed", type=int, default=7, help="same seed and scenario, same report numbers")
     demo.add_argument("--scenario", help="scenario file (default scenarios/eth-crash-2020-03-12.json)")
-    demo.add_argument("--steps", type=int, default=12, help="price updates the scenario path is played in")
+    demo.add_argument("--steps", type=int, default=0,
+                      help="price updates to play the path in (default 0: one per point of the scenario's path)")
     demo.add_argument("--out", help="report directory (default runs/<scenario>-seed<seed>-n<traders>)")
     demo.add_argument("--fund-seed", type=float, default=1_000.0, help="initial insurance fund")
     demo.add_argument("--no-settle", action="store_true", help="skip the expiry and settlement phase")

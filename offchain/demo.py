@@ -16,7 +16,7 @@ def run_demo(
     traders: int = 200,
     seed: int = 7,
     scenario: str | None = None,
-    steps: int = 12,
+    steps: int = 0,
     out: str | None = None,
     fund_seed: float = 1_000.0,
     settle: bool = True,

@@ -5,7 +5,7 @@ All amounts are integers in WAD (18 decimals); sizes are signed WAD contracts.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from eth_utils import to_checksum_address
@@ -40,26 +40,6 @@ class MarginAttestation:
         """The struct as a contract-call argument."""
         m = self.message()
         return tuple(m[k] for k in m)
-
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["state_hash"] = "0x" + self.state_hash.hex()
-        for k in ("value", "initial_margin", "maintenance_margin"):
-            d[k] = str(d[k])  # JSON numbers lose precision above 2^53
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "MarginAttestation":
-        return cls(
-            account=d["account"],
-            state_hash=bytes.fromhex(d["state_hash"].removeprefix("0x")),
-            value=int(d["value"]),
-            initial_margin=int(d["initial_margin"]),
-            maintenance_margin=int(d["maintenance_margin"]),
-            snapshot_time=int(d["snapshot_time"]),
-            deadline=int(d["deadline"]),
-            params_version=int(d["params_version"]),
-        )
 
     @classmethod
     def empty(cls) -> "MarginAttestation":

@@ -41,16 +41,11 @@ def with_retry(fn: Callable[[], T], what: str, attempts: int = 8, base_delay: fl
     for attempt in range(1, attempts + 1):
         try:
             return fn()
-        except (ConnectionError, TimeoutError, OSError) as err:
-            RPC_FAILURES[0] += 1
-            if attempt == attempts:
-                raise
-            event(log, "rpc call failed; backing off", logging.WARNING, call=what, attempt=attempt,
-                  delay=round(delay, 2), error=str(err)[:200])
-            time.sleep(delay)
-            delay = min(delay * 2, max_delay)
-        except Exception as err:  # requests wraps connection errors in its own types
-            if "Connection" not in type(err).__name__ and "Timeout" not in type(err).__name__:
+        except Exception as err:
+            # requests wraps connection failures in its own types: match those by name too
+            transient = isinstance(err, (ConnectionError, TimeoutError, OSError)) or any(
+                word in type(err).__name__ for word in ("Connection", "Timeout"))
+            if not transient:
                 raise
             RPC_FAILURES[0] += 1
             if attempt == attempts:

@@ -86,7 +86,8 @@ class Keeper:
         self.client, self.oracle, self.account, self.config = client, oracle, account, config
         self.state_dir = state_dir
         self.state_path = state_dir / "chain-state.json"
-        self.state = ChainState.load(self.state_path) or ChainState(block=client.deployment.deploy_block - 1)
+        key = ChainState.key_of(client.deployment.chain_id, client.deployment.clearinghouse)
+        self.state = ChainState.load(self.state_path, key) or ChainState(block=client.deployment.deploy_block - 1, deployment_key=key)
         self.journal = Journal(state_dir / "journal.json")
         self.sender = TxSender(client.w3, account)
         self.notifier = MarginCallNotifier(state_dir / "margin-calls.jsonl", config.webhooks)

@@ -71,7 +71,9 @@ class Oracle:
         self.ttl = ttl_seconds
         self.domain = Domain(client.deployment.chain_id, client.deployment.clearinghouse)
         self.lock = threading.RLock()
-        self.state = (ChainState.load(state_path) if state_path else None) or ChainState(block=client.deployment.deploy_block - 1)
+        key = ChainState.key_of(client.deployment.chain_id, client.deployment.clearinghouse)
+        self.state = (ChainState.load(state_path, key) if state_path else None) or \
+            ChainState(block=client.deployment.deploy_block - 1, deployment_key=key)
         self._snapshot: tuple[int, MarketSnapshot] | None = None
         self._last_save = time.monotonic()
 

@@ -59,6 +59,7 @@ class ChainState:
     params_version: int = 0
     liquidation_config: LiquidationConfig | None = None
     flagged: set[str] = field(default_factory=set)
+    deployment_key: str = ""  # chain id and clearinghouse the snapshot belongs to
     hash_mismatches: int = 0
     counters: dict[str, int] = field(default_factory=dict)
 
@@ -137,6 +138,7 @@ class ChainState:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "deployment": self.deployment_key,
             "block": self.block,
             "accounts": {
                 k: {"cash": str(v.cash), "state_hash": v.state_hash.hex(), "order": v.order,
@@ -156,7 +158,7 @@ class ChainState:
     def from_json(cls, d: dict[str, Any]) -> "ChainState":
         from offchain.risk.instruments import Kind
 
-        s = cls(block=int(d["block"]))
+        s = cls(block=int(d["block"]), deployment_key=str(d.get("deployment", "")))
         for k, v in d["accounts"].items():
             s.accounts[k] = AccountState(
                 cash=int(v["cash"]), state_hash=bytes.fromhex(v["state_hash"]), order=[int(i) for i in v["order"]],
@@ -181,7 +183,17 @@ class ChainState:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path) -> "ChainState | None":
+    def load(cls, path: Path, deployment_key: str) -> "ChainState | None":
+        """The saved snapshot, if it belongs to this deployment (else None: replay from scratch)."""
         if not path.exists():
             return None
-        return cls.from_json(json.loads(path.read_text()))
+        state = cls.from_json(json.loads(path.read_text()))
+        if state.deployment_key != deployment_key:
+            event(log, "ignoring a state snapshot of another deployment", logging.WARNING, path=str(path),
+                  snapshot=state.deployment_key, deployment=deployment_key)
+            return None
+        return state
+
+    @staticmethod
+    def key_of(chain_id: int, clearinghouse: str) -> str:
+        return f"{chain_id}:{clearinghouse.lower()}"

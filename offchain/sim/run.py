@@ -42,7 +42,7 @@ class RunConfig:
     scenario: Path
     traders: int = 200
     seed: int = 7
-    steps: int = 12
+    steps: int = 0  # 0: one price update per point of the scenario's path (keeps its gaps)
     port: int = 8545
     out: Path = Path("runs/demo")
     fund_seed: float = 1_000.0
@@ -116,6 +116,11 @@ class ScenarioRun:
             raise UserError(f"scenario {config.scenario} must describe ETH and BTC (missing {', '.join(sorted(missing))})")
         self.out = config.out
         self.out.mkdir(parents=True, exist_ok=True)
+        # a fresh chain: nothing of an earlier run in this directory may be resumed
+        import shutil
+
+        for stale in [*self.out.glob("signer*-state.json"), self.out / "keeper", self.out / "logs"]:
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
         self.data = RunData(config={k: str(v) for k, v in asdict(config).items()},
                             scenario={"name": self.scenario.name, "description": self.scenario.description})
 
@@ -247,8 +252,9 @@ class ScenarioRun:
             self._wait_idle(desk, keeper_url)
             self._record_initial(plans, people["traders"])
 
-            for k in range(1, cfg.steps + 1):
-                fraction = k / cfg.steps
+            fractions = [float(t) for t in self.scenario.times[1:]] if cfg.steps == 0 else \
+                [k / cfg.steps for k in range(1, cfg.steps + 1)]
+            for k, fraction in enumerate(fractions, start=1):
                 values = self._set_markets(desk, fraction)
                 block = desk.client.head()
                 seconds = self._wait_idle(desk, keeper_url)
@@ -259,7 +265,7 @@ class ScenarioRun:
                                  block, fund, liq, len(risk["accounts"]), seconds)
                 self.data.steps.append(rec)
                 eth0 = self.scenario.underlyings["ETH"].spot
-                self.say(f"step {k:>2}/{cfg.steps}  ETH {rec.prices['ETH']:>8,.0f} ({rec.prices['ETH'] / eth0 - 1:+.0%})  "
+                self.say(f"step {k:>2}/{len(fractions)}  ETH {rec.prices['ETH']:>8,.0f} ({rec.prices['ETH'] / eth0 - 1:+.0%})  "
                          f"vol {rec.vols['ETH']:.0%}  liquidations {liq:>3}  still below MM {rec.at_risk_after:>3}  "
                          f"fund {fund:>10,.2f}  keeper {seconds:5.1f}s")
 

@@ -35,14 +35,7 @@ contract TradingTest is ClearinghouseFixture {
         fill(o, bobKey, carolFunded(), 2e18, quote(-9_000e18, 3_000e18, 6_000e18, 2_000e18));
         assertEq(ch.positionOf(bob, perpId), -3e18, "bob sold 3 in two fills");
         assertEq(ch.filled(ch.orderDigest(o)), 3e18, "filled");
-        (MarginAttestation memory ma, MarginAttestation memory ta) =
-            postTradeAttestations(o, alice, 1, quote(0, 0, 0, 0));
-        bytes memory makerSig = signOrder(o, bobKey);
-        bytes memory maSigs = oracleSign(ma);
-        bytes memory taSigs = oracleSign(ta);
-        vm.prank(alice);
-        vm.expectRevert(abi.encodeWithSelector(IClearinghouse.OrderOverfilled.selector, 0, 1));
-        ch.fillOrder(o, makerSig, 1, ma, maSigs, ta, taSigs);
+        expectFillRevert(o, bobKey, alice, 1, quote(0, 0, 0, 0), abi.encodeWithSelector(IClearinghouse.OrderOverfilled.selector, 0, 1));
     }
 
     function test_positionsStayZeroSum() public {
@@ -61,32 +54,18 @@ contract TradingTest is ClearinghouseFixture {
 
     function test_takerBelowImRejected() public {
         Order memory o = order(bob, perpId, -1e18, 3_000e18, 1);
-        (MarginAttestation memory ma, MarginAttestation memory ta) =
-            postTradeAttestations(o, alice, 1e18, quote(-3_000e18, 1_000e18, 3_000e18, 200_000e18));
-        bytes memory makerSig = signOrder(o, bobKey);
-        bytes memory maSigs = oracleSign(ma);
-        bytes memory taSigs = oracleSign(ta);
-        vm.prank(alice);
-        vm.expectRevert(
+        expectFillRevert(o, bobKey, alice, 1e18, quote(-3_000e18, 1_000e18, 3_000e18, 200_000e18), 
             abi.encodeWithSelector(
                 IClearinghouse.InsufficientEquity.selector, int256(100_000e18 - 1.5e18), uint256(200_000e18)
             )
         );
-        ch.fillOrder(o, makerSig, 1e18, ma, maSigs, ta, taSigs);
     }
 
     function test_makerBelowImRejected() public {
         Order memory o = order(bob, perpId, -1e18, 3_000e18, 1);
-        (MarginAttestation memory ma, MarginAttestation memory ta) =
-            postTradeAttestations(o, alice, 1e18, quote(-3_000e18, 200_000e18, 3_000e18, 1_000e18));
-        bytes memory makerSig = signOrder(o, bobKey);
-        bytes memory maSigs = oracleSign(ma);
-        bytes memory taSigs = oracleSign(ta);
-        vm.prank(alice);
-        vm.expectRevert(
+        expectFillRevert(o, bobKey, alice, 1e18, quote(-3_000e18, 200_000e18, 3_000e18, 1_000e18), 
             abi.encodeWithSelector(IClearinghouse.InsufficientEquity.selector, int256(100_000e18), uint256(200_000e18))
         );
-        ch.fillOrder(o, makerSig, 1e18, ma, maSigs, ta, taSigs);
     }
 
     function test_badMakerSignatureRejected() public {
@@ -163,14 +142,7 @@ contract TradingTest is ClearinghouseFixture {
         Order memory o = order(bob, callId, 1e18, 100e18, 1);
         vm.warp(expiry);
         o.deadline = uint64(block.timestamp + 10);
-        (MarginAttestation memory ma, MarginAttestation memory ta) =
-            postTradeAttestations(o, alice, 1e18, quote(0, 0, 0, 0));
-        bytes memory makerSig = signOrder(o, bobKey);
-        bytes memory maSigs = oracleSign(ma);
-        bytes memory taSigs = oracleSign(ta);
-        vm.prank(alice);
-        vm.expectRevert(abi.encodeWithSelector(IClearinghouse.InstrumentExpired.selector, callId));
-        ch.fillOrder(o, makerSig, 1e18, ma, maSigs, ta, taSigs);
+        expectFillRevert(o, bobKey, alice, 1e18, quote(0, 0, 0, 0), abi.encodeWithSelector(IClearinghouse.InstrumentExpired.selector, callId));
     }
 
     function test_unknownInstrumentRejected() public {
@@ -193,14 +165,7 @@ contract TradingTest is ClearinghouseFixture {
             fill(order(bob, ids[i], 1e18, 10e18, i + 1), bobKey, alice, 1e18, quote(0, 0, 0, 0));
         }
         Order memory o = order(bob, ids[8], 1e18, 10e18, 9);
-        (MarginAttestation memory ma, MarginAttestation memory ta) =
-            postTradeAttestations(o, alice, 1e18, quote(0, 0, 0, 0));
-        bytes memory makerSig = signOrder(o, bobKey);
-        bytes memory maSigs = oracleSign(ma);
-        bytes memory taSigs = oracleSign(ta);
-        vm.prank(alice);
-        vm.expectRevert(abi.encodeWithSelector(IClearinghouse.TooManyPositions.selector, 8));
-        ch.fillOrder(o, makerSig, 1e18, ma, maSigs, ta, taSigs);
+        expectFillRevert(o, bobKey, alice, 1e18, quote(0, 0, 0, 0), abi.encodeWithSelector(IClearinghouse.TooManyPositions.selector, 8));
     }
 
     function test_listInstrumentValidation() public {

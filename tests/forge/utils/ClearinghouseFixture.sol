@@ -197,6 +197,24 @@ abstract contract ClearinghouseFixture is Test {
         ch.fillOrder(o, makerSig, amount, ma, maSigs, ta, taSigs);
     }
 
+    /// @dev Prepares a fill exactly as `fill` does and expects it to revert with `revertData`.
+    function expectFillRevert(
+        Order memory o,
+        uint256 makerKey,
+        address taker,
+        uint256 amount,
+        Quote memory q,
+        bytes memory revertData
+    ) internal {
+        (MarginAttestation memory ma, MarginAttestation memory ta) = postTradeAttestations(o, taker, amount, q);
+        bytes memory makerSig = signOrder(o, makerKey);
+        bytes memory maSigs = oracleSign(ma);
+        bytes memory taSigs = oracleSign(ta);
+        vm.prank(taker);
+        vm.expectRevert(revertData);
+        ch.fillOrder(o, makerSig, amount, ma, maSigs, ta, taSigs);
+    }
+
     function postTradeAttestations(Order memory o, address taker, uint256 amount, Quote memory q)
         internal
         view

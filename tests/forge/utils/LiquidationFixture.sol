@@ -106,20 +106,7 @@ abstract contract LiquidationFixture is ClearinghouseFixture {
     }
 
     function _adlDigest(AdlAttestation memory att) internal view returns (bytes32) {
-        bytes32 structHash = keccak256(
-            abi.encode(
-                engine.ADL_ATTESTATION_TYPEHASH(),
-                att.account,
-                att.stateHash,
-                keccak256(abi.encodePacked(att.instrumentIds)),
-                keccak256(abi.encodePacked(att.marks)),
-                keccak256(abi.encodePacked(att.queueRoots)),
-                att.snapshotTime,
-                att.deadline,
-                att.paramsVersion
-            )
-        );
-        return keccak256(abi.encodePacked("\x19\x01", ch.domainSeparator(), structHash));
+        return keccak256(abi.encodePacked("\x19\x01", ch.domainSeparator(), engine.hashAdlAttestation(att)));
     }
 
     /// @dev A queue (ranked accounts) for one instrument: its root and every member's fill.

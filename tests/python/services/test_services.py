@@ -206,3 +206,45 @@ def test_rpc_outage_backs_off_and_recovers(h: Harness) -> None:
     assert health["status"] == "ok"
     with urllib.request.urlopen(h.stack.procs["gateway"].url + "/health", timeout=5) as r:
         assert json.loads(r.read())["signers_up"] == 3
+
+
+def test_implausible_or_stale_market_data_stops_attestations(h: Harness) -> None:
+    desk = h.desk
+    gw = h.stack.procs["gateway"].url
+    btc_trader, eth_trader = trader_keys(40, 2)
+    maker = trader_keys(41, 1)[0]
+    desk.fund_gas([btc_trader.address, eth_trader.address, maker.address])
+    for a in (btc_trader, eth_trader, maker):
+        desk.deposit(a, 1_000_000)
+    btc = next(i for i, n in h.deployment.instruments.items() if n == "BTC-PERP")
+    desk.set_market("ETH", 1_800.0, 1.0)
+    assert desk.fill(maker, btc_trader, btc, -0.1, 90_000.0).ok
+    assert desk.fill(maker, eth_trader, perp_id(h), -1, 1_800.0).ok
+    # BTC prints +80% in one update: refused until confirmed, ETH books unaffected
+    desk.set_market("BTC", 162_000.0, 0.5)
+    status, body = call(gw + "/v1/attest/margin", "POST", {"account": btc_trader.address})
+    assert status == 503 and "BTC" in body["error"] and "moved 80%" in body["error"]
+    status, _ = call(gw + "/v1/attest/margin", "POST", {"account": eth_trader.address})
+    assert status == 200
+    for _ in range(3):  # three fresh rounds at the new level: a real move, accepted
+        desk.set_market("BTC", 162_000.0, 0.5)
+        call(gw + "/v1/attest/margin", "POST", {"account": btc_trader.address})
+    status, _ = call(gw + "/v1/attest/margin", "POST", {"account": btc_trader.address})
+    assert status == 200
+    # a feed that stops: an hour and more without an update
+    desk.w3.provider.make_request("evm_increaseTime", [4_000])
+    desk.w3.provider.make_request("evm_mine", [])
+    status, body = call(gw + "/v1/attest/margin", "POST", {"account": eth_trader.address})
+    assert status == 503 and "stale" in body["error"]
+    desk.set_market("ETH", 1_800.0, 1.0)
+    desk.set_market("BTC", 162_000.0, 0.5)
+    status, _ = call(gw + "/v1/attest/margin", "POST", {"account": eth_trader.address})
+    assert status == 200
+
+
+def test_replicas_never_diverged_from_the_chain(h: Harness) -> None:
+    for i in range(3):
+        with urllib.request.urlopen(h.stack.procs[f"signer{i}"].url + "/health", timeout=5) as r:
+            health = json.loads(r.read())
+        assert health["hash_mismatches"] == 0
+        assert health["lag_blocks"] <= 5
