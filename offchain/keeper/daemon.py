@@ -156,8 +156,15 @@ class Keeper:
         for r in near:
             if self.notifier.warn(r, head):
                 self.m_calls.inc()
+        # The fund covers bankruptcies one after another: those it can still cover are liquidated
+        # whole (it pays the deficit), the rest go to auto-deleveraging.
         fund = float(risk["fund_balance"])
-        bankrupt = [r for r in below if r["equity"] < 0 and -r["equity"] > fund]
+        bankrupt = []
+        for r in sorted((r for r in below if r["equity"] < 0), key=lambda r: -r["equity"]):
+            if -r["equity"] <= fund:
+                fund += r["equity"]
+            else:
+                bankrupt.append(r)
         partial = [r for r in below if r not in bankrupt and r["account"] != self.account.address]
         for k in range(0, len(partial), self.config.batch_size):
             self.liquidate(partial[k : k + self.config.batch_size])
@@ -181,13 +188,14 @@ class Keeper:
         finally:
             self.m_att.observe(time.perf_counter() - start)
 
-    def _execute(self, key: str, call: Any, action: str, expected_gain: float, **fields: Any) -> bool:
-        """Simulates, checks profitability, sends, journals. Returns True when mined successfully."""
+    def _execute(self, key: str, call: Any, action: str, expected_gain: float, **fields: Any) -> bool | None:
+        """Simulates, checks profitability, sends, journals. True when mined successfully, False
+        when sent and failed or skipped, None when the simulation says it would revert."""
         try:
             self.sender.simulate(call)
         except SimulationFailed as err:
             event(log, f"{action} would revert; skipped", logging.WARNING, reason=str(err)[:300], **fields)
-            return False
+            return None
         gas = self.sender.estimate(call)
         max_fee, _ = self.sender.fees()
         gas_cost = gas * max_fee / 1e18 * self.config.collateral_per_eth
@@ -246,6 +254,12 @@ class Keeper:
             Journal.key("liquidate-batch", ",".join(accounts), ",".join(r["state_hash"] for r in rows))
         ok = self._execute(key, call, "liquidation", gain, accounts=accounts,
                            fractions={a: int(f["fraction"]) / WAD for a, f in resp["extra"]["fractions"].items()})
+        if ok is None and len(rows) > 1:
+            # one account sinks the batch (e.g. the fund ran short mid-batch): go one by one
+            for r in rows:
+                self.liquidate([r])
+            return
+        ok = bool(ok)
         for r in rows:
             self.journal.update(Journal.key("liquidate", r["account"], r["state_hash"]), status="done" if ok else "failed")
         self.m_liq.labels("done" if ok else "failed").inc(len(rows))
