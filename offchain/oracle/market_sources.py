@@ -106,13 +106,14 @@ class FeedMarketSource:
         self._contracts: dict[str, Any] = {}
         self._status: dict[str, str] = {u: "no reading yet" for u in feeds}
 
-    def _read(self, address: str, block: int) -> tuple[float, int]:
+    def _read(self, address: str, block: int) -> tuple[float, int, int]:
+        """(answer, updatedAt, roundId) of a feed at `block`."""
         c = self._contracts.get(address)
         if c is None:
             c = self._contracts[address] = self.w3.eth.contract(address=address, abi=AGGREGATOR_ABI)
         decimals = int(c.functions.decimals().call(block_identifier=block))
-        _, answer, _, updated_at, _ = c.functions.latestRoundData().call(block_identifier=block)
-        return int(answer) / 10**decimals, int(updated_at)
+        round_id, answer, _, updated_at, _ = c.functions.latestRoundData().call(block_identifier=block)
+        return int(answer) / 10**decimals, int(updated_at), int(round_id)
 
     def snapshot(self, block: int, timestamp: int, instruments: dict[int, Instrument]) -> MarketSnapshot:
         markets, unavailable = {}, {}
@@ -127,15 +128,15 @@ class FeedMarketSource:
 
     def _underlying(self, u: str, cfg: FeedConfig, block: int, timestamp: int, instruments: dict[int, Instrument]) -> UnderlyingMarket:
         try:
-            price, updated = self._read(cfg.price_feed, block)
+            price, updated, round_id = self._read(cfg.price_feed, block)
         except Exception as err:  # a feed that reverts or is unreachable
             raise MarketUnavailable(u, f"price feed unreadable: {str(err)[:120]}") from None
         if timestamp - updated > cfg.max_age:
             raise MarketUnavailable(u, f"price feed stale: last update {timestamp - updated}s ago (max {cfg.max_age}s)")
-        price = self.guards[u].check(u, price, updated)
+        price = self.guards[u].check(u, price, round_id)
         vol = cfg.vol
         if cfg.vol_feed:
-            vol, _ = self._read(cfg.vol_feed, block)
+            vol, _, _ = self._read(cfg.vol_feed, block)
             if not 0.01 <= vol <= 5.0:
                 raise MarketUnavailable(u, f"vol feed answer {vol:g} is implausible")
         pillars = pillars_for(u, instruments, timestamp)

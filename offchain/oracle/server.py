@@ -167,8 +167,11 @@ class Gateway:
             raise HttpError(status, data.get("error", "rejected by the signers"))
         reasons = {url: (d.get("error") if s != 200 else "disagreed with the others") for url, s, d in answers}
         ok = sum(1 for _, s, _ in answers if s == 200)
+        failures = [str(r) for r in reasons.values() if r and r != "disagreed with the others"]
+        common = max(set(failures), key=failures.count) if failures else ""
         raise HttpError(503, f"refusing to attest: {ok} of {len(self.urls)} signers answered, "
-                             f"{self.threshold} identical signatures are required", signers=reasons)
+                             f"{self.threshold} identical signatures are required"
+                             + (f" (signers say: {common})" if common else ""), signers=reasons)
 
     def _combine(self, answers: list[tuple[str, int, dict[str, Any]]]) -> dict[str, Any] | None:
         groups: dict[str, list[dict[str, Any]]] = {}
