@@ -11,8 +11,21 @@ from typing import Any
 from eth_utils import to_checksum_address
 
 
+class _Message:
+    """What every signed message has: its EIP-712 members as a dict, and as a call argument."""
+
+    PRIMARY_TYPE = ""
+
+    def message(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """The struct as a contract-call argument, members in declaration order."""
+        return tuple(self.message().values())
+
+
 @dataclass(frozen=True)
-class MarginAttestation:
+class MarginAttestation(_Message):
     account: str
     state_hash: bytes
     value: int
@@ -36,10 +49,6 @@ class MarginAttestation:
             "paramsVersion": self.params_version,
         }
 
-    def as_tuple(self) -> tuple[Any, ...]:
-        """The struct as a contract-call argument."""
-        m = self.message()
-        return tuple(m[k] for k in m)
 
     @classmethod
     def empty(cls) -> "MarginAttestation":
@@ -48,7 +57,7 @@ class MarginAttestation:
 
 
 @dataclass(frozen=True)
-class Order:
+class Order(_Message):
     maker: str
     instrument_id: int
     size: int
@@ -68,13 +77,10 @@ class Order:
             "deadline": self.deadline,
         }
 
-    def as_tuple(self) -> tuple[Any, ...]:
-        m = self.message()
-        return tuple(m[k] for k in m)
 
 
 @dataclass(frozen=True)
-class SettlementPrice:
+class SettlementPrice(_Message):
     underlying: bytes
     expiry: int
     price: int
@@ -84,12 +90,10 @@ class SettlementPrice:
     def message(self) -> dict[str, Any]:
         return {"underlying": self.underlying, "expiry": self.expiry, "price": self.price}
 
-    def as_tuple(self) -> tuple[Any, ...]:
-        return (self.underlying, self.expiry, self.price)
 
 
 @dataclass(frozen=True)
-class AdlAttestation:
+class AdlAttestation(_Message):
     account: str
     state_hash: bytes
     instrument_ids: tuple[int, ...]
@@ -113,9 +117,6 @@ class AdlAttestation:
             "paramsVersion": self.params_version,
         }
 
-    def as_tuple(self) -> tuple[Any, ...]:
-        m = self.message()
-        return tuple(m[k] for k in m)
 
 
 MESSAGE_TYPES: dict[str, type] = {

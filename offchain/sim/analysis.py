@@ -165,3 +165,12 @@ def _coverage_and_efficiency(run: "ScenarioRun", market0: MarketData) -> None:
             total[key] += r[key]
     data.efficiency = [{"book": k, **{kk: round(vv, 2) for kk, vv in r.items()}} for k, r in sorted(rows.items())]
     data.efficiency.append({"book": "all books", **{kk: round(vv, 2) for kk, vv in total.items()}})
+    # Tail cover: books whose worst single-step loss on the path exceeded each model's requirement.
+    worst_step = step_loss.max(axis=0)
+    data.coverage["worst_step_loss_above_requirement"] = {
+        "portfolio": int(np.sum(worst_step > pm.im + 1e-9)),
+        "cross": int(np.sum(worst_step > comp.cross_im + 1e-9)),
+        "isolated": int(np.sum(worst_step > comp.isolated_im + 1e-9)),
+        "var99": int(np.sum(worst_step > var.var + 1e-9)),
+        "es99": int(np.sum(worst_step > var.es + 1e-9)),
+    }

@@ -160,6 +160,11 @@ def write_report(data: RunData, out: Path) -> str:
         for row in data.efficiency:
             lines.append(f"| {row['book']} | {row['books']} | {row['portfolio']:,.0f} | {row['cross']:,.0f} | {row['isolated']:,.0f} | "
                          f"{row['var99']:,.0f} | {row['es99']:,.0f} |")
+        tail = c.get("worst_step_loss_above_requirement") if c else None
+        if tail:
+            lines += ["", f"Books whose worst single-step loss on this path exceeded the model's requirement (of {c['accounts']}): "
+                          f"portfolio {tail['portfolio']}, cross {tail['cross']}, isolated {tail['isolated']}, "
+                          f"VaR 99% {tail['var99']}, ES 99% {tail['es99']}."]
         lines += ["", "![capital efficiency](capital_efficiency.png)"]
     lines += [
         "", "## Reconciliation", "",
@@ -192,6 +197,10 @@ def console_summary(data: RunData, out: Path) -> str:
                      f"{c['whole_path_loss_above_mm']}/{c['accounts']} books")
     if total:
         lines.append(f"capital (IM)      portfolio {total['portfolio']:,.0f} | cross {total['cross']:,.0f} | isolated {total['isolated']:,.0f}")
+    tail = c.get("worst_step_loss_above_requirement") if c else None
+    if tail:
+        lines.append(f"tail cover        books whose worst step lost more than the requirement: portfolio {tail['portfolio']}, "
+                     f"cross {tail['cross']}, isolated {tail['isolated']}, VaR {tail['var99']}, ES {tail['es99']}")
     lines.append(f"reconciliation    clearinghouse {'OK' if r.get('clearinghouse_balanced') else 'MISMATCH'}, fund "
                  f"{'OK' if r.get('insurance_fund_balanced') else 'MISMATCH'}, positions zero-sum {r.get('positions_sum_to_zero')}")
     lines.append(f"report            {out / 'report.md'}")
