@@ -160,11 +160,12 @@ def test_kill9_mid_run_then_restart_neither_repeats_nor_misses(h: Harness) -> No
     desk = h.desk
     traders = trader_keys(20, 10)
     maker = trader_keys(21, 1)[0]
-    keeper = h.stack.procs["keeper"]
-    keeper.stop()  # open the positions with no keeper watching
+    h.stack.procs["keeper"].stop()  # open the positions with no keeper watching
     desk.set_market("ETH", 2_500.0, 0.8)
     open_leveraged_longs_at(h, traders, maker, price=2_500.0)
-    keeper.start()
+    # batches of two: five liquidation transactions, so the kill lands between them
+    keeper = h.stack.keeper(["--batch-size", "2"]).start()
+    keeper.wait_healthy()
     desk.set_market("ETH", 2_100.0, 0.9)  # −16%
     wait_for(lambda: sum(liquidations(h).get(t.address, 0) for t in traders) >= 1, 90, "a first liquidation")
     keeper.kill9()
