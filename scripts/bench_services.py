@@ -82,7 +82,7 @@ def main() -> int:
             desk.fund_gas([t.address for t in traders] + [mm.address])
             desk.deposit(mm, 100_000_000)
             # the keeper takes every slice: its own margin must grow with the population
-            desk.deposit(Account.from_key(h.stack.keeper_key), 10_000 * n)
+            desk.deposit_for(Account.from_key(h.stack.keeper_key).address, 10_000 * n)
             for k, t in enumerate(traders):
                 desk.deposit(t, 8_000 * price / 3000)
                 assert desk.fill(mm, t, perp, -10, price).ok

@@ -82,6 +82,14 @@ class Desk:
         self.send(account, self.client.token.functions.approve(self.deployment.clearinghouse, amount), "approve")
         self.send(account, self.client.ch.functions.deposit(account.address, amount), "deposit")
 
+    def deposit_for(self, account: str, units: float) -> None:
+        """The deployer funds `account` (no transaction from the account itself, so no clash with
+        a daemon holding its key)."""
+        amount = int(units * 10**self.deployment.collateral_decimals)
+        self.send(self.deployer, self.client.token.functions.mint(self.deployer.address, amount), "mint")
+        self.send(self.deployer, self.client.token.functions.approve(self.deployment.clearinghouse, amount), "approve")
+        self.send(self.deployer, self.client.ch.functions.deposit(account, amount), "deposit")
+
     def withdraw(self, account: LocalAccount, units: float) -> FillResult:
         amount = int(units * 10**self.deployment.collateral_decimals)
         if self.client.ch.functions.openInstruments(account.address).call():
