@@ -163,3 +163,11 @@ class AnvilNode:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def anvil_key(i: int) -> str:
+    """The hex private key of Anvil's i-th default account (from the public test mnemonic)."""
+    from eth_account import Account
+
+    Account.enable_unaudited_hdwallet_features()
+    return Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").key.hex()

@@ -134,13 +134,7 @@ class Keeper:
 
     def sync(self) -> int:
         head = self.client.head()
-        start = self.state.block + 1
-        while start <= head:
-            stop = min(start + 1999, head)
-            for entry in self.client.logs(start, stop):
-                self.state.apply(entry)
-            self.state.block = stop
-            start = stop + 1
+        self.state.catch_up(self.client, head)
         self.m_lag.set(max(0, head - self.state.block))
         return head
 
@@ -188,9 +182,11 @@ class Keeper:
         finally:
             self.m_att.observe(time.perf_counter() - start)
 
-    def _execute(self, key: str, call: Any, action: str, expected_gain: float, **fields: Any) -> bool | None:
+    def _execute(self, key: str, call: Any, action: str, expected_gain: float, *, duty: bool = False,
+                 **fields: Any) -> bool | None:
         """Simulates, checks profitability, sends, journals. True when mined successfully, False
-        when sent and failed or skipped, None when the simulation says it would revert."""
+        when sent and failed or skipped, None when the simulation says it would revert. A `duty`
+        (deleveraging, settlement) earns nothing and is done regardless of profit."""
         try:
             self.sender.simulate(call)
         except SimulationFailed as err:
@@ -199,7 +195,7 @@ class Keeper:
         gas = self.sender.estimate(call)
         max_fee, _ = self.sender.fees()
         gas_cost = gas * max_fee / 1e18 * self.config.collateral_per_eth
-        if expected_gain - gas_cost < self.config.min_profit and not self.config.liquidate_unprofitable:
+        if not duty and expected_gain - gas_cost < self.config.min_profit and not self.config.liquidate_unprofitable:
             event(log, f"{action} unprofitable; skipped (use --liquidate-unprofitable)", logging.WARNING,
                   gain=round(expected_gain, 4), gas_cost=round(gas_cost, 4), **fields)
             return False
@@ -274,7 +270,7 @@ class Keeper:
                 att, sigs = _signed(margin["items"]["margin"])
                 self._execute(Journal.key("flag", account, row["state_hash"]),
                               self.client.engine.functions.flagBankruptcy(account, att.as_tuple(), sigs),
-                              "bankruptcy flag", 0.0, account=account)
+                              "bankruptcy flag", 0.0, duty=True, account=account)
             plan = self._attest("adl", {"account": account})
         except OracleRefused as err:
             event(log, "ADL attestation refused", logging.WARNING, account=account, error=str(err))
@@ -283,12 +279,8 @@ class Keeper:
         att, sigs = _signed(plan["items"]["adl"])
         fills = [(f["leg"], f["counterparty"], f["rank"], [bytes.fromhex(p[2:]) for p in f["proof"]]) for f in plan["extra"]["fills"]]
         call = self.client.engine.functions.deleverage(att.as_tuple(), sigs, fills)
-        old = self.config.liquidate_unprofitable
-        self.config.liquidate_unprofitable = True  # deleveraging earns nothing; it is the keeper's duty
-        try:
-            ok = self._execute(Journal.key("adl", account, row["state_hash"]), call, "deleveraging", 0.0, account=account)
-        finally:
-            self.config.liquidate_unprofitable = old
+        ok = self._execute(Journal.key("adl", account, row["state_hash"]), call, "deleveraging", 0.0,
+                           duty=True, account=account)
         self.m_adl.labels("done" if ok else "failed").inc()
 
     def settle_expired(self) -> None:
@@ -312,19 +304,14 @@ class Keeper:
                 continue
             price, sigs = _signed(resp["items"]["settlement"])
             self._execute(f"price:{underlying}:{expiry}", self.client.ch.functions.postSettlementPrice(price.as_tuple(), sigs),
-                          "settlement price", 0.0, underlying=underlying, expiry=expiry)
+                          "settlement price", 0.0, duty=True, underlying=underlying, expiry=expiry)
             self.sync()
-        old = self.config.liquidate_unprofitable
-        self.config.liquidate_unprofitable = True
-        try:
-            for account, ids in holders.items():
-                ready = [i for i in ids if (expired[i].underlying, expired[i].expiry) in self.state.settlement_prices]
-                if ready:
-                    ok = self._execute(f"settle:{account}:{self.state.accounts[account].state_hash.hex()}",
-                                       self.client.ch.functions.settle(account, ready), "settlement", 0.0, account=account)
-                    self.m_settle.labels("done" if ok else "failed").inc()
-        finally:
-            self.config.liquidate_unprofitable = old
+        for account, ids in holders.items():
+            ready = [i for i in ids if (expired[i].underlying, expired[i].expiry) in self.state.settlement_prices]
+            if ready:
+                ok = self._execute(f"settle:{account}:{self.state.accounts[account].state_hash.hex()}",
+                                   self.client.ch.functions.settle(account, ready), "settlement", 0.0, duty=True, account=account)
+                self.m_settle.labels("done" if ok else "failed").inc()
 
     # ------------------------------------------------------------------ ops
 

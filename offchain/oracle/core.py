@@ -34,7 +34,6 @@ from offchain.risk.params import MarginParams
 from offchain.risk.units import WAD, to_wad_down
 
 log = logging.getLogger("oracle")
-LOG_CHUNK = 2_000
 
 
 class OracleError(Exception):
@@ -84,13 +83,7 @@ class Oracle:
         with self.lock:
             head = self.client.head()
             target = head if min_block is None else min(max(min_block, self.state.block), head)
-            start = self.state.block + 1
-            while start <= target:
-                stop = min(start + LOG_CHUNK - 1, target)
-                for entry in self.client.logs(start, stop):
-                    self.state.apply(entry)
-                self.state.block = stop
-                start = stop + 1
+            self.state.catch_up(self.client, target)
             if self.state_path and time.monotonic() - self._last_save > 5:
                 self.state.save(self.state_path)
                 self._last_save = time.monotonic()
@@ -245,9 +238,8 @@ class Oracle:
             self._needs(acct.positions)
             market = self.market().data
             ids = sorted(acct.positions)
-            marks = []
-            for i in ids:
-                marks.append(max(0, to_wad_down(self._mark(i))))
+            mark_of = self._marks()
+            marks = [max(0, to_wad_down(mark_of[i])) for i in ids]
             numbers = margin_numbers_batch({a: s.positions for a, s in self.state.accounts.items() if s.positions},
                                            self.state.instruments, market, self.params, self.state.settlement_prices)
             roots, fills = [], []
@@ -259,7 +251,7 @@ class Oracle:
                         continue
                     value, _, _ = numbers[other]
                     equity = (s.cash + value) / WAD
-                    gross = sum(abs(z) / WAD * abs(self._mark(j)) for j, z in s.positions.items())
+                    gross = sum(abs(z) / WAD * abs(mark_of[j]) for j, z in s.positions.items())
                     candidates.append(AdlCandidate(other, size / WAD, equity, s.net_deposits / WAD, gross))
                 queue = rank_queue(candidates, acct.positions[i] / WAD)
                 if not queue:
@@ -279,20 +271,26 @@ class Oracle:
                                  market.timestamp, market.timestamp + self.ttl, self.params.version)
             return self._response({"adl": att}, {"fills": fills})
 
-    def _mark(self, instrument_id: int) -> float:
-        """Mark of one contract (the engine's price) at the current snapshot."""
-        from offchain.risk.book import Book, Portfolio
+    def _marks(self) -> dict[int, float]:
+        """Mark of one contract of every listed instrument at the current snapshot, priced at once
+        (an option past expiry: its intrinsic value at the posted settlement price)."""
+        from offchain.risk.black76 import intrinsic
+        from offchain.risk.instruments import InstrumentTable
         from offchain.risk.scenarios import price_instruments
 
-        inst = self.state.instruments[instrument_id]
         market = self.market().data
-        if inst.is_option and inst.expiry <= market.timestamp:
-            from offchain.risk.black76 import intrinsic
-
-            price = self.state.settlement_prices.get((inst.underlying, inst.expiry), 0.0)
-            return float(intrinsic(price, inst.strike, inst.kind.name == "CALL"))
-        book = Book.from_portfolios([Portfolio({inst: 1.0})])
-        return float(price_instruments(book.table, market, self.params).marks[0])
+        live = {i: inst for i, inst in self.state.instruments.items()
+                if inst.underlying in market.underlyings and not (inst.is_option and inst.expiry <= market.timestamp)}
+        marks: dict[int, float] = {}
+        if live:
+            table = InstrumentTable(list(live.values()))
+            priced = price_instruments(table, market, self.params).marks
+            marks = {i: float(priced[table.index[inst]]) for i, inst in live.items()}
+        for i, inst in self.state.instruments.items():
+            if i not in marks and inst.is_option and inst.expiry <= market.timestamp:
+                price = self.state.settlement_prices.get((inst.underlying, inst.expiry), 0.0)
+                marks[i] = float(intrinsic(price, inst.strike, inst.kind.name == "CALL"))
+        return marks
 
     def attest_settlement(self, body: dict[str, Any]) -> dict[str, Any]:
         underlying = body.get("underlying")

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from offchain.attest.liquidation import LiquidationConfig, slice_of
-from offchain.attest.state import ZERO_HASH, instrument_from_chain, next_state_hash, underlying_from_bytes32
+from offchain.attest.liquidation import LiquidationConfig, transfer_slice
+from offchain.attest.state import ZERO_HASH, chain_state_hash, instrument_from_chain, next_state_hash, underlying_from_bytes32
 from offchain.chain.contracts import DecodedLog
 from offchain.ops.logs import event
 from offchain.risk.instruments import Instrument
@@ -120,19 +120,23 @@ class ChainState:
 
     def _apply_slice(self, a: dict[str, Any]) -> None:
         src, dst = self.account(a["from"]), self.account(a["to"])
-        fraction = int(a["fraction"])
-        h_src, h_dst = src.state_hash, dst.state_hash
-        for instrument_id in [int(i) for i in a["instrumentIds"]]:
-            size = src.positions.get(instrument_id, 0)
-            moved = slice_of(size, fraction)
-            left = size - moved
-            received = dst.positions.get(instrument_id, 0) + moved
-            src.set_position(instrument_id, left)
-            h_src = next_state_hash(h_src, instrument_id, left)
-            dst.set_position(instrument_id, received)
-            h_dst = next_state_hash(h_dst, instrument_id, received)
-        self._check(src, h_src, bytes(a["fromStateHash"]))
-        self._check(dst, h_dst, bytes(a["toStateHash"]))
+        _, _, src_updates, dst_updates = transfer_slice(
+            [int(i) for i in a["instrumentIds"]], src.positions, dst.positions, int(a["fraction"]))
+        for acct, updates, emitted in ((src, src_updates, a["fromStateHash"]), (dst, dst_updates, a["toStateHash"])):
+            computed = chain_state_hash(acct.state_hash, updates)
+            for instrument_id, size in updates:
+                acct.set_position(instrument_id, size)
+            self._check(acct, computed, bytes(emitted))
+
+    def catch_up(self, client: Any, to_block: int, chunk: int = 2_000) -> None:
+        """Applies every event of blocks (self.block, to_block], in chunks of `chunk` blocks."""
+        start = self.block + 1
+        while start <= to_block:
+            stop = min(start + chunk - 1, to_block)
+            for entry in client.logs(start, stop):
+                self.apply(entry)
+            self.block = stop
+            start = stop + 1
 
     # ------------------------------------------------------------------ persistence
 

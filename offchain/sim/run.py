@@ -19,7 +19,7 @@ from typing import Any
 from eth_account import Account
 from eth_utils import keccak
 
-from offchain.chain.anvil import AnvilNode
+from offchain.chain.anvil import AnvilNode, anvil_key
 from offchain.chain.deploy import Deployment, OnchainRiskConfig, deploy_dev_feeds, deploy_system
 from offchain.errors import UserError
 from offchain.risk.book import Book, Portfolio
@@ -239,7 +239,7 @@ class ScenarioRun:
             }))
             stack.start_all(keeper=False, signer_extra=["--feeds", str(overrides)])
             self.gateway_url = stack.procs["gateway"].url
-            desk = Desk(node_rpc, deployment, self.gateway_url, node_key(0))
+            desk = Desk(node_rpc, deployment, self.gateway_url, anvil_key(0))
             if cfg.fund_seed:
                 amount = int(cfg.fund_seed * 10**deployment.collateral_decimals)
                 desk.send(desk.deployer, desk.client.token.functions.mint(desk.deployer.address, amount), "mint")
@@ -303,10 +303,3 @@ class ScenarioRun:
                                                  "im": r["initial_margin"], "index": plan.index, "positions": r["positions"]}
         self.data.plans = [{"index": p.index, "kind": p.kind, "deposit": p.deposit,
                             "legs": [(i.name, s) for i, s in p.legs]} for p in plans]
-
-
-def node_key(i: int) -> str:
-    from offchain.chain.anvil import ANVIL_MNEMONIC
-
-    Account.enable_unaudited_hdwallet_features()
-    return Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").key.hex()

@@ -153,9 +153,6 @@ def test_bundle_from_an_outsider_is_refused(system: System) -> None:
 
 
 def _sign_order(maker: Any, system: System, order: Order) -> bytes:
-    from eth_account import Account
+    from offchain.attest.eip712 import sign
 
-    from offchain.attest.eip712 import typed_data
-
-    signed = Account.sign_typed_data(maker.private_key, full_message=typed_data(system.domain, order))
-    return signed.r.to_bytes(32, "big") + signed.s.to_bytes(32, "big") + bytes([signed.v])
+    return sign(maker.private_key, system.domain, order)

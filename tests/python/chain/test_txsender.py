@@ -11,16 +11,14 @@ import pytest
 from eth_account import Account
 from web3 import HTTPProvider, Web3
 
-from offchain.chain.anvil import ANVIL_MNEMONIC, AnvilNode
+from offchain.chain.anvil import AnvilNode, anvil_key
 from offchain.keeper.txsender import TxSender
 
 pytestmark = pytest.mark.chain
 
 
 def test_stuck_transaction_is_replaced_with_higher_fees(tmp_path: Path) -> None:
-    Account.enable_unaudited_hdwallet_features()
-    key = Account.from_mnemonic(ANVIL_MNEMONIC, account_path="m/44'/60'/0'/0/3").key
-    account = Account.from_key(key)
+    account = Account.from_key(anvil_key(3))
     with AnvilNode(port=0, log_path=tmp_path / "anvil.log", extra_args=["--no-mining"]) as node:
         w3 = Web3(HTTPProvider(node.url))
         sender = TxSender(w3, account, wait_seconds=1.0, bump=1.25, max_bumps=3)

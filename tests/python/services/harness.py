@@ -12,17 +12,12 @@ from typing import Any
 
 from eth_account import Account
 
-from offchain.chain.anvil import ANVIL_MNEMONIC, AnvilNode
+from offchain.chain.anvil import AnvilNode, anvil_key
 from offchain.chain.deploy import Deployment, deploy_dev_feeds, deploy_system
 from offchain.risk.instruments import EXPIRY_HOUR_UTC, Instrument
 from offchain.sim.desk import Desk
 from offchain.sim.stack import LocalStack
 
-Account.enable_unaudited_hdwallet_features()
-
-
-def anvil_key(i: int) -> str:
-    return Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").key.hex()
 
 
 @dataclass
