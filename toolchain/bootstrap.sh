@@ -53,7 +53,9 @@ if [ ! -f "$npm_stamp" ] || [ "$(cat "$npm_stamp")" != "$npm_want" ]; then
   if ! (cd "$ROOT" && npm install --ignore-scripts --no-audit --no-fund --loglevel=error >&2); then
     die "npm install failed." "check that the npm registry is reachable; the output above names the package."
   fi
-  echo "$npm_want" >"$npm_stamp"
+  # npm may add the optional platform entries it resolved to the lock: stamp what is there now,
+  # so the next run does not install again.
+  fingerprint "$ROOT/package.json" "$ROOT/package-lock.json" >"$npm_stamp"
 fi
 
 # --- Python environment ---------------------------------------------------------------------

@@ -78,8 +78,9 @@ abstract contract AttestationVerifier is RiskGovernance, EIP712 {
     {
         if (att.account != account) revert IClearinghouse.WrongAccount(account, att.account);
         if (att.stateHash != stateHash) revert IClearinghouse.WrongPortfolioState(stateHash, att.stateHash);
-        uint32 version = _config.paramsVersion;
-        if (att.paramsVersion != version) revert IClearinghouse.WrongParamsVersion(version, att.paramsVersion);
+        if (!acceptsParamsVersion(att.paramsVersion)) {
+            revert IClearinghouse.WrongParamsVersion(_config.paramsVersion, att.paramsVersion);
+        }
         _checkFresh(att.snapshotTime, att.deadline);
         _verifySignatures(_hashTypedDataV4(AttestationHashing.hash(att)), sigs);
     }

@@ -27,6 +27,11 @@ abstract contract RiskGovernance is Ownable2Step {
     RiskConfig internal _config;
     /// @notice keccak256 of the off-chain model parameters of `_config.paramsVersion`.
     bytes32 public paramsHash;
+    /// @notice The version in force before the last change, and when that change took effect:
+    ///         attestations of the previous version stay acceptable for `maxSnapshotAge` seconds,
+    ///         so executing a change (anyone may) never leaves a block without usable attestations.
+    uint32 public previousParamsVersion;
+    uint64 public paramsChangedAt;
 
     /// @dev Oracle signers: an address signs for the current set iff its epoch equals `signerEpoch`.
     mapping(address => uint64) internal _signerEpochOf;
@@ -79,6 +84,14 @@ abstract contract RiskGovernance is Ownable2Step {
         return _config;
     }
 
+    /// @notice Whether attestations carrying `version` are accepted now: the version in force, or
+    ///         the previous one during the grace window after a change.
+    function acceptsParamsVersion(uint32 version) public view returns (bool) {
+        if (version == _config.paramsVersion) return true;
+        return version != 0 && version == previousParamsVersion
+            && block.timestamp <= uint256(paramsChangedAt) + _config.maxSnapshotAge;
+    }
+
     function signers() external view returns (address[] memory) {
         return _signers;
     }
@@ -104,6 +117,10 @@ abstract contract RiskGovernance is Ownable2Step {
         _requireElapsed(eta);
         RiskConfig memory config = _pendingConfig;
         _checkConfig(config);
+        if (config.paramsVersion != _config.paramsVersion) {
+            previousParamsVersion = _config.paramsVersion;
+            paramsChangedAt = uint64(block.timestamp);
+        }
         _config = config;
         paramsHash = _pendingParamsHash;
         delete pendingConfigEta;

@@ -14,8 +14,10 @@ import {
     MarginAttestation,
     Order,
     RiskConfig,
-    SettlementPrice
+    SettlementPrice,
+    SnapshotHeartbeat
 } from "../interfaces/IClearinghouse.sol";
+import {IInsuranceFund} from "../interfaces/IInsuranceFund.sol";
 import {AttestationHashing} from "../libraries/AttestationHashing.sol";
 import {FixedPoint} from "../libraries/FixedPoint.sol";
 import {PositionBook} from "../libraries/PositionBook.sol";
@@ -66,13 +68,22 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
     int256 public totalCash;
     /// @notice Trading fees held for the protocol (WAD).
     uint256 public protocolFees;
-    /// @notice Net option payouts credited by settlement so far: zero once every holder of an
-    ///         expiry has settled (payouts are zero-sum across holders, settled one at a time).
+    /// @notice Net settlement cash credited so far: zero once every holder of an expiry has settled
+    ///         (payouts are zero-sum across holders, settled one at a time; a payer's shortfall is
+    ///         credited first and recovered from the winners' payouts).
     int256 public netSettlementPayouts;
     /// @notice While true (set by an engine when bad debt is unresolved) withdrawals are refused.
     bool public withdrawalsGated;
     /// @notice Set by the first deposit; from then on engines change only through the timelock.
     bool public isSealed;
+    /// @notice The insurance fund: the only wallet engines may pull collateral from, and the
+    ///         payer of settlement deficits. Set once, during set-up.
+    IInsuranceFund public insuranceFund;
+
+    /// @notice Σ |size| of the short positions of each instrument (= Σ of the long ones until the
+    ///         instrument's shorts start settling).
+    mapping(uint256 => uint256) public shortOpenInterest;
+
 
     // ============================================================================ Construction
 
@@ -203,36 +214,24 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
     function postSettlementPrice(SettlementPrice calldata price, bytes calldata sigs) external {
         if (price.expiry > block.timestamp) revert NotExpired(price.expiry);
         if (price.price == 0) revert ZeroAmount();
+        // The price of the market at the expiry, not one picked from the path after it.
+        if (price.snapshotTime > price.expiry || uint256(price.snapshotTime) + _config.maxSnapshotAge < price.expiry) {
+            revert SettlementPriceNotAtExpiry(price.snapshotTime, price.expiry);
+        }
         if (settlementPrices[price.underlying][price.expiry] != 0) revert SettlementPriceAlreadySet();
         _verifySignatures(_hashTypedDataV4(AttestationHashing.hash(price)), sigs);
         settlementPrices[price.underlying][price.expiry] = price.price;
         emit SettlementPricePosted(price.underlying, price.expiry, price.price);
     }
 
+    // ============================================================================ Snapshots
+
     /// @inheritdoc IClearinghouse
-    function settle(address account, uint256[] calldata instrumentIds) external nonReentrant {
-        for (uint256 i; i < instrumentIds.length; ++i) {
-            uint256 id = instrumentIds[i];
-            Instrument storage inst = _instrument(id);
-            if (inst.kind == InstrumentKind.Perpetual || inst.expiry > block.timestamp) revert NotExpired(inst.expiry);
-            int256 size = _books[account].sizeOf(id);
-            if (size == 0) continue;
-            uint256 price = settlementPrices[inst.underlying][inst.expiry];
-            if (price == 0) revert SettlementPriceMissing(inst.underlying, inst.expiry);
-            uint256 intrinsic = inst.kind == InstrumentKind.Call
-                ? (price > inst.strike ? price - inst.strike : 0)
-                : (inst.strike > price ? inst.strike - price : 0);
-            // Longs are paid rounded down, shorts pay rounded up: settlement never creates money.
-            int256 payout = size > 0
-                ? int256(uint256(size).mulWadDown(intrinsic))
-                : -int256(uint256(-size).mulWadUp(intrinsic));
-            _setPosition(account, id, 0);
-            if (payout != 0) {
-                _addCash(account, payout);
-                netSettlementPayouts += payout;
-            }
-            emit PositionSettled(account, id, size, payout);
-        }
+    function postSnapshot(SnapshotHeartbeat calldata heartbeat, bytes calldata sigs) external {
+        if (heartbeat.snapshotTime > block.timestamp) revert SnapshotInFuture(heartbeat.snapshotTime);
+        _verifySignatures(_hashTypedDataV4(AttestationHashing.hash(heartbeat)), sigs);
+        if (heartbeat.snapshotTime > latestSnapshotTime) latestSnapshotTime = heartbeat.snapshotTime;
+        emit SnapshotPosted(heartbeat.snapshotTime);
     }
 
     // ============================================================================ Fees
@@ -246,6 +245,14 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
     }
 
     // ============================================================================ Engine hooks
+
+    /// @notice Names the insurance fund, once, during set-up (before any deposit).
+    function bootstrapInsuranceFund(IInsuranceFund fund) external onlyOwner {
+        if (isSealed) revert AlreadySealed();
+        if (address(fund) == address(0)) revert ZeroAddress();
+        if (address(insuranceFund) != address(0)) revert AlreadySealed();
+        insuranceFund = fund;
+    }
 
     /// @notice Enables an engine without the timelock, only during set-up (before any deposit):
     ///         the engine and this contract each need the other's address.
@@ -284,9 +291,11 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
     }
 
     /// @notice For engines: moves `amount` contracts (signed, from `from`'s side) to `to`.
+    /// @dev Receipts are exempt from `maxPositions` (up to the storage bound): a configuration
+    ///      change or a padded book must never leave a position nobody can take.
     function engineMovePosition(address from, address to, uint256 instrumentId, int256 amount) external onlyEngine {
-        _changePosition(from, instrumentId, -amount);
-        _changePosition(to, instrumentId, amount);
+        _changePosition(from, instrumentId, -amount, PositionBook.MAX_POSITIONS);
+        _changePosition(to, instrumentId, amount, PositionBook.MAX_POSITIONS);
     }
 
     /// @notice For engines: moves a pro-rata slice of every position of `from` to `to`.
@@ -298,7 +307,10 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         Account storage a = _accounts[from];
         Account storage b = _accounts[to];
         uint256[] memory ids = _books[from].ids(a.openCount);
-        Transfer memory t = Transfer(from, to, fraction, _config.maxPositions, a.openCount, b.openCount, a.stateHash, b.stateHash);
+        // Receiving a slice is exempt from maxPositions (up to the storage bound), so neither a
+        // padded book nor a lowered cap can make an account unliquidatable.
+        Transfer memory t =
+            Transfer(from, to, fraction, PositionBook.MAX_POSITIONS, a.openCount, b.openCount, a.stateHash, b.stateHash);
         for (uint256 i; i < ids.length; ++i) {
             _transferOne(t, ids[i]);
         }
@@ -333,18 +345,37 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         collateral.safeTransfer(to, tokenAmount);
     }
 
-    /// @notice For engines: pulls whole token units from `from` (which approved this contract)
-    ///         and credits exactly what arrived to `account`.
-    function enginePayIn(address account, address from, uint256 tokenAmount)
+    /// @notice For engines: pulls whole token units that the insurance fund released (approved)
+    ///         and credits exactly what arrived to `account`. Never pulls from any other wallet.
+    function enginePayIn(address account, uint256 tokenAmount)
         external
         onlyEngine
         nonReentrant
         returns (uint256 credited)
     {
         if (tokenAmount == 0) return 0;
-        collateral.safeTransferFrom(from, address(this), tokenAmount);
+        address fund = address(insuranceFund);
+        if (fund == address(0)) revert NotInsuranceFund();
+        collateral.safeTransferFrom(fund, address(this), tokenAmount);
         credited = FixedPoint.toWad(tokenAmount, collateralDecimals);
         _addCash(account, int256(credited));
+    }
+
+    /// @notice For engines: closes `account`'s position in an expired instrument and books its
+    ///         cash settlement `payout` (negative for a payer).
+    function engineSettle(address account, uint256 instrumentId, int256 payout) external onlyEngine {
+        int256 size = _books[account].sizeOf(instrumentId);
+        _setPosition(account, instrumentId, 0, PositionBook.MAX_POSITIONS);
+        engineCreditSettlement(account, payout);
+        emit PositionSettled(account, instrumentId, size, payout);
+    }
+
+    /// @notice For engines: books settlement cash that is not a position's payout (a payer's
+    ///         shortfall, recovered later from the winners' payouts).
+    function engineCreditSettlement(address account, int256 amount) public onlyEngine {
+        if (amount == 0) return;
+        _addCash(account, amount);
+        netSettlementPayouts += amount;
     }
 
     /// @notice For engines: gates withdrawals while bad debt is unresolved.
@@ -416,8 +447,9 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
             revert InstrumentExpired(order.instrumentId);
         }
         int256 makerDelta = order.size > 0 ? int256(fillAmount) : -int256(fillAmount);
-        _changePosition(order.maker, order.instrumentId, makerDelta);
-        _changePosition(msg.sender, order.instrumentId, -makerDelta);
+        uint256 cap = _config.maxPositions;
+        _changePosition(order.maker, order.instrumentId, makerDelta, cap);
+        _changePosition(msg.sender, order.instrumentId, -makerDelta, cap);
 
         uint256 notional = fillAmount.mulWadUp(order.price);
         uint256 fee = notional.mulWadUp(_config.takerFee);
@@ -442,16 +474,18 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         emit CashUpdated(account, cash);
     }
 
-    function _changePosition(address account, uint256 instrumentId, int256 delta) internal {
-        _setPosition(account, instrumentId, _books[account].sizeOf(instrumentId) + delta);
+    function _changePosition(address account, uint256 instrumentId, int256 delta, uint256 cap) internal {
+        _setPosition(account, instrumentId, _books[account].sizeOf(instrumentId) + delta, cap);
     }
 
-    /// @dev The one place single positions change: the open list, the position cap and the
-    ///      state-hash chain (engineTransferSlice does the same for many at once).
-    function _setPosition(address account, uint256 instrumentId, int256 newSize) internal {
-        if (_books[account].sizeOf(instrumentId) == newSize) return;
+    /// @dev The one place single positions change: the open list, the position cap, the short
+    ///      open interest and the state-hash chain (engineTransferSlice does the same for many).
+    function _setPosition(address account, uint256 instrumentId, int256 newSize, uint256 cap) internal {
+        int256 oldSize = _books[account].sizeOf(instrumentId);
+        if (oldSize == newSize) return;
+        _trackShort(instrumentId, oldSize, newSize);
         Account storage acct = _accounts[account];
-        acct.openCount = uint8(_books[account].set(instrumentId, newSize, acct.openCount, _config.maxPositions));
+        acct.openCount = uint8(_books[account].set(instrumentId, newSize, acct.openCount, cap));
         bytes32 stateHash = keccak256(abi.encode(acct.stateHash, instrumentId, newSize));
         acct.stateHash = stateHash;
         emit PositionUpdated(account, instrumentId, newSize, stateHash);
@@ -476,11 +510,22 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         int256 size = fromBook.sizeOf(id);
         int256 slice = t.fraction >= WAD ? size : _sliceOf(size, t.fraction);
         int256 left = size - slice;
+        _trackShort(id, size, left);
         t.countFrom = fromBook.set(id, left, t.countFrom, t.maxPositions);
         t.hashFrom = keccak256(abi.encode(t.hashFrom, id, left));
-        int256 received = toBook.sizeOf(id) + slice;
+        int256 held = toBook.sizeOf(id);
+        int256 received = held + slice;
+        _trackShort(id, held, received);
         t.countTo = toBook.set(id, received, t.countTo, t.maxPositions);
         t.hashTo = keccak256(abi.encode(t.hashTo, id, received));
+    }
+
+    /// @dev Keeps `shortOpenInterest` equal to Σ |short sizes| through every position change.
+    function _trackShort(uint256 instrumentId, int256 oldSize, int256 newSize) internal {
+        uint256 before = oldSize < 0 ? uint256(-oldSize) : 0;
+        uint256 after_ = newSize < 0 ? uint256(-newSize) : 0;
+        if (after_ > before) shortOpenInterest[instrumentId] += after_ - before;
+        else if (before > after_) shortOpenInterest[instrumentId] -= before - after_;
     }
 
     /// @dev size × fraction rounded away from zero, never beyond size.

@@ -6,11 +6,17 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {Ownable2Step, Ownable} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 
 import {IInsuranceFund} from "../interfaces/IInsuranceFund.sol";
+
+interface IEngineRegistry {
+    function isEngine(address account) external view returns (bool);
+}
 import {FixedPoint} from "../libraries/FixedPoint.sol";
 
 /// @title InsuranceFund
-/// @notice Holds the insurance balance in its own custody. Only the liquidation engine moves
-///         money out, and never more than the balance: the fund cannot go negative.
+/// @notice Holds the insurance balance in its own custody. Only the clearinghouse and the engines
+///         it has enabled move money out, and never more than the balance: the fund cannot go
+///         negative. Trusting the clearinghouse's engine set (rather than one engine fixed here)
+///         means an engine change through the clearinghouse's timelock carries the fund with it.
 contract InsuranceFund is IInsuranceFund, Ownable2Step {
     using SafeERC20 for IERC20;
 
@@ -19,7 +25,6 @@ contract InsuranceFund is IInsuranceFund, Ownable2Step {
     IERC20 public immutable token;
     uint8 public immutable tokenDecimals;
     address public immutable clearinghouse;
-    address public engine;
 
     uint256 public fundBalance;
     uint256 public target;
@@ -32,16 +37,8 @@ contract InsuranceFund is IInsuranceFund, Ownable2Step {
     }
 
     modifier onlyEngine() {
-        if (msg.sender != engine) revert NotEngine();
+        if (msg.sender != clearinghouse && !IEngineRegistry(clearinghouse).isEngine(msg.sender)) revert NotEngine();
         _;
-    }
-
-    /// @notice Names the liquidation engine, once.
-    function setEngine(address engine_) external onlyOwner {
-        if (engine != address(0)) revert EngineAlreadySet();
-        if (engine_ == address(0)) revert ZeroAddress();
-        engine = engine_;
-        emit EngineSet(engine_);
     }
 
     function setTarget(uint256 target_) external onlyOwner {

@@ -5,7 +5,7 @@ import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
-import {MarginAttestation, RiskConfig} from "../interfaces/IClearinghouse.sol";
+import {Instrument, InstrumentKind, MarginAttestation, RiskConfig} from "../interfaces/IClearinghouse.sol";
 import {IInsuranceFund} from "../interfaces/IInsuranceFund.sol";
 import {
     AdlAttestation,
@@ -32,6 +32,32 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
     Clearinghouse public immutable clearinghouse;
     IInsuranceFund public immutable fund;
 
+    uint8 internal constant SKIP_STATE_MOVED = 1;
+    uint8 internal constant SKIP_RECOVERED = 2;
+    uint8 internal constant SKIP_FUND_CANNOT_COVER = 3;
+
+    /// @notice How long an account reported below MM must stay untouched by any liquidation before
+    ///         the backstop may close it against the ADL queue.
+    uint256 public constant BACKSTOP_DELAY = 60 seconds;
+
+    /// @notice A report that an account was below MM at `stateHash` since `since` (unix time).
+    struct Stall {
+        bytes32 stateHash;
+        uint64 since;
+        uint128 maintenanceMargin;
+    }
+
+    /// @notice Stall reports; one only counts while the account's state hash is unchanged.
+    mapping(address => Stall) public stalls;
+
+    /// @notice The instrument's open interest when its settlement started (the longs' total).
+    mapping(uint256 => uint256) public settlementOpenInterest;
+    /// @notice Settlement loss of an instrument that neither its payers nor the fund could pay:
+    ///         taken pro rata from the payouts of its longs.
+    mapping(uint256 => uint256) public settlementShortfall;
+    /// @notice Shortfall credited to payers but not yet recovered from longs' payouts (WAD).
+    uint256 public outstandingShortfall;
+
     /// @notice Bankrupt accounts awaiting deleveraging; withdrawals are gated while any exist.
     mapping(address => bool) public flagged;
     uint256 public flaggedCount;
@@ -51,13 +77,22 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
     ) external nonReentrant {
         RiskConfig memory config = clearinghouse.riskConfig();
         uint256 health = fund.health();
-        for (uint256 i; i < requests.length; ++i) {
-            _liquidateOne(requests[i], config, health);
-        }
+        // The liquidator's portfolio before any slice moves: what it does not control (the
+        // victims' cash, the fraction) cannot make this attestation stale.
         int256 equity = clearinghouse.verifyMarginAttestation(msg.sender, liquidatorAtt, liquidatorSigs);
-        if (equity < int256(liquidatorAtt.initialMargin)) {
-            revert LiquidatorBelowInitialMargin(equity, liquidatorAtt.initialMargin);
+        uint256 requirement = liquidatorAtt.initialMargin;
+        uint256 executed;
+        for (uint256 i; i < requests.length; ++i) {
+            (bool done, uint256 bonus, uint256 sliceIm) = _liquidateOne(requests[i], config, health);
+            if (!done) continue;
+            ++executed;
+            equity += int256(bonus);
+            requirement += sliceIm;
         }
+        if (executed == 0) revert NothingLiquidated();
+        // Equity afterwards (at the attested marks) is equity before plus the bonuses; the
+        // requirement afterwards is at most IM before plus each slice's IM (subadditivity).
+        if (equity < int256(requirement)) revert LiquidatorBelowInitialMargin(equity, requirement);
     }
 
     /// @inheritdoc ILiquidationEngine
@@ -69,22 +104,34 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         return _terms(equity, maintenanceMargin, clearinghouse.riskConfig(), fund.health());
     }
 
-    function _liquidateOne(LiquidationRequest calldata r, RiskConfig memory config, uint256 health) internal {
+    /// @dev Liquidates one account, or skips it (returns done = false) when its state moved on,
+    ///      it recovered, or the fund cannot cover its deficit: one stale item never sinks a batch.
+    function _liquidateOne(LiquidationRequest calldata r, RiskConfig memory config, uint256 health)
+        internal
+        returns (bool done, uint256 bonus, uint256 sliceIm)
+    {
         if (r.account == msg.sender) revert SelfLiquidation();
+        if (clearinghouse.stateHashOf(r.account) != r.att.stateHash) {
+            emit LiquidationSkipped(r.account, SKIP_STATE_MOVED);
+            return (false, 0, 0);
+        }
         int256 equity = clearinghouse.verifyMarginAttestation(r.account, r.att, r.sigs);
         uint256 mm = r.att.maintenanceMargin;
-        (uint256 fraction, uint256 bonus, uint256 fee) = _terms(equity, mm, config, health);
+        if (equity >= int256(mm)) {
+            emit LiquidationSkipped(r.account, SKIP_RECOVERED);
+            return (false, 0, 0);
+        }
+        uint256 fraction;
+        uint256 fee;
+        (fraction, bonus, fee) = _terms(equity, mm, config, health);
         if (fraction > r.maxFraction) revert FractionAboveMax(fraction, r.maxFraction);
-        if (fraction == WAD) {
-            // Whatever the account cannot pay must be within the fund's reach: cap the bonus,
-            // and refuse when even the bare deficit is not (that account goes to ADL instead).
-            uint256 available = fund.fundBalance();
-            uint256 deficit = equity < 0 ? uint256(-equity) : 0;
-            if (deficit > available) revert FundCannotCover(deficit, available);
-            uint256 maxBonus = equity > 0 ? uint256(equity) + available : available - deficit;
-            if (bonus > maxBonus) bonus = maxBonus;
+        if (fraction == WAD && equity < 0 && uint256(-equity) > fund.fundBalance()) {
+            // Beyond the fund: this account goes to flagBankruptcy and ADL instead.
+            emit LiquidationSkipped(r.account, SKIP_FUND_CANNOT_COVER);
+            return (false, 0, 0);
         }
         int256 sliceValue = fraction == WAD ? r.att.value : _mulWadFloor(r.att.value, fraction);
+        sliceIm = fraction == WAD ? r.att.initialMargin : r.att.initialMargin.mulWadUp(fraction);
 
         clearinghouse.engineTransferSlice(r.account, msg.sender, fraction);
         clearinghouse.engineMoveCash(msg.sender, r.account, sliceValue - int256(bonus));
@@ -92,8 +139,12 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
             fee = clearinghouse.enginePayOut(r.account, address(fund), fee);
             if (fee != 0) fund.recordFee(r.account, fee);
         }
-        if (fraction == WAD) _coverDeficit(r.account);
+        if (fraction == WAD) {
+            _coverDeficit(r.account);
+            if (flagged[r.account]) _unflag(r.account, clearinghouse.cashOf(r.account));
+        }
         emit Liquidated(r.account, msg.sender, fraction, sliceValue, bonus, fee, equity, mm);
+        return (true, bonus, sliceIm);
     }
 
     /// @dev Fraction, bonus and fee of a liquidation (see ILiquidationEngine for the formula).
@@ -105,11 +156,14 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         returns (uint256 fraction, uint256 bonus, uint256 fee)
     {
         if (equity >= int256(mm)) revert NotLiquidatable(equity, mm);
-        if (equity <= 0) return (WAD, mm.mulWadDown(c.liquidatorBonus), 0);
+        // A bankrupt account has nothing to pay a bonus with, and the fund pays deficits only.
+        if (equity <= 0) return (WAD, 0, 0);
         uint256 e = uint256(equity);
         fraction = _fraction(e, mm, c);
         uint256 sliceMm = mm.mulWadUp(fraction);
         bonus = sliceMm.mulWadDown(c.liquidatorBonus);
+        // Never more than the account's equity (binds only for whole-portfolio liquidations).
+        if (bonus > e) bonus = e;
         uint256 baseFee = sliceMm.mulWadDown(c.insuranceFee);
         uint256 wanted = health >= WAD ? baseFee : baseFee + baseFee.mulWadDown(WAD - health);
         fee = Math.min(wanted, _slack(e, mm, fraction, bonus, c));
@@ -142,8 +196,98 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         if (cash >= 0) return;
         uint256 deficit = uint256(-cash);
         uint256 tokenAmount = fund.release(account, deficit);
-        uint256 covered = clearinghouse.enginePayIn(account, address(fund), tokenAmount);
+        uint256 covered = clearinghouse.enginePayIn(account, tokenAmount);
         emit BankruptcyCovered(account, deficit, covered);
+    }
+
+    // ============================================================================ Settlement
+
+    /// @inheritdoc ILiquidationEngine
+    function settle(address account, uint256[] calldata instrumentIds) external nonReentrant {
+        uint256[] memory paid = new uint256[](instrumentIds.length);
+        uint256 totalPaid;
+        for (uint256 i; i < instrumentIds.length; ++i) {
+            uint256 id = instrumentIds[i];
+            Instrument memory inst = clearinghouse.instrument(id);
+            if (inst.kind == InstrumentKind.Perpetual || inst.expiry > block.timestamp) revert NotExpired(inst.expiry);
+            int256 size = clearinghouse.positionOf(account, id);
+            if (size == 0) continue;
+            uint256 price = clearinghouse.settlementPrices(inst.underlying, inst.expiry);
+            if (price == 0) revert SettlementPriceMissing(inst.underlying, inst.expiry);
+            // The first settlement of an instrument records its open interest: no short has
+            // settled yet, so the shorts' total is the longs' total.
+            if (settlementOpenInterest[id] == 0) settlementOpenInterest[id] = clearinghouse.shortOpenInterest(id);
+            uint256 intrinsic = inst.kind == InstrumentKind.Call
+                ? (price > inst.strike ? price - inst.strike : 0)
+                : (inst.strike > price ? inst.strike - price : 0);
+            int256 payout;
+            if (size < 0) {
+                // Shorts pay rounded up, and always can settle: their loss stays in the waterfall.
+                paid[i] = uint256(-size).mulWadUp(intrinsic);
+                totalPaid += paid[i];
+                payout = -int256(paid[i]);
+            } else {
+                payout = int256(_longPayout(id, uint256(size), intrinsic));
+            }
+            clearinghouse.engineSettle(account, id, payout);
+        }
+        if (clearinghouse.openInstruments(account).length == 0 && clearinghouse.cashOf(account) < 0) {
+            _absorbSettlementDeficit(account, instrumentIds, paid, totalPaid);
+            // What neither the fund nor this expiry's winners can carry is bad debt: flagged,
+            // gating withdrawals until the fund covers it (clearFlag).
+            int256 left = clearinghouse.cashOf(account);
+            if (left < 0) {
+                _flag(account);
+                emit BankruptcyFlagged(account, uint256(-left));
+            }
+        }
+    }
+
+    /// @dev A long is paid once every short of its instrument has settled (so the instrument's
+    ///      shortfall is final), in full less its pro-rata share of that shortfall, rounded down.
+    function _longPayout(uint256 id, uint256 size, uint256 intrinsic) internal returns (uint256 payout) {
+        if (intrinsic == 0) return 0;
+        uint256 shortsLeft = clearinghouse.shortOpenInterest(id);
+        if (shortsLeft != 0) revert PayersNotSettled(id, shortsLeft);
+        payout = size.mulWadDown(intrinsic);
+        uint256 shortfall = settlementShortfall[id];
+        if (shortfall == 0) return payout;
+        uint256 cut = Math.mulDiv(shortfall, size, settlementOpenInterest[id], Math.Rounding.Ceil);
+        if (cut > payout) cut = payout;
+        uint256 outstanding = outstandingShortfall;
+        outstandingShortfall = cut < outstanding ? outstanding - cut : 0;
+        return payout - cut;
+    }
+
+    /// @dev An account that settlement left with no positions and negative cash: the fund pays
+    ///      what it can; the rest, up to what the account paid in this call, is credited now and
+    ///      recovered from the longs of the instruments it paid on (pro rata to what it paid on
+    ///      each). Capping each instrument's share at what was paid on it keeps every shortfall
+    ///      within its longs' payouts, so it is always recovered in full.
+    function _absorbSettlementDeficit(address account, uint256[] calldata ids, uint256[] memory paid, uint256 totalPaid)
+        internal
+    {
+        uint256 deficit = uint256(-clearinghouse.cashOf(account));
+        uint256 covered = clearinghouse.enginePayIn(account, fund.release(account, deficit));
+        uint256 shared;
+        if (covered < deficit && totalPaid != 0) {
+            shared = deficit - covered;
+            if (shared > totalPaid) shared = totalPaid;
+            uint256 left = shared;
+            uint256 last;
+            for (uint256 i; i < ids.length; ++i) {
+                if (paid[i] != 0) last = i;
+            }
+            for (uint256 i; i <= last; ++i) {
+                if (paid[i] == 0) continue;
+                uint256 part = i == last ? left : Math.mulDiv(shared, paid[i], totalPaid);
+                settlementShortfall[ids[i]] += part;
+                left -= part;
+            }
+            outstandingShortfall += shared;
+            clearinghouse.engineCreditSettlement(account, int256(shared));
+        }
+        emit SettlementDeficitAbsorbed(account, deficit, covered, shared);
     }
 
     // ============================================================================ Bankruptcy and ADL
@@ -153,16 +297,63 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         external
         nonReentrant
     {
-        int256 equity = clearinghouse.verifyMarginAttestation(account, att, sigs);
+        int256 equity = _equityOf(account, att, sigs);
         if (equity >= 0) revert NotBankrupt(equity);
         uint256 deficit = uint256(-equity);
         uint256 available = fund.fundBalance();
         if (available >= deficit) revert FundCanCover(deficit, available);
-        if (!flagged[account]) {
-            flagged[account] = true;
-            if (flaggedCount++ == 0) clearinghouse.engineSetWithdrawalsGated(true);
-        }
+        _flag(account);
         emit BankruptcyFlagged(account, deficit);
+    }
+
+    /// @inheritdoc ILiquidationEngine
+    function clearFlag(address account, MarginAttestation calldata att, bytes calldata sigs) external nonReentrant {
+        if (!flagged[account]) revert NotFlagged(account);
+        bool hasPositions = clearinghouse.openInstruments(account).length != 0;
+        int256 equity = _equityOf(account, att, sigs);
+        if (equity < 0) {
+            uint256 available = fund.fundBalance();
+            if (uint256(-equity) > available) revert StillBankrupt(equity, available);
+            // Without positions the deficit is plain cash: the fund pays it now. With positions
+            // the keeper liquidates the account whole, through the fund.
+            if (!hasPositions) _coverDeficit(account);
+        }
+        _unflag(account, equity);
+    }
+
+    /// @inheritdoc ILiquidationEngine
+    function reportStall(address account, MarginAttestation calldata att, bytes calldata sigs) external nonReentrant {
+        int256 equity = clearinghouse.verifyMarginAttestation(account, att, sigs);
+        uint256 mm = att.maintenanceMargin;
+        if (equity >= int256(mm)) revert NotLiquidatable(equity, mm);
+        Stall storage st = stalls[account];
+        // A repeated report of the same state keeps the first time: the delay runs from there.
+        if (st.since != 0 && st.stateHash == att.stateHash) return;
+        stalls[account] = Stall(att.stateHash, uint64(block.timestamp), uint128(mm));
+        emit StallReported(account, att.stateHash, mm);
+    }
+
+    /// @dev Cash plus the attested portfolio value; an account without positions needs no
+    ///      attestation (its equity is its cash).
+    function _equityOf(address account, MarginAttestation calldata att, bytes calldata sigs)
+        internal
+        returns (int256)
+    {
+        if (clearinghouse.openInstruments(account).length == 0) return clearinghouse.cashOf(account);
+        return clearinghouse.verifyMarginAttestation(account, att, sigs);
+    }
+
+    /// @dev Withdrawals are gated if and only if some account is flagged.
+    function _flag(address account) internal {
+        if (flagged[account]) return;
+        flagged[account] = true;
+        if (flaggedCount++ == 0) clearinghouse.engineSetWithdrawalsGated(true);
+    }
+
+    function _unflag(address account, int256 equity) internal {
+        flagged[account] = false;
+        if (--flaggedCount == 0) clearinghouse.engineSetWithdrawalsGated(false);
+        emit BankruptcyCleared(account, equity);
     }
 
     /// @dev Working state of one deleveraging, kept in memory.
@@ -174,7 +365,10 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         uint256 gross; // Σ |size| × mark: the weights of the haircut
         uint256 totalSize; // Σ |size|: the weights when every mark is zero
         uint256 haircut; // deficit left after the fund: taken from the counterparties
+        uint256 charged; // haircut charged so far
+        uint256 carry; // haircut that capped fills could not carry, moved down the queue
         address lastCounterparty;
+        uint256 lastRoom; // what the last counterparty could still pay within its equity
     }
 
     /// @inheritdoc ILiquidationEngine
@@ -190,19 +384,25 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         for (uint256 leg; leg < plan.remaining.length; ++leg) {
             if (plan.remaining[leg] != 0) revert AdlIncomplete(att.instrumentIds[leg], plan.remaining[leg]);
         }
-        // Per-fill rounding can leave the account a few wei short: the last counterparty pays it.
+        // Per-fill rounding can leave the account a few wei short: the last counterparty pays it
+        // within its equity. Anything beyond stays as bad debt, flagged until the fund covers it.
         int256 cash = clearinghouse.cashOf(att.account);
-        if (cash < 0) clearinghouse.engineMoveCash(plan.lastCounterparty, att.account, -cash);
-        if (flagged[att.account]) {
-            flagged[att.account] = false;
-            if (--flaggedCount == 0) clearinghouse.engineSetWithdrawalsGated(false);
+        if (cash < 0 && uint256(-cash) <= plan.lastRoom) {
+            clearinghouse.engineMoveCash(plan.lastCounterparty, att.account, -cash);
+            plan.charged += uint256(-cash);
+            cash = 0;
         }
-        emit DeleveragingCompleted(att.account, deficit, contribution, plan.haircut);
+        uint256 uncovered = cash < 0 ? uint256(-cash) : 0;
+        delete stalls[att.account];
+        if (uncovered != 0) _flag(att.account);
+        else if (flagged[att.account]) _unflag(att.account, cash);
+        emit DeleveragingCompleted(att.account, deficit, contribution, plan.charged, uncovered);
     }
 
     function _checkAdl(AdlAttestation calldata att, bytes calldata sigs) internal returns (Plan memory plan) {
-        RiskConfig memory config = clearinghouse.riskConfig();
-        if (att.paramsVersion != config.paramsVersion) revert WrongParamsVersion(config.paramsVersion, att.paramsVersion);
+        if (!clearinghouse.acceptsParamsVersion(att.paramsVersion)) {
+            revert WrongParamsVersion(clearinghouse.riskConfig().paramsVersion, att.paramsVersion);
+        }
         bytes32 current = clearinghouse.stateHashOf(att.account);
         if (att.stateHash != current) revert WrongPortfolioState(current, att.stateHash);
         clearinghouse.verifyOracleSignatures(hashAdlAttestation(att), att.snapshotTime, att.deadline, sigs);
@@ -228,7 +428,10 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
     }
 
     /// @dev Equity at the attested marks must be negative beyond what the fund holds; the fund
-    ///      then pays everything it has and the rest becomes the counterparties' haircut.
+    ///      then pays everything it has and the rest becomes the counterparties' haircut. The
+    ///      backstop is the exception: an account reported stalled below MM and left untouched
+    ///      for BACKSTOP_DELAY is closed at the marks even when solvent (no haircut; the fund
+    ///      pays a deficit it can cover).
     function _fundContribution(AdlAttestation calldata att, Plan memory plan)
         internal
         returns (uint256 deficit, uint256 contribution)
@@ -237,21 +440,41 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         for (uint256 leg; leg < plan.sizes.length; ++leg) {
             equity += _mulWadFloor(plan.sizes[leg], att.marks[leg]);
         }
-        if (equity >= 0) revert NotBankrupt(equity);
-        deficit = uint256(-equity);
         uint256 available = fund.fundBalance();
-        if (available >= deficit) revert FundCanCover(deficit, available);
+        if (equity >= 0 || uint256(-equity) <= available) {
+            _requireBackstopDue(att, equity, available);
+            if (equity < 0) {
+                deficit = uint256(-equity);
+                contribution = clearinghouse.enginePayIn(att.account, fund.release(att.account, deficit));
+            }
+            return (deficit, contribution); // plan.haircut stays 0
+        }
+        deficit = uint256(-equity);
         if (available != 0) {
             uint256 tokenAmount = fund.release(att.account, available);
-            contribution = clearinghouse.enginePayIn(att.account, address(fund), tokenAmount);
+            contribution = clearinghouse.enginePayIn(att.account, tokenAmount);
         }
         plan.haircut = deficit - contribution;
+    }
+
+    /// @dev The backstop applies to an account reported stalled (`reportStall`) at this very
+    ///      portfolio state — no liquidation has touched it since — at least BACKSTOP_DELAY ago,
+    ///      and still below the reported MM at the plan's marks.
+    function _requireBackstopDue(AdlAttestation calldata att, int256 equity, uint256 available) internal view {
+        Stall memory st = stalls[att.account];
+        if (st.since == 0 || st.stateHash != att.stateHash) {
+            if (equity >= 0) revert NotBankrupt(equity);
+            revert FundCanCover(uint256(-equity), available);
+        }
+        uint256 due = uint256(st.since) + BACKSTOP_DELAY;
+        if (block.timestamp < due) revert BackstopNotDue(due);
+        if (equity >= int256(uint256(st.maintenanceMargin))) revert NotLiquidatable(equity, st.maintenanceMargin);
     }
 
     function _deleverageOne(AdlAttestation calldata att, Plan memory plan, AdlFill calldata fill) internal {
         uint256 amount = _admit(att, plan, fill);
         if (amount == 0) return;
-        _execute(plan, fill.counterparty, att.instrumentIds[fill.leg], att.marks[fill.leg], plan.sizes[fill.leg], amount, fill.rank);
+        _execute(plan, fill, att.instrumentIds[fill.leg], att.marks[fill.leg], amount);
     }
 
     /// @dev Checks the fill's place in its queue and returns what it deleverages (0 for a
@@ -263,7 +486,9 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         plan.nextRank[leg] = fill.rank + 1;
         if (plan.remaining[leg] == 0) revert AdlOvershoot(leg);
         uint256 id = att.instrumentIds[leg];
-        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(id, fill.rank, fill.counterparty))));
+        bytes32 leaf = keccak256(
+            bytes.concat(keccak256(abi.encode(id, fill.rank, fill.counterparty, fill.stateHash, fill.value)))
+        );
         if (!MerkleProof.verifyCalldata(fill.proof, att.queueRoots[leg], leaf)) revert AdlInvalidProof(leg, fill.rank);
         if (fill.counterparty == plan.account) return 0;
         int256 size = plan.sizes[leg];
@@ -274,29 +499,45 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
     }
 
     /// @dev Moves `amount` of the bankrupt position to the counterparty at the bankruptcy price:
-    ///      the mark, moved against the counterparty by its share of the haircut, which is spread
-    ///      over the legs by notional (by size when every mark is zero).
-    function _execute(
-        Plan memory plan,
-        address counterparty,
-        uint256 id,
-        uint256 mark,
-        int256 size,
-        uint256 amount,
-        uint256 rank
-    ) internal {
-        plan.lastCounterparty = counterparty;
+    ///      the mark, moved against the counterparty by its share of the haircut (spread over the
+    ///      legs by notional, by size when every mark is zero) plus what capped fills before it
+    ///      could not carry — never more than the counterparty's equity.
+    function _execute(Plan memory plan, AdlFill calldata fill, uint256 id, uint256 mark, uint256 amount) internal {
+        uint256 charge = _charge(plan, fill, mark, amount);
+        int256 size = plan.sizes[fill.leg];
+        int256 signedAmount = size > 0 ? int256(amount) : -int256(amount);
+        int256 paid = size > 0 ? int256(amount.mulWadDown(mark) + charge) : int256(charge) - int256(amount.mulWadUp(mark));
+        clearinghouse.engineMovePosition(plan.account, fill.counterparty, id, signedAmount);
+        clearinghouse.engineMoveCash(fill.counterparty, plan.account, paid);
+        uint256 perContract = charge.divWadDown(amount);
+        uint256 price = size > 0 ? mark + perContract : (mark > perContract ? mark - perContract : 0);
+        emit Deleveraged(plan.account, fill.counterparty, id, signedAmount, price, fill.rank);
+    }
+
+    /// @dev The fill's share of the haircut plus the carry, capped at the counterparty's room.
+    function _charge(Plan memory plan, AdlFill calldata fill, uint256 mark, uint256 amount)
+        internal
+        view
+        returns (uint256 charge)
+    {
         uint256 share = plan.gross != 0
             ? Math.mulDiv(amount.mulWadUp(mark), plan.haircut, plan.gross, Math.Rounding.Ceil)
             : Math.mulDiv(amount, plan.haircut, plan.totalSize, Math.Rounding.Ceil);
-        int256 signedAmount = size > 0 ? int256(amount) : -int256(amount);
-        int256 paid = size > 0 ? int256(amount.mulWadDown(mark) + share) : int256(share) - int256(amount.mulWadUp(mark));
-        clearinghouse.engineMovePosition(plan.account, counterparty, id, signedAmount);
-        clearinghouse.engineMoveCash(counterparty, plan.account, paid);
-        uint256 perContract = share.divWadDown(amount);
-        emit Deleveraged(
-            plan.account, counterparty, id, signedAmount, size > 0 ? mark + perContract : (mark > perContract ? mark - perContract : 0), rank
-        );
+        uint256 room = _room(fill);
+        uint256 wanted = share + plan.carry;
+        charge = wanted < room ? wanted : room;
+        plan.carry = wanted - charge;
+        plan.charged += charge;
+        plan.lastCounterparty = fill.counterparty;
+        plan.lastRoom = room - charge;
+    }
+
+    /// @dev The counterparty's equity at the plan's marks: cash + the value its queue leaf
+    ///      commits to, while its portfolio is still the one that value describes; 0 otherwise.
+    function _room(AdlFill calldata fill) internal view returns (uint256) {
+        if (clearinghouse.stateHashOf(fill.counterparty) != fill.stateHash) return 0;
+        int256 equity = clearinghouse.cashOf(fill.counterparty) + fill.value;
+        return equity > 0 ? uint256(equity) : 0;
     }
 
     /// @notice The EIP-712 struct hash of an ADL attestation (signed under the clearinghouse's domain).

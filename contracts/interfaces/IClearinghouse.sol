@@ -45,10 +45,22 @@ struct Order {
 }
 
 /// @notice The oracle's signed settlement price of an underlying at an option expiry.
+/// @dev `snapshotTime` is the time of the market reading the price comes from: the last feed
+///      round at or before the expiry. The contract accepts it only within `maxSnapshotAge`
+///      before the expiry, so nobody can pick a favourable price from after it.
 struct SettlementPrice {
     bytes32 underlying;
     uint64 expiry;
     uint256 price;
+    uint64 snapshotTime;
+}
+
+/// @notice The oracle's signed statement "my newest market data is from `snapshotTime`".
+/// @dev Anyone may post one; it raises the freshness floor for every attestation without the
+///      help of the accounts concerned, so an attestation hoarded from an older snapshot (a price
+///      dip) stops being usable once newer data has been published.
+struct SnapshotHeartbeat {
+    uint64 snapshotTime;
 }
 
 /// @notice Risk parameters enforced on-chain. Every field has hard bounds (see the setter).
@@ -56,7 +68,7 @@ struct RiskConfig {
     uint32 paramsVersion; // version of the off-chain model attestations must carry
     uint32 maxSnapshotAge; // seconds an attested snapshot stays usable
     uint32 snapshotTolerance; // seconds a snapshot may trail the newest one already accepted
-    uint8 maxPositions; // open positions per account (bounds liquidation gas)
+    uint8 maxPositions; // open positions a trade may leave (liquidation receipts are exempt, up to 64)
     uint64 takerFee; // WAD share of the traded premium/notional paid by the taker
     uint64 liquidationBuffer; // WAD: a liquidation restores equity to MM × (1 + buffer)
     uint64 liquidatorBonus; // WAD share of the transferred slice's |MM| paid to the liquidator
@@ -88,6 +100,7 @@ interface IClearinghouse {
     error InvalidInstrument();
     error InstrumentExpired(uint256 instrumentId);
     error TooManyPositions(uint256 limit);
+    error NotInsuranceFund();
     error PositionTooLarge();
     error OrderExpired();
     error OrderNoLongerValid();
@@ -111,7 +124,7 @@ interface IClearinghouse {
     // settlement
     error NotExpired(uint64 expiry);
     error SettlementPriceAlreadySet();
-    error SettlementPriceMissing(bytes32 underlying, uint64 expiry);
+    error SettlementPriceNotAtExpiry(uint64 snapshotTime, uint64 expiry);
     // governance
     error ParameterOutOfBounds(bytes32 name);
     error NothingScheduled();
@@ -149,7 +162,9 @@ interface IClearinghouse {
     event OrderCancelled(bytes32 indexed orderHash, address indexed maker);
     event MinNonceRaised(address indexed maker, uint256 minNonce);
     event SettlementPricePosted(bytes32 indexed underlying, uint64 indexed expiry, uint256 price);
+    /// @notice An expired option position closed in cash (by the liquidation engine's `settle`).
     event PositionSettled(address indexed account, uint256 indexed instrumentId, int256 size, int256 payout);
+    event SnapshotPosted(uint64 snapshotTime);
     event RiskConfigScheduled(RiskConfig config, bytes32 paramsHash, uint256 eta);
     event RiskConfigUpdated(RiskConfig config, bytes32 paramsHash);
     event SignerSetScheduled(address[] signers, uint8 threshold, uint256 eta);
@@ -199,11 +214,17 @@ interface IClearinghouse {
     // ============================================================================ Settlement
 
     /// @notice Records the threshold-signed settlement price of an underlying at an expiry.
-    /// @dev Anyone may submit it once the expiry has passed; it cannot be changed afterwards.
+    /// @dev Anyone may submit it once the expiry has passed; it cannot be changed afterwards. The
+    ///      price must come from market data at the expiry: `expiry − maxSnapshotAge ≤
+    ///      snapshotTime ≤ expiry`.
     function postSettlementPrice(SettlementPrice calldata price, bytes calldata sigs) external;
 
-    /// @notice Settles `account`'s expired options in cash at the posted prices. Anyone may call.
-    function settle(address account, uint256[] calldata instrumentIds) external;
+    /// @dev Settling positions (paying payers and winners, absorbing deficits) is the loss
+    ///      waterfall's business: see ILiquidationEngine.settle.
+
+    /// @notice Posts the oracle's threshold-signed newest snapshot time, raising the freshness
+    ///         floor (`latestSnapshotTime`) for every later attestation. Anyone may call.
+    function postSnapshot(SnapshotHeartbeat calldata heartbeat, bytes calldata sigs) external;
 
     // ============================================================================ Views
 

@@ -7,7 +7,6 @@ pragma solidity 0.8.28;
 /// @dev Amounts are WAD; the fund holds the clearinghouse's collateral token.
 interface IInsuranceFund {
     error NotEngine();
-    error EngineAlreadySet();
     error ZeroAmount();
     error ZeroAddress();
     error TargetOutOfBounds();
@@ -16,7 +15,6 @@ interface IInsuranceFund {
     event FeeReceived(address indexed account, uint256 amount, uint256 balance);
     event DeficitCovered(address indexed account, uint256 amount, uint256 balance);
     event TargetUpdated(uint256 target);
-    event EngineSet(address indexed engine);
 
     /// @notice What the fund can pay out, in WAD.
     function fundBalance() external view returns (uint256);
@@ -30,11 +28,13 @@ interface IInsuranceFund {
     /// @notice Adds `tokenAmount` of collateral from the caller to the fund.
     function deposit(uint256 tokenAmount) external;
 
-    /// @notice Books a fee the clearinghouse has already transferred here. Engine only.
+    /// @notice Books a fee the clearinghouse has already transferred here.
+    /// @dev "Engine" here means the clearinghouse itself or any engine it has enabled
+    ///      (`isEngine`), so governance swapping the engine through the timelock carries the fund.
     function recordFee(address account, uint256 amount) external;
 
     /// @notice Releases up to `amount` (whole token units, rounded down) for `account`'s deficit:
-    ///         approves the clearinghouse to pull it. Engine only.
+    ///         approves the clearinghouse to pull it. Engine or clearinghouse only.
     /// @return tokenAmount Token units approved; the WAD balance falls by exactly their value.
     function release(address account, uint256 amount) external returns (uint256 tokenAmount);
 }

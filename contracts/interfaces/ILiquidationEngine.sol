@@ -14,7 +14,9 @@ struct LiquidationRequest {
 
 /// @notice The oracle's signed auto-deleveraging plan for one bankrupt account: the marks of its
 ///         positions and, per position, the Merkle root of the ranked queue of opposite-side
-///         accounts (leaf = keccak256(keccak256(abi.encode(instrumentId, rank, account)))).
+///         accounts (leaf = keccak256(keccak256(abi.encode(instrumentId, rank, account,
+///         stateHash, value))), where `value` is that account's attested portfolio value at the
+///         plan's marks and snapshot, valid while its state hash is `stateHash`).
 /// @dev instrumentIds ascending and exactly the account's open positions.
 struct AdlAttestation {
     address account;
@@ -27,11 +29,17 @@ struct AdlAttestation {
     uint32 paramsVersion;
 }
 
-/// @notice One step of a deleveraging: the counterparty at `rank` of leg `leg`'s queue.
+/// @notice One step of a deleveraging: the counterparty at `rank` of leg `leg`'s queue, with
+///         the state hash and portfolio value its queue leaf commits to.
+/// @dev The counterparty's share of the haircut is capped at its equity (cash + `value` while
+///      its state hash is still `stateHash`; 0 once it has changed), so deleveraging never
+///      pushes a counterparty below zero; what a capped fill cannot carry moves down the queue.
 struct AdlFill {
     uint256 leg;
     address counterparty;
     uint256 rank;
+    bytes32 stateHash;
+    int256 value;
     bytes32[] proof;
 }
 
@@ -58,6 +66,13 @@ interface ILiquidationEngine {
     error AdlInvalidProof(uint256 leg, uint256 rank);
     error AdlOvershoot(uint256 leg);
     error AdlIncomplete(uint256 instrumentId, uint256 remaining);
+    error NothingLiquidated();
+    error StillBankrupt(int256 equity, uint256 fundBalance);
+    error NotFlagged(address account);
+    error BackstopNotDue(uint256 dueAt);
+    error NotExpired(uint64 expiry);
+    error SettlementPriceMissing(bytes32 underlying, uint64 expiry);
+    error PayersNotSettled(uint256 instrumentId, uint256 shortOpenInterest);
 
     event Liquidated(
         address indexed account,
@@ -71,6 +86,18 @@ interface ILiquidationEngine {
     );
     event BankruptcyCovered(address indexed account, uint256 deficit, uint256 coveredByFund);
     event BankruptcyFlagged(address indexed account, uint256 deficit);
+    event BankruptcyCleared(address indexed account, int256 equity);
+    /// @notice A settlement left `account` with no positions and `deficit` of negative cash: the
+    ///         fund paid `coveredByFund`, and `shared` is taken from the payouts of the winners
+    ///         of the instruments it paid on (see `settlementShortfall`).
+    event SettlementDeficitAbsorbed(address indexed account, uint256 deficit, uint256 coveredByFund, uint256 shared);
+    /// @notice `account` was shown below MM at `stateHash`; if no liquidation touches it for
+    ///         BACKSTOP_DELAY, the backstop may close it against the ADL queue.
+    event StallReported(address indexed account, bytes32 stateHash, uint256 maintenanceMargin);
+    /// @notice A batch item was not executed because the account's state moved on since its
+    ///         attestation (reason 1), it is no longer below maintenance margin (reason 2), or its
+    ///         deficit is beyond the fund (reason 3: it goes to flagBankruptcy and ADL).
+    event LiquidationSkipped(address indexed account, uint8 reason);
     event Deleveraged(
         address indexed account,
         address indexed counterparty,
@@ -79,12 +106,24 @@ interface ILiquidationEngine {
         uint256 bankruptcyPrice,
         uint256 rank
     );
-    event DeleveragingCompleted(address indexed account, uint256 deficit, uint256 fundContribution, uint256 haircut);
+    /// @notice `haircut` was charged to counterparties; `uncovered` (0 unless the queue's equity
+    ///         ran out) stays as the account's negative cash, flagged until the fund covers it.
+    event DeleveragingCompleted(
+        address indexed account, uint256 deficit, uint256 fundContribution, uint256 haircut, uint256 uncovered
+    );
 
-    /// @notice Liquidates each account in `requests` (each must be below MM) by the smallest
-    ///         pro-rata slice that restores it to MM × (1 + buffer). The caller takes the slices,
-    ///         pays their attested value less the bonus, and must meet IM afterwards per
-    ///         `liquidatorAtt` (its post-liquidation portfolio). Never paused.
+    /// @notice Liquidates each account in `requests` by the smallest pro-rata slice that restores
+    ///         it to MM × (1 + buffer). The caller takes the slices and pays their attested value
+    ///         less the bonus. Never paused.
+    /// @dev `liquidatorAtt` describes the caller's portfolio BEFORE the liquidation, so nothing a
+    ///      victim or a third party does cheaply (a dust deposit changing the fraction) can make
+    ///      it stale. Scenario margin is subadditive and positively homogeneous, so the caller's
+    ///      requirement afterwards is at most IM_before + Σ fraction_i × IM_i; the call requires
+    ///      equity_before + Σ bonus_i (its equity afterwards at the attested marks) to cover that
+    ///      bound. Items whose account moved on or recovered are skipped (`LiquidationSkipped`);
+    ///      a batch that executes nothing reverts. Receiving a slice is exempt from
+    ///      `maxPositions` (up to the 64-position storage bound). The bonus of a whole-portfolio
+    ///      liquidation is capped at the account's equity: the fund pays deficits, never bonuses.
     function liquidate(
         LiquidationRequest[] calldata requests,
         MarginAttestation calldata liquidatorAtt,
@@ -92,12 +131,38 @@ interface ILiquidationEngine {
     ) external;
 
     /// @notice Records that `account` is bankrupt beyond what the fund can cover and gates
-    ///         withdrawals until its deficit is deleveraged. Anyone may call.
+    ///         withdrawals until its deficit is resolved. Anyone may call. An account without
+    ///         positions needs no attestation (its equity is its cash).
     function flagBankruptcy(address account, MarginAttestation calldata att, bytes calldata sigs) external;
+
+    /// @notice Clears the flag of an account that is no longer bankrupt beyond the fund: its
+    ///         equity is ≥ 0, or the fund can cover its deficit (then, without positions, the fund
+    ///         pays it at once). Anyone may call; without positions no attestation is needed.
+    /// @dev Withdrawals are gated if and only if some flagged account exists.
+    function clearFlag(address account, MarginAttestation calldata att, bytes calldata sigs) external;
+
+    /// @notice Records that `account` is below MM at its current state. Anyone may call; a repeat
+    ///         for the same state keeps the first time. The backstop: once BACKSTOP_DELAY has
+    ///         passed with the state unchanged (no liquidation took any of it), `deleverage` may
+    ///         close the account against the ADL queue at the marks even though it is solvent.
+    function reportStall(address account, MarginAttestation calldata att, bytes calldata sigs) external;
 
     /// @notice Closes a bankrupt account's positions against the ranked opposite-side accounts at
     ///         the bankruptcy price, after the fund has paid what it has. Anyone may call.
+    /// @dev Also the backstop for a stalled account (see `reportStall`): closed at the marks, no
+    ///      haircut, the fund paying a deficit it can cover.
     function deleverage(AdlAttestation calldata att, bytes calldata sigs, AdlFill[] calldata fills) external;
+
+    /// @notice Settles `account`'s expired options in cash at the posted settlement prices.
+    ///         Anyone may call.
+    /// @dev Payers (shorts of an in-the-money option) settle first and always can; the longs of an
+    ///      instrument settle once every short of it has (`PayersNotSettled` until then), and are
+    ///      paid in full less their pro-rata share of `settlementShortfall`. An account left with
+    ///      no positions and negative cash has its deficit paid by the insurance fund, and what
+    ///      the fund cannot pay is shared by the winners of the instruments it paid on in this
+    ///      call, so settlement never creates an account with negative cash and no positions
+    ///      (a deficit with no instrument to share it stays flaggable bad debt).
+    function settle(address account, uint256[] calldata instrumentIds) external;
 
     /// @notice The fraction, bonus and insurance fee a liquidation of an account with `equity`
     ///         and `maintenanceMargin` would use now (what keepers and the oracle compute).

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
-import {MarginAttestation, Order, SettlementPrice} from "../interfaces/IClearinghouse.sol";
+import {MarginAttestation, Order, SettlementPrice, SnapshotHeartbeat} from "../interfaces/IClearinghouse.sol";
 
 /// @title AttestationHashing
 /// @notice EIP-712 struct hashes of everything the oracle or a maker signs. The type strings are
@@ -17,7 +17,9 @@ library AttestationHashing {
     );
 
     bytes32 internal constant SETTLEMENT_PRICE_TYPEHASH =
-        keccak256("SettlementPrice(bytes32 underlying,uint64 expiry,uint256 price)");
+        keccak256("SettlementPrice(bytes32 underlying,uint64 expiry,uint256 price,uint64 snapshotTime)");
+
+    bytes32 internal constant SNAPSHOT_HEARTBEAT_TYPEHASH = keccak256("SnapshotHeartbeat(uint64 snapshotTime)");
 
     /// @dev Every member is a static type, so abi.encode(struct) is the members' 32-byte words in order.
     function hash(MarginAttestation calldata att) internal pure returns (bytes32) {
@@ -30,5 +32,9 @@ library AttestationHashing {
 
     function hash(SettlementPrice calldata price) internal pure returns (bytes32) {
         return keccak256(abi.encode(SETTLEMENT_PRICE_TYPEHASH, price));
+    }
+
+    function hash(SnapshotHeartbeat calldata heartbeat) internal pure returns (bytes32) {
+        return keccak256(abi.encode(SNAPSHOT_HEARTBEAT_TYPEHASH, heartbeat.snapshotTime));
     }
 }

@@ -39,9 +39,17 @@ contract DevPriceFeed is Ownable2Step {
         view
         returns (uint80 roundId, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound)
     {
-        roundId = latestRound;
-        if (roundId == 0) revert NoData();
+        return getRoundData(latestRound);
+    }
+
+    /// @notice A past round (settlement reads the round at an option's expiry).
+    function getRoundData(uint80 roundId)
+        public
+        view
+        returns (uint80, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound)
+    {
         Round memory r = _rounds[roundId];
+        if (roundId == 0 || r.updatedAt == 0) revert NoData();
         return (roundId, r.answer, r.updatedAt, r.updatedAt, roundId);
     }
 }

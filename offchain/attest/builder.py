@@ -3,11 +3,19 @@
 Given an account's positions (instrument id → signed WAD size), the instrument registry, a
 market snapshot and the risk parameters, the engine computes value, IM and MM; they are turned
 into integers once (value rounded down, requirements up) and wrapped with the state hash, the
-snapshot time and a deadline. Anyone with the same public inputs gets the same integers.
+snapshot time and a deadline. Anyone with the same public inputs gets the same integers, up to
+the float noise of another platform that signers reconcile by co-signing (offchain/oracle/cosign.py).
+
+Fault injection (tests of that reconciliation; off by default): DPRE_PERTURB_ULPS=N in a
+signer's environment moves every float result N ulps toward the conservative side (value down,
+IM and MM up; N < 0 the other way) just before it becomes an integer, as a signer on another
+numpy build might compute it.
 """
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Mapping
 
 from offchain.attest.messages import MarginAttestation
@@ -21,6 +29,22 @@ from offchain.risk.params import MarginParams
 from offchain.risk.units import WAD, to_wad_down, to_wad_up
 
 SettlementPrices = Mapping[tuple[str, int], float]
+
+PERTURB_ULPS = int(os.environ.get("DPRE_PERTURB_ULPS", "0") or 0)
+
+
+def _nudged(x: float, ulps: int) -> float:
+    for _ in range(abs(ulps)):
+        x = math.nextafter(x, math.inf if ulps > 0 else -math.inf)
+    return x
+
+
+def _integers(value: float, im: float, mm: float) -> tuple[int, int, int]:
+    """The one place the engine's floats become the integers signers sign: value rounded down,
+    requirements up."""
+    if PERTURB_ULPS:
+        value, im, mm = _nudged(value, -PERTURB_ULPS), _nudged(im, PERTURB_ULPS), _nudged(mm, PERTURB_ULPS)
+    return to_wad_down(value), to_wad_up(im), to_wad_up(mm)
 
 
 def margin_numbers(
@@ -37,7 +61,8 @@ def margin_numbers(
     """
     live: dict[Instrument, float] = {}
     expired_value = 0.0
-    for instrument_id, size in positions.items():
+    # Instrument-id order, not insertion order: the float sums are then the same on every replica.
+    for instrument_id, size in sorted(positions.items()):
         if size == 0:
             continue
         try:
@@ -56,7 +81,7 @@ def margin_numbers(
         value, mm, im = float(result.value[0]), float(result.mm[0]), float(result.im[0])
     else:
         value = mm = im = 0.0
-    return to_wad_down(value + expired_value), to_wad_up(im), to_wad_up(mm)
+    return _integers(value + expired_value, im, mm)
 
 
 def margin_attestation(
@@ -101,7 +126,7 @@ def margin_numbers_batch(
         holdings: dict[Instrument, float] = {}
         expired = 0.0
         usable = True
-        for instrument_id, size in positions.items():
+        for instrument_id, size in sorted(positions.items()):
             inst = registry.get(instrument_id)
             if inst is None or size == 0:
                 continue
@@ -127,6 +152,6 @@ def margin_numbers_batch(
 
     result = margins_of(live, market, params, InstrumentTable(sorted(set(listed), key=lambda i: i.name)))
     return {
-        name: (to_wad_down(float(result.value[k]) + expired_values[k]), to_wad_up(float(result.im[k])), to_wad_up(float(result.mm[k])))
+        name: _integers(float(result.value[k]) + expired_values[k], float(result.im[k]), float(result.mm[k]))
         for k, name in enumerate(names)
     }

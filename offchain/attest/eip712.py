@@ -40,6 +40,10 @@ TYPES: dict[str, list[tuple[str, str]]] = {
         ("underlying", "bytes32"),
         ("expiry", "uint64"),
         ("price", "uint256"),
+        ("snapshotTime", "uint64"),
+    ],
+    "SnapshotHeartbeat": [
+        ("snapshotTime", "uint64"),
     ],
     "AdlAttestation": [
         ("account", "address"),

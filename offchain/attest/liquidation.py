@@ -1,8 +1,9 @@
 """The liquidation engine's integer arithmetic, mirrored exactly (contracts/core/LiquidationEngine.sol).
 
-A keeper needs it to predict the slices it will receive — and so the portfolio state its own
-post-liquidation attestation must describe — and anyone can use it to check a liquidation.
-All values are WAD integers; rounding follows the contract line for line.
+The oracle needs it to check, before signing, that the liquidator will pass the contract's
+requirement bound and will not exceed the 64-position storage bound; a keeper uses it to predict
+the slices it will receive; anyone can use it to check a liquidation. All values are WAD
+integers; rounding follows the contract line for line.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ class LiquidationConfig:
         return cls(buffer=int(config[5]), bonus=int(config[6]), fee=int(config[7]), dust=int(config[8]))
 
 
+MAX_POSITIONS = 64  # PositionBook.MAX_POSITIONS: the storage bound of an account's open list
+
+
 class NotLiquidatable(ValueError):
     pass
 
@@ -58,18 +62,38 @@ def fraction(equity: int, mm: int, cfg: LiquidationConfig) -> int:
 
 
 def terms(equity: int, mm: int, cfg: LiquidationConfig, health: int) -> tuple[int, int, int]:
-    """(fraction, bonus, fee) as LiquidationEngine.liquidationTerms computes them."""
+    """(fraction, bonus, fee) as LiquidationEngine.liquidationTerms computes them.
+
+    A bankrupt account (equity ≤ 0) pays no bonus and no fee: the fund pays deficits, never
+    bonuses. Otherwise the bonus is never more than the equity (binds only for whole
+    liquidations).
+    """
     f = fraction(equity, mm, cfg)
     if equity <= 0:
-        return WAD, mul_wad_down(mm, cfg.bonus), 0
+        return WAD, 0, 0
     slice_mm = mul_wad_up(mm, f)
-    bonus = mul_wad_down(slice_mm, cfg.bonus)
+    bonus = min(mul_wad_down(slice_mm, cfg.bonus), equity)
     base_fee = mul_wad_down(slice_mm, cfg.fee)
     wanted = base_fee if health >= WAD else base_fee + mul_wad_down(base_fee, WAD - health)
     remaining_target = 0 if f == WAD else mul_wad_up(mul_wad_up(mm, WAD - f), WAD + cfg.buffer)
     after_bonus = equity - bonus if equity > bonus else 0
     slack = after_bonus - remaining_target if after_bonus > remaining_target else 0
     return f, bonus, min(wanted, slack)
+
+
+def slice_im(initial_margin: int, f: int) -> int:
+    """The IM a slice f of a portfolio adds to the liquidator's requirement bound: IM × f rounded
+    up (the whole IM at f = 1)."""
+    return initial_margin if f >= WAD else mul_wad_up(initial_margin, f)
+
+
+def liquidator_check(equity_before: int, im_before: int, executed: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    """(equity after, requirement bound) of a liquidator, as LiquidationEngine.liquidate checks
+    them: `executed` holds (bonus, slice IM) of each item that executes. Scenario margin is
+    subadditive and positively homogeneous, so the requirement after taking the slices is at
+    most IM before + Σ slice IMs; equity after (at the attested marks) is equity before + Σ
+    bonuses. The contract requires equity after ≥ the bound."""
+    return equity_before + sum(b for b, _ in executed), im_before + sum(i for _, i in executed)
 
 
 def slice_of(size: int, f: int) -> int:

@@ -81,14 +81,32 @@ class Order(_Message):
 
 @dataclass(frozen=True)
 class SettlementPrice(_Message):
+    """The price of `underlying` at `expiry`, from the market reading of `snapshot_time` (the last
+    feed round at or before the expiry; the contract accepts it only within maxSnapshotAge of it)."""
+
     underlying: bytes
     expiry: int
     price: int
+    snapshot_time: int
 
     PRIMARY_TYPE = "SettlementPrice"
 
     def message(self) -> dict[str, Any]:
-        return {"underlying": self.underlying, "expiry": self.expiry, "price": self.price}
+        return {"underlying": self.underlying, "expiry": self.expiry, "price": self.price,
+                "snapshotTime": self.snapshot_time}
+
+
+@dataclass(frozen=True)
+class SnapshotHeartbeat(_Message):
+    """"The oracle's newest market data is from `snapshot_time`": posted by anyone, it raises the
+    contract's freshness floor so attestations of older snapshots stop being usable."""
+
+    snapshot_time: int
+
+    PRIMARY_TYPE = "SnapshotHeartbeat"
+
+    def message(self) -> dict[str, Any]:
+        return {"snapshotTime": self.snapshot_time}
 
 
 
@@ -119,10 +137,44 @@ class AdlAttestation(_Message):
 
 
 
+@dataclass(frozen=True)
+class AdlFill:
+    """One step of a deleveraging (ILiquidationEngine.AdlFill): the counterparty at `rank` of leg
+    `leg`'s queue, the state hash and portfolio value its queue leaf commits to, and the proof.
+
+    Not signed by itself (the queue root is): its wire form is the plain JSON object of an ADL
+    plan's `extra.fills` — {"leg", "counterparty", "rank", "state_hash", "value", "proof"}.
+    """
+
+    leg: int
+    counterparty: str
+    rank: int
+    state_hash: bytes
+    value: int
+    proof: tuple[bytes, ...]
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """The struct as a contract-call argument (deleverage's `fills` items)."""
+        return (self.leg, to_checksum_address(self.counterparty), self.rank, self.state_hash, self.value, list(self.proof))
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"leg": self.leg, "counterparty": to_checksum_address(self.counterparty), "rank": self.rank,
+                "state_hash": "0x" + self.state_hash.hex(), "value": str(self.value),
+                "proof": ["0x" + p.hex() for p in self.proof]}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> "AdlFill":
+        """The inverse of to_wire; raises ValueError (or KeyError) on anything malformed."""
+        return cls(int(data["leg"]), to_checksum_address(data["counterparty"]), int(data["rank"]),
+                   bytes.fromhex(str(data["state_hash"]).removeprefix("0x")), int(data["value"]),
+                   tuple(bytes.fromhex(str(p).removeprefix("0x")) for p in data["proof"]))
+
+
 MESSAGE_TYPES: dict[str, type] = {
     "MarginAttestation": MarginAttestation,
     "Order": Order,
     "SettlementPrice": SettlementPrice,
+    "SnapshotHeartbeat": SnapshotHeartbeat,
     "AdlAttestation": AdlAttestation,
 }
 

@@ -19,7 +19,9 @@ class OnchainRiskConfig:
     """Mirror of the RiskConfig struct (contracts/interfaces/IClearinghouse.sol), in WAD."""
 
     params_version: int = 1
-    max_snapshot_age: int = 120
+    # a Chainlink-style feed legitimately stays unchanged for up to its heartbeat (an hour), and an
+    # attestation carries the feed's own time: the contract must accept data that old
+    max_snapshot_age: int = 3600
     snapshot_tolerance: int = 30
     max_positions: int = 16
     taker_fee: int = 5 * 10**14  # 0.05%
@@ -84,8 +86,9 @@ def deploy_system(
 
     Without `collateral` a DevStablecoin with `collateral_decimals` is deployed (owner: the
     deployer, who can mint it). Signers are sorted, as the contract requires. The insurance
-    fund and the liquidation engine are wired in before any deposit (the only time the engine
-    may be enabled without the timelock); `fund_target` (WAD) sets the fund's health target.
+    fund and the liquidation engine are wired in before any deposit (the only time either may be
+    set without the timelock): the fund trusts the clearinghouse and the engines it enables;
+    `fund_target` (WAD) sets the fund's health target.
     """
     from ape import chain, project
 
@@ -114,7 +117,7 @@ def deploy_system(
     )
     fund = deployer.deploy(project.InsuranceFund, collateral, decimals, ch.address, deployer.address)
     engine = deployer.deploy(project.LiquidationEngine, ch.address, fund.address)
-    fund.setEngine(engine.address, sender=deployer)
+    ch.bootstrapInsuranceFund(fund.address, sender=deployer)
     ch.bootstrapEngine(engine.address, sender=deployer)
     if fund_target:
         fund.setTarget(fund_target, sender=deployer)

@@ -1,8 +1,17 @@
 """The keeper loop: each new block, find accounts near or below MM, warn, liquidate (batched),
-deleverage bankruptcies the fund cannot cover, and settle expired options.
+deleverage bankruptcies the fund cannot cover, clear bankruptcy flags that no longer hold, keep
+the on-chain snapshot floor fresh, and settle expired options.
 
-Restart-safe: a chain-state snapshot (the cursor) and a journal of started actions are written
-to --state-dir; a killed keeper resumes where it stopped and never repeats a mined action.
+The loop never waits on a transaction: sending is asynchronous (`TxSender`), transactions in
+flight are followed per nonce while every other account is served. Nothing counts as done until
+the chain says so: an account leaves the keeper's attention only when the oracle no longer lists
+it below maintenance margin; every failed, skipped, unprofitable or cancelled attempt is retried
+with backoff in blocks (`RetryTracker`). /health answers 503 "stalled" when accounts stay
+unhandled for `--stall-blocks` blocks.
+
+Restart-safe: a chain-state snapshot (the cursor) and a journal of transactions mined or in
+flight are written to --state-dir; a killed keeper resumes where it stopped, adopts the
+transactions it left in the pool, and never repeats a mined action.
 """
 
 from __future__ import annotations
@@ -10,7 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
+import tempfile
 import threading
 import time
 import urllib.error
@@ -21,20 +32,28 @@ from typing import Any
 
 from eth_account import Account
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from web3.logs import DISCARD
 
 from offchain.attest.keys import load_signer
-from offchain.attest.messages import from_wire
+from offchain.attest.liquidation import NotLiquidatable, slice_im, terms
+from offchain.attest.messages import AdlFill, MarginAttestation, from_wire
 from offchain.chain.contracts import RPC_FAILURES, SystemClient
 from offchain.chain.deploy import Deployment
+from offchain.keeper.errors import ErrorDecoder
+from offchain.keeper.fees import GWEI, FeePolicy
 from offchain.keeper.journal import Journal
 from offchain.keeper.notify import MarginCallNotifier
-from offchain.keeper.txsender import SimulationFailed, TxSender
-from offchain.ops.httpserver import JsonServer
+from offchain.keeper.tracker import RetryTracker
+from offchain.keeper.txsender import Pending, Plan, Result, SendFailed, SimulationFailed, TxSender, Unaffordable
+from offchain.ops.httpserver import HttpError, JsonServer
 from offchain.ops.logs import event, setup
 from offchain.oracle.state import ChainState
 from offchain.risk.units import WAD
 
 log = logging.getLogger("keeper")
+
+SKIP_REASONS = {1: "its state moved on since the attestation", 2: "it is no longer below maintenance margin",
+                3: "the fund cannot cover its deficit (goes to deleveraging)"}
 
 
 @dataclass
@@ -48,6 +67,13 @@ class KeeperConfig:
     min_profit: float = 0.0  # collateral units the bonus must exceed the gas cost by
     collateral_per_eth: float = 3000.0  # to price gas in collateral for the profitability check
     webhooks: list[str] = field(default_factory=list)
+    stall_blocks: int = 20  # /health answers 503 when an account stays unhandled this long
+    retry_max_blocks: int = 8  # the longest backoff between two attempts on one account
+    max_fee_gwei: float = 500.0  # ceiling of maxFeePerGas for anything the keeper sends
+    tip_percentile: float = 60.0  # tip = this percentile of recent blocks' tips (eth_feeHistory)
+    bump_blocks: int = 2  # blocks a transaction may stay unmined before its fees are raised
+    max_pending: int = 16  # transactions in flight at once
+    backstop_after: int = 3  # failed attempts before an account is reported stalled (0: never)
 
 
 class OracleClient:
@@ -61,7 +87,10 @@ class OracleClient:
             with urllib.request.urlopen(req, timeout=self.timeout) as r:
                 return json.loads(r.read())
         except urllib.error.HTTPError as err:
-            detail = json.loads(err.read() or b"{}").get("error", "")
+            try:
+                detail = json.loads(err.read() or b"{}").get("error", "")
+            except ValueError:
+                detail = f"HTTP {err.code}"
             raise OracleRefused(err.code, detail) from None
 
     def get(self, path: str) -> dict[str, Any]:
@@ -81,19 +110,60 @@ def _signed(item: dict[str, Any]) -> tuple[Any, bytes]:
     return from_wire(item), bytes.fromhex(item["signatures"][2:])
 
 
+def _wad(units: float) -> int:
+    return int(round(units * WAD))
+
+
+class _LogTap:
+    """The client as ChainState.catch_up sees it, noting the flag events as they replay."""
+
+    def __init__(self, client: SystemClient, flags: set[str]) -> None:
+        self.client, self.flags = client, flags
+
+    def logs(self, from_block: int, to_block: int) -> Any:
+        entries = self.client.logs(from_block, to_block)
+        for e in entries:
+            if e.contract == "engine" and e.name == "BankruptcyFlagged":
+                self.flags.add(e.args["account"])
+        return entries
+
+
 class Keeper:
     def __init__(self, client: SystemClient, oracle: OracleClient, account: Any, config: KeeperConfig, state_dir: Path) -> None:
         self.client, self.oracle, self.account, self.config = client, oracle, account, config
+        self.me = account.address
         self.state_dir = state_dir
         self.state_path = state_dir / "chain-state.json"
+        self.extra_path = state_dir / "keeper-state.json"
         key = ChainState.key_of(client.deployment.chain_id, client.deployment.clearinghouse)
         self.state = ChainState.load(self.state_path, key) or ChainState(block=client.deployment.deploy_block - 1, deployment_key=key)
+        self.flag_watch: set[str] = set(self._load_extra().get("flag_watch", []))
+        self._saved_flags = set(self.flag_watch)
         self.journal = Journal(state_dir / "journal.json")
-        self.sender = TxSender(client.w3, account)
+        self.decoder = ErrorDecoder([client.ch.abi, client.engine.abi, client.fund.abi])
+        policy = FeePolicy(percentile=config.tip_percentile, max_fee=int(config.max_fee_gwei * GWEI))
+        # a dry run sends nothing: it neither journals nor takes over transactions left in flight
+        self.sender = TxSender(client.w3, account, None if config.dry_run else self.journal, self.decoder, policy,
+                               refresh=self._refresh,
+                               on_replaced=self._replaced, bump_blocks=config.bump_blocks)
         self.notifier = MarginCallNotifier(state_dir / "margin-calls.jsonl", config.webhooks)
+        self.accounts = RetryTracker(config.retry_max_blocks)  # accounts below MM (liquidation, ADL)
+        self.duties = RetryTracker(config.retry_max_blocks)  # prices, settlements, flags, heartbeats
         self.stop = threading.Event()
         self.last_loop = 0.0
-        self.acted = False
+        self.loops = 0
+        self.head = -1
+        self.head_time = 0
+        self.seen_block = -1  # the newest block known to hold the keeper's own mined transactions
+        self.progress_block = -1  # the last block where it liquidated, flagged or deleveraged something
+        self.sent_this_step = False
+        self.below: dict[str, dict[str, Any]] = {}  # below MM, weakest first (latest risk list)
+        self._fund: tuple[int, float] | None = None
+        self.capital: dict[str, Any] = {}
+        self.warnings: list[str] = []
+        self._risk_config: tuple[int, Any] | None = None
+        self._backstop_delay: int | None = None
+        self._heartbeat_off_until = -1
         # head block at the start of the latest loop that found nothing to do (drivers wait on it)
         self.idle_at_block = -1
         self.registry = CollectorRegistry()
@@ -101,17 +171,24 @@ class Keeper:
         self.m_lag = Gauge("keeper_block_lag", "Head minus the last block the keeper processed", registry=r)
         self.m_at_risk = Gauge("keeper_accounts_at_risk", "Accounts below maintenance margin", registry=r)
         self.m_near = Gauge("keeper_accounts_near_mm", "Accounts between MM and the margin-call ratio", registry=r)
-        self.m_liq = Counter("keeper_liquidations_total", "Accounts liquidated", ["result"], registry=r)
+        self.m_unhandled = Gauge("keeper_accounts_stalled", "Accounts below MM for --stall-blocks blocks or more", registry=r)
+        self.m_liq = Counter("keeper_liquidations_total", "Accounts liquidated (done) or not (skipped, failed)", ["result"], registry=r)
         self.m_adl = Counter("keeper_deleveragings_total", "Deleveragings", ["result"], registry=r)
         self.m_settle = Counter("keeper_settlements_total", "Accounts settled", ["result"], registry=r)
+        self.m_flags = Counter("keeper_flags_total", "Bankruptcy flags set and cleared", ["action"], registry=r)
+        self.m_heartbeats = Counter("keeper_heartbeats_total", "Snapshot heartbeats posted", registry=r)
         self.m_calls = Counter("keeper_margin_calls_total", "Margin-call warnings sent", registry=r)
+        self.m_tx = Counter("keeper_transactions_total", "Transactions resolved", ["status"], registry=r)
+        self.m_pending = Gauge("keeper_transactions_pending", "Transactions in flight", registry=r)
         self.m_balance = Gauge("keeper_balance_eth", "Gas balance of the keeper", registry=r)
         self.m_cash = Gauge("keeper_cash", "The keeper's collateral cash in the clearinghouse", registry=r)
+        self.m_headroom = Gauge("keeper_margin_headroom", "The keeper's equity minus its IM (collateral units)", registry=r)
         self.m_att = Histogram("keeper_attestation_seconds", "Oracle round-trip for attestations", registry=r,
                                buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
         self.m_errors = Counter("keeper_loop_errors_total", "Loop iterations that failed", registry=r)
         self.m_rpc = Gauge("keeper_rpc_failures", "RPC calls that failed and were retried with backoff", registry=r)
         self.m_rpc.set_function(lambda: float(RPC_FAILURES[0]))
+        self.m_pending.set_function(lambda: float(len(self.sender.pending)))
 
     # ------------------------------------------------------------------ loop
 
@@ -128,21 +205,33 @@ class Keeper:
                 self.stop.wait(delay)
                 delay = min(delay * 2, 10.0)
                 continue
+            if self.sent_this_step and not self.sender.pending:
+                continue  # what was sent is mined already: look again at once
             self.stop.wait(self.config.poll_seconds)
         self.state.save(self.state_path)
-        event(log, "keeper stopped", block=self.state.block)
+        self._save_extra()
+        event(log, "keeper stopped", block=self.state.block, in_flight=sorted(self.sender.pending))
 
     def sync(self) -> int:
         head = self.client.head()
-        self.state.catch_up(self.client, head)
+        self.state.catch_up(_LogTap(self.client, self.flag_watch), head)
         self.m_lag.set(max(0, head - self.state.block))
+        if head != self.head:
+            self.head, self.head_time = head, self.client.block_time(head)
+        self.seen_block = max(self.seen_block, head)
         return head
 
     def step(self) -> None:
-        self.acted = False
+        self.sent_this_step = False
+        self.warnings = []
         head = self.sync()
+        self._drain(head)
         risk = self.oracle.get(f"/v1/risk/accounts?max_ratio={self.config.margin_call_ratio}")
         rows = risk["accounts"]
+        mine = [r for r in rows if r["account"] == self.me]
+        if mine and mine[0]["ratio"] < 1.0:
+            self.warnings.append(f"the keeper itself is below maintenance margin (ratio {mine[0]['ratio']:.3f})")
+        rows = [r for r in rows if r["account"] != self.me]
         below = [r for r in rows if r["ratio"] < 1.0]
         near = [r for r in rows if r["ratio"] >= 1.0]
         self.m_at_risk.set(len(below))
@@ -150,30 +239,59 @@ class Keeper:
         for r in near:
             if self.notifier.warn(r, head):
                 self.m_calls.inc()
-        # The fund covers bankruptcies one after another: those it can still cover are liquidated
-        # whole (it pays the deficit), the rest go to auto-deleveraging.
-        fund = float(risk["fund_balance"])
-        bankrupt = []
-        for r in sorted((r for r in below if r["equity"] < 0), key=lambda r: -r["equity"]):
-            if -r["equity"] <= fund:
-                fund += r["equity"]
-            else:
-                bankrupt.append(r)
-        partial = [r for r in below if r not in bankrupt and r["account"] != self.account.address]
-        for k in range(0, len(partial), self.config.batch_size):
-            self.liquidate(partial[k : k + self.config.batch_size])
-        for r in bankrupt:
+        self.below = {r["account"]: r for r in below}
+        keeper_fp = self._keeper_fingerprint()
+        self.accounts.observe({r["account"]: (r["state_hash"], round(r["ratio"], 2), keeper_fp) for r in below}, head)
+        self.m_unhandled.set(len(self.accounts.stalled(head, self.config.stall_blocks, self.progress_block)))
+
+        self.heartbeat()
+        self.liquidate_all(head)
+        self.backstop()
+        for r in list(self.bankrupt.values()):
             self.deleverage(r)
+        self.clear_flags(risk)
         self.settle_expired()
+        self.update_capital()
+
         self.state.save(self.state_path)
+        if self.flag_watch != self._saved_flags:
+            self._save_extra()
         self.last_loop = time.time()
-        if not self.acted:
+        self.loops += 1
+        if not self.sent_this_step and not self.sender.pending:
             self.idle_at_block = head
-        self.m_balance.set(self.client.w3.eth.get_balance(self.account.address) / 1e18)
-        acct = self.state.accounts.get(self.account.address)
+        if self.loops % 10 == 1:
+            self.m_balance.set(self.client.w3.eth.get_balance(self.me) / 1e18)
+        acct = self.state.accounts.get(self.me)
         self.m_cash.set((acct.cash if acct else 0) / WAD)
 
-    # ------------------------------------------------------------------ actions
+    # A bankruptcy the fund can cover is liquidated whole (the fund pays the deficit); one beyond
+    # the fund is flagged and deleveraged. Which is which follows the fund as it pays: its
+    # on-chain balance, read again after each of the keeper's transactions lands.
+
+    def fund_now(self) -> float:
+        if self._fund is None or self._fund[0] != self.seen_block:
+            self._fund = (self.seen_block, int(self.client.fund.functions.fundBalance().call()) / WAD)
+        return self._fund[1]
+
+    def _beyond_fund(self, row: dict[str, Any]) -> bool:
+        return row["equity"] < 0 and -row["equity"] > self.fund_now()
+
+    @property
+    def partial(self) -> dict[str, dict[str, Any]]:
+        """Below MM and liquidatable now (the fund covers a bankrupt one)."""
+        return {a: r for a, r in self.below.items() if not self._beyond_fund(r)}
+
+    @property
+    def bankrupt(self) -> dict[str, dict[str, Any]]:
+        """Bankrupt beyond what the fund holds now."""
+        return {a: r for a, r in self.below.items() if self._beyond_fund(r)}
+
+    def _keeper_fingerprint(self) -> tuple[int, str]:
+        acct = self.state.accounts.get(self.me)
+        return (acct.cash, acct.state_hash.hex()) if acct else (0, "")
+
+    # ------------------------------------------------------------------ sending
 
     def _attest(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
         start = time.perf_counter()
@@ -182,109 +300,495 @@ class Keeper:
         finally:
             self.m_att.observe(time.perf_counter() - start)
 
-    def _execute(self, key: str, call: Any, action: str, expected_gain: float, *, duty: bool = False,
-                 **fields: Any) -> bool | None:
-        """Simulates, checks profitability, sends, journals. True when mined successfully, False
-        when sent and failed or skipped, None when the simulation says it would revert. A `duty`
-        (deleveraging, settlement) earns nothing and is done regardless of profit."""
+    def _drain(self, head: int | None = None) -> None:
+        """Collects what became of the transactions in flight."""
+        for result in self.sender.poll(head, self.head_time if head is not None else None):
+            self._on_result(result)
+
+    def _room(self) -> bool:
+        return len(self.sender.pending) < self.config.max_pending
+
+    def _send(self, plan: Plan, tracker: RetryTracker, keys: list[str]) -> Pending | None:
+        """Submits `plan` (asynchronously). Failures reschedule `keys` with backoff."""
+        if self.config.dry_run:
+            event(log, f"dry run: would send {plan.action}", gas=plan.gas, deadline=plan.deadline,
+                  worth_wei=plan.worth_wei, **{k: v for k, v in plan.meta.items() if k != "kind"})
+            for k in keys:
+                tracker.failed(k, self.head, "dry run: not sent")
+            return None
+        try:
+            p = self.sender.submit(plan)
+        except (Unaffordable, SimulationFailed, SendFailed) as err:
+            level = logging.ERROR if isinstance(err, SendFailed) else logging.WARNING
+            for k in keys:
+                nxt = tracker.failed(k, self.head, f"{type(err).__name__}: {err}")
+            event(log, f"{plan.action} not sent", level, error=f"{type(err).__name__}: {err}"[:300],
+                  retry_at_block=nxt if keys else None, **{k: v for k, v in plan.meta.items() if k != "kind"})
+            if isinstance(err, SendFailed) and "insufficient funds" in str(err):
+                self.warnings.append("the keeper's gas balance cannot pay for its transactions")
+            return None
+        self.sent_this_step = True
+        for k in keys:
+            tracker.sent(k, p.nonce)
+        self._drain()  # on a chain that mines at once, the result is already there
+        return p
+
+    def _on_result(self, r: Result) -> None:
+        self.m_tx.labels(r.status).inc()
+        if r.receipt is not None:  # attestations from now on must see this block (the keeper's own state)
+            self.seen_block = max(self.seen_block, int(r.receipt["blockNumber"]))
+            if r.ok and r.plan.meta.get("kind") in ("liquidate", "adl", "flag"):
+                self.progress_block = max(self.progress_block, int(r.receipt["blockNumber"]))
+        kind = r.plan.meta.get("kind")
+        keys_a = [k for k, t in self.accounts.items.items() if t.in_flight == r.nonce]
+        keys_d = [k for k, t in self.duties.items.items() if t.in_flight == r.nonce]
+        why = r.reason or f"transaction {r.status}"
+        if r.status == "reverted":
+            why = f"reverted: {self._revert_reason(r)}"
+        if kind == "liquidate" and r.ok:
+            done = {e["args"]["account"] for e in self.client.engine.events.Liquidated().process_receipt(r.receipt, errors=DISCARD)}
+            skipped = {e["args"]["account"]: int(e["args"]["reason"])
+                       for e in self.client.engine.events.LiquidationSkipped().process_receipt(r.receipt, errors=DISCARD)}
+            for a in keys_a:
+                if a in done:
+                    self.accounts.landed(a, self.head)
+                    self.m_liq.labels("done").inc()
+                elif a in skipped:
+                    reason = skipped[a]
+                    why = f"skipped on-chain: {SKIP_REASONS.get(reason, reason)}"
+                    if reason == 3:  # the fund paid the batch's earlier deficits: deleverage it
+                        self.accounts.defer(a, self.head, why)
+                    else:
+                        self.accounts.failed(a, self.head, why, retry_now=reason == 1)
+                    self.m_liq.labels("skipped").inc()
+                    event(log, "liquidation skipped on-chain; not done", logging.WARNING, account=a,
+                          reason=SKIP_REASONS.get(reason, reason))
+                else:
+                    self.accounts.failed(a, self.head, "not in the mined batch", retry_now=True)
+            return
+        if kind == "liquidate":
+            self.m_liq.labels("failed").inc(len(keys_a))
+        elif kind == "adl":
+            self.m_adl.labels("done" if r.ok else "failed").inc()
+        elif kind == "settle":
+            self.m_settle.labels("done" if r.ok else "failed").inc()
+        elif kind == "flag" and r.ok:
+            self.m_flags.labels("flagged").inc()
+        elif kind == "clear_flag" and r.ok:
+            self.m_flags.labels("cleared").inc()
+        elif kind == "heartbeat" and r.ok:
+            self.m_heartbeats.inc()
+        again = r.status in ("cancelled", "replaced")  # nothing happened on-chain: try afresh now
+        for k in keys_a:
+            if r.ok:
+                self.accounts.landed(k, self.head)
+            else:
+                self.accounts.failed(k, self.head, why, retry_now=again)
+        for k in keys_d:
+            if r.ok:
+                self.duties.forget(k)
+            else:
+                self.duties.failed(k, self.head, why)
+
+    def _revert_reason(self, r: Result) -> str:
+        """Why a mined transaction reverted: the call replayed on the state it met."""
+        try:
+            block = int(r.receipt["blockNumber"])
+            self.client.w3.eth.call({"from": self.me, "to": r.plan.to, "data": r.plan.data, "value": r.plan.value}, block - 1)
+        except Exception as err:
+            return self.decoder.describe(err)
+        return "unknown (the call succeeds on the previous block's state)"
+
+    def _refresh(self, p: Pending) -> Plan | None:
+        """A fresh plan for a nonce whose attestation is about to expire or whose call would now
+        revert (the sender cancels the nonce when this returns None)."""
+        kind = p.original.meta.get("kind")
+        if kind == "liquidate":
+            partial = self.partial
+            keep = [a for a in p.accounts() if a in partial]
+            extra = [a for a in partial if a not in keep and self.accounts.due(a, self.head)]
+            rows = self._fund_fit(sorted((partial[a] for a in keep + extra), key=lambda r: r["ratio"]))
+            if not rows:
+                return None
+            plan, errors = self._plan_liquidation(rows)
+            if plan is not None:
+                plan.notes["errors"] = errors
+        elif kind in ("adl", "flag"):
+            account = p.original.meta["account"]
+            backstop = bool(p.original.meta.get("backstop")) and account in self.partial
+            if account not in self.bankrupt and not backstop:
+                return None
+            plan = self._plan_adl(account) if kind == "adl" else self._plan_flag(account)
+            if plan is not None and backstop:
+                plan.meta["backstop"] = True
+        elif kind == "clear_flag":
+            plan = self._plan_clear_flag(p.original.meta["account"])
+        elif kind == "stall_report":
+            account = p.original.meta["account"]
+            plan = self._plan_stall_report(account) if account in self.partial else None
+        else:
+            return None  # prices, settlements and heartbeats carry no expiring attestation
+        return plan
+
+    def _replaced(self, p: Pending, plan: Plan) -> None:
+        """A fresh plan took p's nonce: what it acts on is in flight there, what it dropped is
+        rescheduled."""
+        tracker = self.accounts if plan.meta.get("kind") in ("liquidate", "adl", "flag") else self.duties
+        self._record_errors(plan.notes.get("errors", {}))
+        for k in plan.meta.get("keys", plan.meta.get("accounts", [])):
+            tracker.ensure(k, self.head)
+            tracker.sent(k, p.nonce)
+
+    # ------------------------------------------------------------------ liquidation
+
+    def liquidate_all(self, head: int) -> None:
+        """Liquidates the accounts below MM, weakest first, one batch transaction in flight at
+        a time: the liquidator's attestation describes its current portfolio, which every mined
+        liquidation changes."""
+        for _ in range(1000):
+            candidates = [r for a, r in self.partial.items() if self.accounts.due(a, self.head)]
+            if not candidates:
+                return
+            busy = self.sender.serial_in_flight()
+            if busy is not None:
+                self._maybe_merge(busy, candidates)
+                return
+            if not self._room():
+                return
+            batch = self._fund_fit(candidates)
+            if not batch:
+                return
+            plan, errors = self._plan_liquidation(batch)
+            self._record_errors(errors)
+            if plan is None:
+                continue  # every account of the batch was rescheduled: try the next ones
+            p = self._send(plan, self.accounts, plan.meta["accounts"])
+            if p is None or p.nonce in self.sender.pending:
+                return  # in flight: the next batch waits for it
+
+    def _fund_fit(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Up to --batch-size of `rows`, in order, the bankrupt ones only while the fund covers
+        their deficits one after another (as the chain will pay them)."""
+        left, batch = self.fund_now(), []
+        for r in rows:
+            if r["equity"] < 0:
+                if -r["equity"] > left:
+                    continue
+                left += r["equity"]
+            batch.append(r)
+            if len(batch) >= self.config.batch_size:
+                break
+        return batch
+
+    def _maybe_merge(self, p: Pending, candidates: list[dict[str, Any]]) -> None:
+        """While a liquidation waits in the pool, accounts that fell below MM since join it
+        when its fees are raised anyway (a replacement must raise them)."""
+        if p.cancelled or p.original.meta.get("kind") != "liquidate":
+            return
+        inside = p.accounts()
+        newcomers = [r for r in candidates if r["account"] not in inside]
+        if not newcomers or len(p.plan.meta.get("accounts", [])) >= self.config.batch_size:
+            return
+        if self.head - p.sent_block < self.sender.bump_blocks:
+            return
+        self.sender.replace(p, f"{len(newcomers)} more accounts below maintenance margin", optional=True)
+
+    def _liquidation_quotes(self, accounts: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+        """The oracle's attestations for as many of `accounts` as it will sign: one request,
+        or one per account when it refuses the batch."""
+        body = {"accounts": accounts, "liquidator": self.me, "min_block": self.seen_block}
+        try:
+            resp = self._attest("liquidation", body)
+            return resp["items"], resp["extra"]["fractions"], {}
+        except OracleRefused as err:
+            if len(accounts) == 1 or err.status not in (404, 409):
+                return {}, {}, {a: str(err) for a in accounts}
+        items: dict[str, Any] = {}
+        fractions: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        for a in accounts:  # the liquidator's attestation is of its current state: any one serves all
+            try:
+                resp = self._attest("liquidation", {**body, "accounts": [a]})
+            except OracleRefused as err:
+                errors[a] = str(err)
+                continue
+            items[a] = resp["items"][a]
+            items.setdefault("liquidator", resp["items"]["liquidator"])
+            fractions[a] = resp["extra"]["fractions"][a]
+        return items, fractions, errors
+
+    def _plan_liquidation(self, rows: list[dict[str, Any]]) -> tuple[Plan | None, dict[str, str]]:
+        """A simulated, capital-checked liquidation of as many of `rows` as can go in one batch,
+        and why each of the others cannot."""
+        accounts = [r["account"] for r in rows]
+        items, fractions, errors = self._liquidation_quotes(accounts)
+        chosen: list[str] = []
+        if "liquidator" in items:
+            katt, ksigs = _signed(items["liquidator"])
+            own = self.state.accounts.get(self.me)
+            equity = (own.cash if own else 0) + katt.value
+            requirement = katt.initial_margin
+            for a in accounts:
+                if a not in items:
+                    continue
+                att = from_wire(items[a])
+                bonus, need = int(fractions[a]["bonus"]), slice_im(att.initial_margin, int(fractions[a]["fraction"]))
+                if equity + bonus >= requirement + need:
+                    chosen.append(a)
+                    equity, requirement = equity + bonus, requirement + need
+                else:
+                    errors[a] = (f"keeper capital: equity {(equity + bonus) / WAD:,.2f} after the bonus is below "
+                                 f"its IM bound {(requirement + need) / WAD:,.2f} with this slice (deposit collateral)")
+        plan = None
+        while chosen:
+            plan, failed = self._build_liquidation(chosen, items, fractions)
+            if plan is not None:
+                break
+            errors.update(failed)
+            chosen = [a for a in chosen if a not in failed]
+        return plan, errors
+
+    def _record_errors(self, errors: dict[str, str]) -> None:
+        for a, error in errors.items():
+            if "beyond the insurance fund" in error:  # the fund paid others first: deleverage it
+                self.accounts.defer(a, self.head, error)
+                continue
+            nxt = self.accounts.failed(a, self.head, error)
+            event(log, "liquidation not possible now; will retry", logging.WARNING, account=a, error=error[:300],
+                  retry_at_block=nxt)
+        if any("keeper capital" in e for e in errors.values()):
+            self.warnings.append("the keeper's equity cannot absorb the next liquidation slice")
+
+    def _build_liquidation(self, accounts: list[str], items: dict[str, Any], fractions: dict[str, Any]) -> tuple[Plan | None, dict[str, str]]:
+        """(plan, {}) when the batch simulates; else (None, the accounts to drop with why)."""
+        katt, ksigs = _signed(items["liquidator"])
+        requests, deadlines = [], [katt.deadline]
+        for a in accounts:
+            att, sigs = _signed(items[a])
+            requests.append((a, att.as_tuple(), sigs, WAD))
+            deadlines.append(att.deadline)
+        call = self.client.engine.functions.liquidate(requests, katt.as_tuple(), ksigs)
+        try:
+            self.sender.simulate(call)
+            gas = self.sender.estimate(call)
+        except SimulationFailed as err:
+            if len(accounts) == 1:
+                return None, {accounts[0]: f"would revert: {err.reason}"}
+            if err.error_name == "LiquidatorBelowInitialMargin":
+                return None, {accounts[-1]: f"would revert: {err.reason} (keeper capital)"}
+            failed = {}
+            for a in accounts:  # find the items that sink the batch
+                single = self.client.engine.functions.liquidate([requests[accounts.index(a)]], katt.as_tuple(), ksigs)
+                try:
+                    self.sender.simulate(single)
+                except SimulationFailed as one:
+                    failed[a] = f"would revert: {one.reason}"
+            return None, failed or {a: f"would revert in a batch: {err.reason}" for a in accounts[1:]}
+        bonuses = [int(fractions[a]["bonus"]) for a in accounts]
+        gain = sum(bonuses) / WAD
+        duty = self.config.liquidate_unprofitable or any(b == 0 for b in bonuses)  # bankrupt: the fund pays
+        worth = None if duty else int(max(0.0, gain - self.config.min_profit) / self.config.collateral_per_eth * 1e18)
+        plan = self.sender.plan(call, "liquidation", gas, deadline=min(deadlines), worth_wei=worth, serial=True,
+                                meta={"kind": "liquidate", "accounts": list(accounts),
+                                      "fractions": {a: int(fractions[a]["fraction"]) / WAD for a in accounts},
+                                      "gain": round(gain, 6)})
+        return plan, {}
+
+    # ------------------------------------------------------------------ bankruptcy beyond the fund
+
+    def _flagged(self, account: str) -> bool:
+        return bool(self.client.engine.functions.flagged(account).call())
+
+    def _plan_flag(self, account: str) -> Plan | None:
+        att, sigs = _signed(self._attest("margin", {"account": account, "min_block": self.seen_block})["items"]["margin"])
+        call = self.client.engine.functions.flagBankruptcy(account, att.as_tuple(), sigs)
+        self.sender.simulate(call)
+        return self.sender.plan(call, "bankruptcy flag", deadline=att.deadline,
+                                meta={"kind": "flag", "account": account, "accounts": [account]})
+
+    def _plan_adl(self, account: str) -> Plan | None:
+        plan = self._attest("adl", {"account": account, "min_block": self.seen_block})
+        att, sigs = _signed(plan["items"]["adl"])
+        fills = [AdlFill.from_wire(f) for f in plan["extra"]["fills"]]
+        call = self.client.engine.functions.deleverage(att.as_tuple(), sigs, [f.as_tuple() for f in fills])
+        self.sender.simulate(call)
+        return self.sender.plan(call, "deleveraging", deadline=att.deadline,
+                                serial=True,
+                                meta={"kind": "adl", "account": account, "accounts": [account], "fills": len(fills)})
+
+    def deleverage(self, row: dict[str, Any]) -> None:
+        account = row["account"]
+        if not self.accounts.due(account, self.head) or not self._room():
+            return
+        if self.sender.serial_in_flight() is not None:
+            return  # its plan must see the portfolios the transaction in flight changes
+        try:
+            if account not in self.state.flagged and not self._flagged(account):
+                plan = self._plan_flag(account)
+                if plan is None or self._send(plan, self.accounts, [account]) is None:
+                    return
+                if not self.accounts.due(account, self.head):
+                    return  # the flag first (in flight, or mined this block): deleverage next loop
+            if self.sender.serial_in_flight() is not None:
+                return  # a liquidation or deleveraging went out meanwhile: next loop
+            plan = self._plan_adl(account)
+            if plan is None:
+                return
+            self._send(plan, self.accounts, [account])
+        except (OracleRefused, SimulationFailed, KeyError, ValueError) as err:
+            if isinstance(err, SimulationFailed) and err.error_name in ("FundCanCover", "NotBankrupt"):
+                self.accounts.defer(account, self.head, err.reason)  # the fund covers it now: liquidate it
+                return
+            nxt = self.accounts.failed(account, self.head, f"{type(err).__name__}: {err}")
+            event(log, "deleveraging not possible now; will retry", logging.WARNING, account=account,
+                  error=str(err)[:300], retry_at_block=nxt)
+            self.m_adl.labels("refused").inc()
+
+    def _plan_clear_flag(self, account: str) -> Plan | None:
+        if self.client.ch.functions.openInstruments(account).call():
+            att, sigs = _signed(self._attest("margin", {"account": account, "min_block": self.seen_block})["items"]["margin"])
+        else:
+            att, sigs = MarginAttestation.empty(), b""
+        call = self.client.engine.functions.clearFlag(account, att.as_tuple(), sigs)
+        self.sender.simulate(call)
+        return self.sender.plan(call, "clear bankruptcy flag", deadline=att.deadline or None,
+                                meta={"kind": "clear_flag", "account": account, "keys": [f"clear:{account}"]})
+
+    def clear_flags(self, risk: dict[str, Any]) -> None:
+        """Clears the flag of every flagged account that is no longer bankrupt beyond the fund:
+        a flag gates everyone's withdrawals, so it must not outlive the bad debt."""
+        candidates = (set(self.state.flagged) | self.flag_watch | set(risk.get("flagged", []))) - set(self.bankrupt)
+        if not candidates:
+            return
+        fund = self.fund_now()
+        listed = {r["account"]: r for r in risk["accounts"]}
+        for account in sorted(candidates):
+            key = f"clear:{account}"
+            if not self.duties.due(key, self.head) or not self._room():
+                continue
+            if not self._flagged(account):
+                self.flag_watch.discard(account)
+                self.duties.forget(key)
+                continue
+            self.flag_watch.add(account)
+            if account in listed:
+                equity = float(listed[account]["equity"])
+            else:
+                try:
+                    equity = float(self.oracle.get(f"/v1/accounts/{account}")["equity"])
+                except OracleRefused as err:
+                    self.duties.failed(key, self.head, str(err))
+                    continue
+            if equity < 0 and -equity > fund:
+                continue  # still bankrupt beyond the fund: deleveraging's job
+            self.duties.ensure(key, self.head)
+            try:
+                plan = self._plan_clear_flag(account)
+            except (OracleRefused, SimulationFailed) as err:
+                nxt = self.duties.failed(key, self.head, str(err))
+                event(log, "bankruptcy flag cannot be cleared yet", logging.WARNING, account=account,
+                      error=str(err)[:300], retry_at_block=nxt)
+                continue
+            if plan is not None:
+                self._send(plan, self.duties, [key])
+
+    # ------------------------------------------------------------------ backstop
+
+    def _plan_stall_report(self, account: str) -> Plan | None:
+        att, sigs = _signed(self._attest("margin", {"account": account, "min_block": self.seen_block})["items"]["margin"])
+        call = self.client.engine.functions.reportStall(account, att.as_tuple(), sigs)
+        self.sender.simulate(call)
+        return self.sender.plan(call, "stall report", deadline=att.deadline,
+                                meta={"kind": "stall_report", "account": account, "keys": [f"stall:{account}"]})
+
+    def backstop(self) -> None:
+        """The accounts below MM the keeper could not liquidate `backstop_after` times in a row
+        (no capital, no one else either) are reported stalled on-chain; once BACKSTOP_DELAY has
+        passed with their state untouched, they are closed against the ADL queue at the marks
+        (the oracle plans it; no haircut, the fund paying a deficit it can cover)."""
+        if self.config.backstop_after <= 0:
+            return
+        for account, row in list(self.partial.items()):
+            item = self.accounts.items.get(account)
+            if item is None or item.in_flight is not None or item.attempts < self.config.backstop_after:
+                continue
+            key = f"stall:{account}"
+            if not self.duties.due(key, self.head) or not self._room():
+                continue
+            try:
+                state_hash, since, _ = self.client.engine.functions.stalls(account).call()
+                if since == 0 or "0x" + bytes(state_hash).hex() != row["state_hash"]:
+                    plan = self._plan_stall_report(account)
+                    self.duties.ensure(key, self.head)
+                    if plan is not None:
+                        self._send(plan, self.duties, [key])
+                    continue
+                if self._backstop_delay is None:
+                    self._backstop_delay = int(self.client.engine.functions.BACKSTOP_DELAY().call())
+                if self.head_time < int(since) + self._backstop_delay:
+                    item.info["backstop_due_at"] = int(since) + self._backstop_delay
+                    continue
+                if self.sender.serial_in_flight() is not None:
+                    continue
+                plan = self._plan_adl(account)
+                if plan is None:
+                    continue
+                plan.meta["backstop"] = True
+                self._send(plan, self.accounts, [account])
+            except (OracleRefused, SimulationFailed, KeyError, ValueError) as err:
+                nxt = self.duties.failed(key, self.head, f"{type(err).__name__}: {err}")
+                event(log, "backstop not possible now; will retry", logging.WARNING, account=account,
+                      error=str(err)[:300], retry_at_block=nxt)
+
+    # ------------------------------------------------------------------ snapshot heartbeat
+
+    def _tolerance(self) -> int:
+        if self._risk_config is None or self.head - self._risk_config[0] > 50:
+            self._risk_config = (self.head, self.client.ch.functions.riskConfig().call())
+        config = self._risk_config[1]
+        return int(config[2] if isinstance(config, (list, tuple)) else config["snapshotTolerance"])
+
+    def heartbeat(self) -> None:
+        """Raises the on-chain snapshot floor when it trails the oracle's newest snapshot by more
+        than half the tolerance, so attestations of older snapshots stop being usable."""
+        key = "heartbeat"
+        if self.head < self._heartbeat_off_until or not self.duties.due(key, self.head):
+            return
+        if self.sender.pending:
+            return  # a newer floor could make an attestation in flight too old: post when idle
+        half = self._tolerance() / 2
+        latest = int(self.client.ch.functions.latestSnapshotTime().call())
+        if self.head_time - latest <= half:
+            return  # the oracle's snapshot cannot be newer than the chain's clock
+        try:
+            resp = self._attest("heartbeat", {"min_block": self.seen_block})
+        except OracleRefused as err:
+            if err.status in (404, 405):
+                self._heartbeat_off_until = self.head + 100
+                event(log, "the oracle has no heartbeat endpoint; not posting snapshots", logging.WARNING, error=str(err))
+            else:
+                self.duties.failed(key, self.head, str(err))
+            return
+        item = resp["items"].get("heartbeat") or next(iter(resp["items"].values()))
+        heartbeat, sigs = _signed(item)
+        if heartbeat.snapshot_time - latest <= half:
+            self.duties.failed(key, self.head, "the oracle's snapshot is not newer")
+            return
+        call = self.client.ch.functions.postSnapshot(heartbeat.as_tuple(), sigs)
         try:
             self.sender.simulate(call)
         except SimulationFailed as err:
-            event(log, f"{action} would revert; skipped", logging.WARNING, reason=str(err)[:300], **fields)
-            return None
-        gas = self.sender.estimate(call)
-        max_fee, _ = self.sender.fees()
-        gas_cost = gas * max_fee / 1e18 * self.config.collateral_per_eth
-        if not duty and expected_gain - gas_cost < self.config.min_profit and not self.config.liquidate_unprofitable:
-            event(log, f"{action} unprofitable; skipped (use --liquidate-unprofitable)", logging.WARNING,
-                  gain=round(expected_gain, 4), gas_cost=round(gas_cost, 4), **fields)
-            return False
-        if self.config.dry_run:
-            event(log, f"dry run: would send {action}", gas=gas, gain=round(expected_gain, 4), **fields)
-            return False
-        self.journal.record(key, action=action, **fields)
-        self.acted = True
-        receipt = self.sender.send(call, gas)
-        ok = int(receipt["status"]) == 1
-        self.journal.update(key, status="done" if ok else "reverted", tx="0x" + bytes(receipt["transactionHash"]).hex(),
-                            block=int(receipt["blockNumber"]), gas_used=int(receipt["gasUsed"]))
-        event(log, f"{action} {'mined' if ok else 'reverted'}", tx="0x" + bytes(receipt["transactionHash"]).hex(),
-              gas_used=int(receipt["gasUsed"]), **fields)
-        return ok
+            self.duties.failed(key, self.head, err.reason)
+            event(log, "snapshot heartbeat would revert", logging.WARNING, error=err.reason)
+            return
+        self.duties.ensure(key, self.head)
+        self._send(self.sender.plan(call, "snapshot heartbeat", meta={"kind": "heartbeat", "snapshot_time": heartbeat.snapshot_time}),
+                   self.duties, [key])
 
-    def _journaled(self, kind: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Rows not already acted on in their current state (after a restart, asks the chain)."""
-        fresh = []
-        for r in rows:
-            entry = self.journal.seen(Journal.key(kind, r["account"], r["state_hash"]))
-            if entry is None:
-                fresh.append(r)
-            elif entry.get("status") == "pending" and bytes(self.client.ch.functions.stateHashOf(r["account"]).call()).hex() == r["state_hash"][2:]:
-                # started before a crash and the account did not change: the transaction never landed
-                fresh.append(r)
-        return fresh
-
-    def liquidate(self, rows: list[dict[str, Any]]) -> None:
-        rows = self._journaled("liquidate", rows)
-        if not rows:
-            return
-        accounts = [r["account"] for r in rows]
-        try:
-            resp = self._attest("liquidation", {"accounts": accounts, "liquidator": self.account.address})
-        except OracleRefused as err:
-            if len(rows) > 1 and err.status in (404, 409):  # one account changed: go one by one
-                for r in rows:
-                    self.liquidate([r])
-                return
-            event(log, "liquidation attestation refused", logging.WARNING, accounts=accounts, error=str(err))
-            self.m_liq.labels("refused").inc(len(rows))
-            return
-        requests = []
-        for a in accounts:
-            att, sigs = _signed(resp["items"][a])
-            requests.append((a, att.as_tuple(), sigs, WAD))
-        katt, ksigs = _signed(resp["items"]["liquidator"])
-        call = self.client.engine.functions.liquidate(requests, katt.as_tuple(), ksigs)
-        gain = sum(int(f["bonus"]) for f in resp["extra"]["fractions"].values()) / WAD
-        key = Journal.key("liquidate", accounts[0], rows[0]["state_hash"]) if len(rows) == 1 else \
-            Journal.key("liquidate-batch", ",".join(accounts), ",".join(r["state_hash"] for r in rows))
-        ok = self._execute(key, call, "liquidation", gain, accounts=accounts,
-                           fractions={a: int(f["fraction"]) / WAD for a, f in resp["extra"]["fractions"].items()})
-        if ok is None and len(rows) > 1:
-            # one account sinks the batch (e.g. the fund ran short mid-batch): go one by one
-            for r in rows:
-                self.liquidate([r])
-            return
-        ok = bool(ok)
-        for r in rows:
-            self.journal.update(Journal.key("liquidate", r["account"], r["state_hash"]), status="done" if ok else "failed")
-        self.m_liq.labels("done" if ok else "failed").inc(len(rows))
-
-    def deleverage(self, row: dict[str, Any]) -> None:
-        if not self._journaled("adl", [row]):
-            return
-        account = row["account"]
-        try:
-            if account not in self.state.flagged:
-                margin = self._attest("margin", {"account": account})
-                att, sigs = _signed(margin["items"]["margin"])
-                self._execute(Journal.key("flag", account, row["state_hash"]),
-                              self.client.engine.functions.flagBankruptcy(account, att.as_tuple(), sigs),
-                              "bankruptcy flag", 0.0, duty=True, account=account)
-            plan = self._attest("adl", {"account": account})
-        except OracleRefused as err:
-            event(log, "ADL attestation refused", logging.WARNING, account=account, error=str(err))
-            self.m_adl.labels("refused").inc()
-            return
-        att, sigs = _signed(plan["items"]["adl"])
-        fills = [(f["leg"], f["counterparty"], f["rank"], [bytes.fromhex(p[2:]) for p in f["proof"]]) for f in plan["extra"]["fills"]]
-        call = self.client.engine.functions.deleverage(att.as_tuple(), sigs, fills)
-        ok = self._execute(Journal.key("adl", account, row["state_hash"]), call, "deleveraging", 0.0,
-                           duty=True, account=account)
-        self.m_adl.labels("done" if ok else "failed").inc()
+    # ------------------------------------------------------------------ settlement
 
     def settle_expired(self) -> None:
-        now = self.client.block_time(self.state.block) if self.state.block >= 0 else 0
+        now = self.head_time
         expired = {i: inst for i, inst in self.state.instruments.items() if inst.is_option and inst.expiry <= now}
         if not expired:
             return
@@ -292,35 +796,171 @@ class Keeper:
         for account, acct in self.state.accounts.items():
             ids = [i for i in acct.positions if i in expired]
             if ids:
-                holders[account] = ids
+                holders[account] = sorted(ids)
         needed = {(expired[i].underlying, expired[i].expiry) for ids in holders.values() for i in ids}
+        posted_any = False
         for underlying, expiry in sorted(needed):
-            if (underlying, expiry) in self.state.settlement_prices:
+            key = f"price:{underlying}:{expiry}"
+            if (underlying, expiry) in self.state.settlement_prices or not self.duties.due(key, self.head) or not self._room():
                 continue
+            self.duties.ensure(key, self.head)
             try:
                 resp = self._attest("settlement", {"underlying": underlying, "expiry": expiry})
-            except OracleRefused as err:
-                event(log, "settlement price refused", logging.WARNING, underlying=underlying, expiry=expiry, error=str(err))
+                price, sigs = _signed(resp["items"]["settlement"])
+                call = self.client.ch.functions.postSettlementPrice(price.as_tuple(), sigs)
+                self.sender.simulate(call)
+            except (OracleRefused, SimulationFailed) as err:
+                nxt = self.duties.failed(key, self.head, str(err))
+                event(log, "settlement price not posted; will retry", logging.WARNING, underlying=underlying,
+                      expiry=expiry, error=str(err)[:300], retry_at_block=nxt)
                 continue
-            price, sigs = _signed(resp["items"]["settlement"])
-            self._execute(f"price:{underlying}:{expiry}", self.client.ch.functions.postSettlementPrice(price.as_tuple(), sigs),
-                          "settlement price", 0.0, duty=True, underlying=underlying, expiry=expiry)
+            p = self._send(self.sender.plan(call, "settlement price", meta={"kind": "price", "underlying": underlying,
+                                                                              "expiry": expiry}), self.duties, [key])
+            posted_any = posted_any or (p is not None and p.nonce not in self.sender.pending)
+        if posted_any:
             self.sync()
-        for account, ids in holders.items():
-            ready = [i for i in ids if (expired[i].underlying, expired[i].expiry) in self.state.settlement_prices]
-            if ready:
-                ok = self._execute(f"settle:{account}:{self.state.accounts[account].state_hash.hex()}",
-                                   self.client.ch.functions.settle(account, ready), "settlement", 0.0, duty=True, account=account)
-                self.m_settle.labels("done" if ok else "failed").inc()
+        prices = self.state.settlement_prices
+        # payers (shorts of an in-the-money option) first: the longs of an instrument are paid
+        # only once all its shorts have settled
+        def pays(account: str) -> bool:
+            acct = self.state.accounts[account]
+            for i in holders[account]:
+                inst = expired[i]
+                price = prices.get((inst.underlying, inst.expiry))
+                if price is not None and acct.positions.get(i, 0) < 0 and _in_the_money(inst, price):
+                    return True
+            return False
+
+        payers = [a for a in holders if pays(a)]
+        for account in payers + [a for a in holders if a not in payers]:
+            key = f"settle:{account}"
+            acct = self.state.accounts[account]
+            ready = [i for i in holders[account] if (expired[i].underlying, expired[i].expiry) in prices]
+            if not ready or not self.duties.due(key, self.head) or not self._room():
+                continue
+            if account == self.me and self.sender.serial_in_flight() is not None:
+                continue  # settling changes the keeper's portfolio: after its liquidation lands
+            self.duties.ensure(key, self.head)
+            ids = ready
+            call = self.client.engine.functions.settle(account, ids)
+            try:
+                self.sender.simulate(call)
+            except SimulationFailed as err:
+                shorts = [i for i in ready if acct.positions.get(i, 0) < 0]
+                if err.error_name == "PayersNotSettled":
+                    if shorts and len(shorts) < len(ready):
+                        ids = shorts  # pay now what it owes; collect once the other payers have
+                        call = self.client.engine.functions.settle(account, ids)
+                    elif any(t.key.startswith("settle:") and t.in_flight is not None for t in self.duties.items.values()):
+                        continue  # the payers' settlements are in flight: retry after them
+                    else:
+                        self.duties.failed(key, self.head, f"waiting for the payers: {err.reason}")
+                        continue
+                else:
+                    nxt = self.duties.failed(key, self.head, err.reason)
+                    event(log, "settlement would revert; will retry", logging.WARNING, account=account,
+                          error=err.reason, retry_at_block=nxt)
+                    self.m_settle.labels("failed").inc()
+                    continue
+            self._send(self.sender.plan(call, "settlement", serial=account == self.me,
+                                        meta={"kind": "settle", "account": account, "instruments": ids}),
+                       self.duties, [key])
+
+    # ------------------------------------------------------------------ capital
+
+    def update_capital(self) -> None:
+        """The keeper's margin headroom against the next slice it would take: a liquidation
+        requires equity before + bonuses ≥ IM before + Σ fraction × victim IM."""
+        queued = [r for a, r in self.partial.items() if self.accounts.items.get(a) is None or self.accounts.items[a].in_flight is None]
+        if not queued and self.loops % 20:
+            return
+        try:
+            report = self.oracle.get(f"/v1/accounts/{self.me}")
+            equity, im = float(report["equity"]), float(report["initial_margin"])
+        except OracleRefused as err:
+            if err.status != 404:
+                return
+            equity, im = 0.0, 0.0
+        headroom = equity - im
+        self.m_headroom.set(headroom)
+        capital: dict[str, Any] = {"equity": round(equity, 2), "initial_margin": round(im, 2), "headroom": round(headroom, 2)}
+        cfg = self.state.liquidation_config
+        if queued and cfg is not None:
+            r = min(queued, key=lambda r: r["ratio"])
+            try:
+                f, bonus, _ = terms(_wad(r["equity"]), _wad(r["mm"]), cfg, self.state.fund_health())
+                need = (slice_im(_wad(r["im"]), f) - bonus) / WAD
+                capital.update(next_account=r["account"], next_slice_needs=round(need, 2), ok=headroom >= need)
+                if headroom < need:
+                    self.warnings.append(f"the keeper's equity cannot absorb the next slice: headroom {headroom:,.2f} "
+                                         f"< {need:,.2f} needed for {r['account']}")
+            except NotLiquidatable:
+                pass
+        self.capital = capital
 
     # ------------------------------------------------------------------ ops
 
     def health(self) -> dict[str, Any]:
+        for _ in range(5):  # the loop thread may change what is read here: read again
+            try:
+                return self._health()
+            except RuntimeError:
+                time.sleep(0.01)
+        return self._health()
+
+    def _health(self) -> dict[str, Any]:
         age = time.time() - self.last_loop if self.last_loop else None
-        return {"status": "ok" if age is not None and age < 30 else "starting" if age is None else "stalled",
-                "address": self.account.address, "block": self.state.block, "seconds_since_loop": age,
-                "dry_run": self.config.dry_run, "journal_entries": len(self.journal.entries),
-                "idle_at_block": self.idle_at_block}
+        stalled = self.accounts.stalled(self.head, self.config.stall_blocks, self.progress_block)
+        pending = [{"nonce": p.nonce, "action": p.plan.action, "accounts": sorted(p.accounts()),
+                    "blocks": self.head - p.first_block, "replacements": len(p.variants) - 1,
+                    "max_fee_gwei": round(p.current.fees.max_fee / 1e9, 3), "tip_gwei": round(p.current.fees.tip / 1e9, 3),
+                    "deadline": p.plan.deadline}
+                   for p in self.sender.in_flight()]
+        warnings = list(self.warnings)
+        if age is None:
+            status = "starting"
+        elif age >= 30:
+            status = "stalled"
+            warnings.append(f"no loop completed for {age:.0f}s")
+        elif stalled and not self.config.dry_run:
+            status = "stalled"
+            warnings.append(f"{len(stalled)} accounts below maintenance margin unhandled for "
+                            f"{self.config.stall_blocks}+ blocks")
+        else:
+            status = "degraded" if warnings else "ok"
+        return {"status": status, "address": self.me, "block": self.state.block, "seconds_since_loop": age,
+                "dry_run": self.config.dry_run, "nonce": self.sender.next_nonce, "chain_nonce": self.sender.chain_nonce,
+                "pending": pending, "at_risk": len(self.accounts.items),
+                "unhandled": [t.view(self.head) for t in stalled],
+                "retrying": [t.view(self.head) for t in list(self.accounts.items.values()) if t.attempts][:50],
+                "capital": self.capital, "warnings": warnings, "journal_entries": len(self.journal.entries),
+                "transactions": dict(self.sender.counts), "idle_at_block": self.idle_at_block}
+
+    def health_response(self) -> dict[str, Any]:
+        h = self.health()
+        if h["status"] == "stalled":
+            err = HttpError(503, "stalled")
+            err.details = h  # the whole health report, "status" included
+            raise err
+        return h
+
+    def _load_extra(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.extra_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _save_extra(self) -> None:
+        self.extra_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.extra_path.parent, prefix=self.extra_path.name, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump({"flag_watch": sorted(self.flag_watch)}, f)
+        os.replace(tmp, self.extra_path)
+        self._saved_flags = set(self.flag_watch)
+
+
+def _in_the_money(inst: Any, price: float) -> bool:
+    return price > inst.strike if inst.kind.name == "CALL" else price < inst.strike
 
 
 def run_keeper(args: argparse.Namespace) -> int:
@@ -332,16 +972,19 @@ def run_keeper(args: argparse.Namespace) -> int:
     config = KeeperConfig(
         oracle_url=args.oracle, batch_size=args.batch_size, margin_call_ratio=args.margin_call_ratio,
         poll_seconds=args.poll, dry_run=args.dry_run, liquidate_unprofitable=args.liquidate_unprofitable,
-        min_profit=args.min_profit, webhooks=[w for w in (args.webhook or []) if w],
+        min_profit=args.min_profit, collateral_per_eth=args.collateral_per_eth,
+        webhooks=[w for w in (args.webhook or []) if w], stall_blocks=args.stall_blocks,
+        retry_max_blocks=args.retry_max_blocks, max_fee_gwei=args.max_fee_gwei, tip_percentile=args.tip_percentile,
+        bump_blocks=args.bump_blocks, max_pending=args.max_pending, backstop_after=args.backstop_after,
     )
     keeper = Keeper(client, OracleClient(args.oracle), account, config, Path(args.state_dir))
     server = JsonServer(args.host, args.port, keeper.registry)
-    server.route("GET", "/health", lambda b, p, q: keeper.health())
+    server.route("GET", "/health", lambda b, p, q: keeper.health_response())
     server.serve_in_thread()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: keeper.stop.set())
     event(logger, "keeper up", address=account.address, port=server.port, dry_run=config.dry_run,
-          resumed_from_block=keeper.state.block)
+          resumed_from_block=keeper.state.block, in_flight=sorted(keeper.sender.pending))
     keeper.run()
     server.shutdown()
     return 0
@@ -357,12 +1000,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     k.add_argument("--keystore")
     k.add_argument("--password-env")
     k.add_argument("--state-dir", default="runs/keeper", help="cursor, journal and margin-call outbox")
-    k.add_argument("--batch-size", type=int, default=10)
+    k.add_argument("--batch-size", type=int, default=10, help="accounts per liquidation transaction")
     k.add_argument("--margin-call-ratio", type=float, default=1.2, help="warn below equity / MM of this")
     k.add_argument("--poll", type=float, default=0.5, help="seconds between loops")
     k.add_argument("--dry-run", action="store_true", help="simulate and log, send nothing")
     k.add_argument("--liquidate-unprofitable", action="store_true", help="liquidate even when gas exceeds the bonus")
-    k.add_argument("--min-profit", type=float, default=0.0)
+    k.add_argument("--min-profit", type=float, default=0.0, help="collateral units a liquidation must earn after gas")
+    k.add_argument("--collateral-per-eth", type=float, default=3000.0, help="to price gas in collateral")
+    k.add_argument("--max-fee-gwei", type=float, default=500.0, help="ceiling of maxFeePerGas for any transaction")
+    k.add_argument("--tip-percentile", type=float, default=60.0, help="tip: this percentile of recent blocks' tips")
+    k.add_argument("--bump-blocks", type=int, default=2, help="blocks unmined before the fees are raised")
+    k.add_argument("--max-pending", type=int, default=16, help="transactions in flight at once")
+    k.add_argument("--stall-blocks", type=int, default=20,
+                   help="/health answers 503 when an account stays below MM unhandled this many blocks")
+    k.add_argument("--retry-max-blocks", type=int, default=8, help="longest backoff between attempts on one account")
+    k.add_argument("--backstop-after", type=int, default=3,
+                   help="failed attempts before an account is reported stalled for the ADL backstop (0: never)")
     k.add_argument("--webhook", action="append", help="URL to POST margin-call warnings to (repeatable)")
     k.add_argument("--host", default="127.0.0.1")
     k.add_argument("--port", type=int, default=9200)

@@ -1,8 +1,18 @@
 """The risk oracle: chain state + market data + risk engine → signed attestations.
 
 One Oracle is one signer. It answers for the portfolio the chain says an account has — or, for
-a trade or a liquidation, the exact portfolio that action would leave — never for a portfolio a
-caller describes. Every answer carries the block it was computed at.
+a trade, the exact portfolio that trade would leave — never for a portfolio a caller describes.
+Every answer carries the block it was computed at.
+
+Times: an attestation's `snapshotTime` is the market data's own time (the newest feed reading of
+the snapshot, each reading within its feed's max age; the same for every attestation of the
+snapshot); its deadline is the block time + TTL.
+
+Locking: the replica (ChainState) and the market snapshot are guarded by `lock`. Requests about
+a few accounts (margin, trade, liquidation, settlement, heartbeat) compute under it; requests
+that scan the book (ADL plans, the at-risk list) take an immutable copy of the state under the
+lock and compute outside it, so they never delay the others. ADL plans are computed once per
+(account, state hash, market snapshot, book state) and cached.
 """
 
 from __future__ import annotations
@@ -10,30 +20,51 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from eth_utils import is_address, to_checksum_address
 
 from offchain.attest.builder import margin_numbers, margin_numbers_batch
 from offchain.attest.eip712 import Domain
-from offchain.attest.liquidation import NotLiquidatable, terms, transfer_slice
-from offchain.attest.merkle import adl_leaf, merkle_proof, merkle_root
-from offchain.attest.messages import AdlAttestation, MarginAttestation, Order, SettlementPrice, to_wire
+from offchain.attest.liquidation import (
+    MAX_POSITIONS,
+    NotLiquidatable,
+    liquidator_check,
+    mul_wad_down,
+    mul_wad_up,
+    slice_im,
+    terms,
+    transfer_slice,
+)
+from offchain.attest.merkle import MerkleTree, adl_leaf
+from offchain.attest.messages import (
+    AdlAttestation,
+    AdlFill,
+    MarginAttestation,
+    Order,
+    SettlementPrice,
+    SnapshotHeartbeat,
+    to_wire,
+)
 from offchain.attest.signer import LocalSigner
-from offchain.attest.state import chain_state_hash, next_state_hash, underlying_to_bytes32
+from offchain.attest.state import ZERO_HASH, next_state_hash, underlying_to_bytes32
 from offchain.chain.contracts import SystemClient
 from offchain.errors import UserError
 from offchain.ops.logs import event
-from offchain.oracle.market_sources import MarketSnapshot, MarketSource
-from offchain.oracle.state import ChainState
+from offchain.oracle.market_sources import MarketSnapshot, MarketSource, SettlementUnavailable
+from offchain.oracle.state import RISK_CONFIG_FIELDS, ChainState
 from offchain.risk.adl import AdlCandidate, rank_queue
+from offchain.risk.black76 import intrinsic
 from offchain.risk.instruments import Instrument
 from offchain.risk.params import MarginParams
 from offchain.risk.units import WAD, to_wad_down
 
 log = logging.getLogger("oracle")
+T = TypeVar("T")
 
 
 class OracleError(Exception):
@@ -52,6 +83,93 @@ class SignedItem:
         return {**to_wire(self.item), "signature": "0x" + signer.sign(domain, self.item).hex()}
 
 
+@dataclass(frozen=True)
+class Context:
+    """What one answer is computed from: a state (the live replica under the lock, or an
+    immutable copy), the market snapshot, the parameters in force, the block and its time."""
+
+    state: ChainState
+    market: MarketSnapshot
+    params: MarginParams
+    block: int
+    block_time: int
+
+    @property
+    def snapshot_time(self) -> int:
+        return self.market.data.timestamp
+
+
+@dataclass(frozen=True)
+class AdlPlan:
+    """The block-independent part of an ADL answer (what is cached)."""
+
+    instrument_ids: tuple[int, ...]
+    marks: tuple[int, ...]
+    roots: tuple[bytes, ...]
+    fills: tuple[AdlFill, ...]
+    expected: dict[str, str]
+    fills_wire: tuple[dict[str, Any], ...] = ()  # the fills' JSON form, built once
+
+
+class Memo:
+    """A bounded cache that computes each key once, even under concurrent requests (the others
+    wait for the first). Refusals (OracleError) are cached like answers."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._done: OrderedDict[Any, tuple[bool, Any]] = OrderedDict()
+        self._pending: dict[Any, threading.Event] = {}
+        self.hits = self.misses = 0
+
+    def _release(self, key: Any) -> None:
+        waiter = self._pending.pop(key, None)
+        if waiter is not None:
+            waiter.set()
+
+    def get(self, key: Any, compute: Callable[[], T]) -> T:
+        while True:
+            with self._lock:
+                if key in self._done:
+                    self._done.move_to_end(key)
+                    self.hits += 1
+                    ok, value = self._done[key]
+                    if ok:
+                        return value  # type: ignore[no-any-return]
+                    raise value
+                waiter = self._pending.get(key)
+                if waiter is None:
+                    self._pending[key] = threading.Event()
+                    self.misses += 1
+                    break
+            waiter.wait()
+            with self._lock:
+                if key not in self._done:  # the first computation failed unexpectedly: compute here
+                    self._pending.setdefault(key, threading.Event())
+                    break
+        try:
+            result: tuple[bool, Any] = (True, compute())
+        except OracleError as err:
+            result = (False, err)
+        except BaseException:
+            with self._lock:
+                self._release(key)
+            raise
+        with self._lock:
+            self._done[key] = result
+            while len(self._done) > self.size:
+                self._done.popitem(last=False)
+            self._release(key)
+        if result[0]:
+            return result[1]  # type: ignore[no-any-return]
+        raise result[1]
+
+
+def mul_wad_floor(x: int, y: int) -> int:
+    """x × y / WAD rounded toward −∞ (LiquidationEngine._mulWadFloor)."""
+    return mul_wad_down(x, y) if x >= 0 else -mul_wad_up(-x, y)
+
+
 class Oracle:
     def __init__(
         self,
@@ -61,11 +179,17 @@ class Oracle:
         params: MarginParams | None = None,
         state_path: Path | None = None,
         ttl_seconds: int = 60,
+        param_sets: Iterable[MarginParams] = (),
     ) -> None:
         self.client = client
         self.source = source
         self.signer = signer
         self.params = params or MarginParams()
+        # every parameter version this signer holds: it signs the one in force on-chain
+        self.param_sets: dict[int, MarginParams] = {self.params.version: self.params}
+        for p in param_sets:
+            self.param_sets[p.version] = p
+        self._param_hashes = {v: p.params_hash() for v, p in self.param_sets.items()}
         self.state_path = state_path
         self.ttl = ttl_seconds
         self.domain = Domain(client.deployment.chain_id, client.deployment.clearinghouse)
@@ -73,8 +197,13 @@ class Oracle:
         key = ChainState.key_of(client.deployment.chain_id, client.deployment.clearinghouse)
         self.state = (ChainState.load(state_path, key) if state_path else None) or \
             ChainState(block=client.deployment.deploy_block - 1, deployment_key=key)
-        self._snapshot: tuple[int, MarketSnapshot] | None = None
+        self._snapshot: tuple[int, int, MarketSnapshot] | None = None  # (block, block time, snapshot)
+        self._view: tuple[int, ChainState] | None = None  # (state version, immutable copy)
         self._last_save = time.monotonic()
+        self.adl_plans = Memo(256)
+        self._risk_rows = Memo(8)
+        self._signatures: OrderedDict[Any, bytes] = OrderedDict()
+        self._sig_lock = threading.Lock()
 
     # ------------------------------------------------------------------ chain
 
@@ -84,27 +213,69 @@ class Oracle:
             head = self.client.head()
             target = head if min_block is None else min(max(min_block, self.state.block), head)
             self.state.catch_up(self.client, target)
+            self.state.resolve_times(self.client)
             if self.state_path and time.monotonic() - self._last_save > 5:
                 self.state.save(self.state_path)
                 self._last_save = time.monotonic()
             return self.state.block
 
-    def market(self) -> MarketSnapshot:
+    def _block_snapshot(self) -> tuple[int, int, MarketSnapshot]:
         with self.lock:
             block = self.state.block
             if self._snapshot is None or self._snapshot[0] != block:
                 timestamp = self.client.block_time(block)
-                self._snapshot = (block, self.source.snapshot(block, timestamp, self.state.instruments))
-            return self._snapshot[1]
+                snapshot = self.source.snapshot(block, timestamp, self.state.instruments, max_age=self.state.max_snapshot_age)
+                self._snapshot = (block, timestamp, snapshot)
+            return self._snapshot
 
-    def _needs(self, positions: dict[int, int]) -> None:
-        """Refuses (503) when an underlying of the portfolio has no trustworthy market data."""
-        unavailable = self.market().unavailable
-        for instrument_id in positions:
-            inst = self.state.instruments.get(instrument_id)
-            if inst is not None and inst.underlying in unavailable:
-                raise OracleError(503, f"no attestation: market data for {inst.underlying} is unavailable "
-                                       f"({unavailable[inst.underlying]})")
+    def market(self) -> MarketSnapshot:
+        return self._block_snapshot()[2]
+
+    def _context(self) -> Context:
+        """The live replica (the caller holds the lock)."""
+        block, block_time, snapshot = self._block_snapshot()
+        return Context(self.state, snapshot, self._params_in_force(block_time), block, block_time)
+
+    def _snapshot_context(self, min_block: Any = None) -> Context:
+        """An immutable copy of the replica at the synced block, taken under the lock (one copy
+        per state version), for computations that run outside it."""
+        with self.lock:
+            self.sync(min_block)
+            block, block_time, snapshot = self._block_snapshot()
+            if self._view is None or self._view[0] != self.state.version:
+                self._view = (self.state.version, self.state.snapshot())
+            return Context(self._view[1], snapshot, self._params_in_force(block_time), block, block_time)
+
+    # ------------------------------------------------------------------ params version
+
+    def params_status(self, block_time: int | None = None) -> dict[str, Any]:
+        """Which model version the chain wants, whether this signer holds it, what it signs."""
+        state = self.state
+        version, onchain = state.params_version, state.params_hash
+        held = self.param_sets.get(version)
+        matches = held is not None and (not onchain or self._param_hashes[version] == onchain)
+        status: dict[str, Any] = {"in_force": version, "onchain_hash": "0x" + onchain.hex(),
+                                  "held": sorted(self.param_sets), "mismatch": not matches}
+        if version == 0 or matches:
+            status["signing"] = version if version else self.params.version
+            return status
+        prev = state.previous_params_version
+        now = block_time if block_time is not None else (self._snapshot[1] if self._snapshot else 0)
+        if prev in self.param_sets and state.accepts_params_version(prev, now):
+            status["signing"] = prev
+            status["reason"] = (f"holds no parameters matching version {version} (hash {status['onchain_hash']}); "
+                                f"signing the previous version {prev} while the contract accepts it")
+        else:
+            status["signing"] = None
+            status["reason"] = (f"holds no parameters matching version {version} (hash {status['onchain_hash']}) "
+                                f"and the previous version {prev} is no longer accepted")
+        return status
+
+    def _params_in_force(self, block_time: int) -> MarginParams:
+        status = self.params_status(block_time)
+        if status["signing"] is None:
+            raise OracleError(503, f"no attestation: this signer {status['reason']}")
+        return self.param_sets.get(status["signing"], self.params)
 
     # ------------------------------------------------------------------ helpers
 
@@ -114,29 +285,95 @@ class Oracle:
             raise OracleError(400, f"{field}: {raw!r} is not an address (0x followed by 40 hex digits)")
         return to_checksum_address(raw)
 
-    def _known(self, account: str) -> None:
-        if account not in self.state.accounts:
+    @staticmethod
+    def _known(state: ChainState, account: str) -> None:
+        if account not in state.accounts:
             raise OracleError(404, f"account {account} has never deposited or traded on this deployment")
 
-    def _numbers(self, positions: dict[int, int]) -> tuple[int, int, int]:
-        self._needs(positions)
+    @staticmethod
+    def _needs(ctx: Context, positions: Iterable[int]) -> None:
+        """Refuses (503) when an underlying of the portfolio has no trustworthy market data."""
+        unavailable = ctx.market.unavailable
+        for instrument_id in positions:
+            inst = ctx.state.instruments.get(instrument_id)
+            if inst is not None and inst.underlying in unavailable:
+                raise OracleError(503, f"no attestation: market data for {inst.underlying} is unavailable "
+                                       f"({unavailable[inst.underlying]})")
+        if not ctx.market.data.underlyings:
+            reasons = "; ".join(f"{u}: {r}" for u, r in sorted(unavailable.items())) or "no feeds"
+            raise OracleError(503, f"no attestation: no usable market data ({reasons})")
+
+    @staticmethod
+    def _cut(ctx: Context, positions: dict[int, int]) -> int:
+        """Settlement shortfall the contract will withhold from this portfolio's expired longs."""
+        state, total = ctx.state, 0
+        if not state.settlement_shortfall:
+            return 0
+        for instrument_id, size in positions.items():
+            inst = state.instruments.get(instrument_id)
+            if size <= 0 or instrument_id not in state.settlement_shortfall or inst is None or not inst.is_option \
+                    or inst.expiry > ctx.snapshot_time:
+                continue
+            price = state.settlement_prices.get((inst.underlying, inst.expiry))
+            if price is None:
+                continue
+            payout = mul_wad_down(size, to_wad_down(float(intrinsic(price, inst.strike, inst.kind.name == "CALL"))))
+            total += state.settlement_cut(instrument_id, size, payout)
+        return total
+
+    def _numbers(self, ctx: Context, positions: dict[int, int]) -> tuple[int, int, int]:
+        self._needs(ctx, positions)
         try:
-            return margin_numbers(positions, self.state.instruments, self.market().data, self.params, self.state.settlement_prices)
+            value, im, mm = margin_numbers(positions, ctx.state.instruments, ctx.market.data, ctx.params,
+                                           ctx.state.settlement_prices)
         except UserError as err:
             raise OracleError(503, f"cannot value the portfolio: {err}") from None
+        return value - self._cut(ctx, positions), im, mm
 
-    def _attestation(self, account: str, state_hash: bytes, positions: dict[int, int]) -> MarginAttestation:
-        value, im, mm = self._numbers(positions)
-        timestamp = self.market().data.timestamp
-        return MarginAttestation(account, state_hash, value, im, mm, timestamp, timestamp + self.ttl, self.params.version)
+    def _numbers_batch(self, ctx: Context, portfolios: dict[str, dict[int, int]]) -> dict[str, tuple[int, int, int]]:
+        """The same integers as _numbers, for many accounts at once (accounts holding an
+        underlying without market data are left out)."""
+        if not ctx.market.data.underlyings:
+            return {}
+        numbers = margin_numbers_batch(portfolios, ctx.state.instruments, ctx.market.data, ctx.params,
+                                       ctx.state.settlement_prices)
+        if ctx.state.settlement_shortfall:
+            numbers = {a: (v - self._cut(ctx, portfolios[a]), im, mm) for a, (v, im, mm) in numbers.items()}
+        return numbers
 
-    def _response(self, items: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _attestation(self, ctx: Context, account: str, state_hash: bytes, positions: dict[int, int]) -> MarginAttestation:
+        value, im, mm = self._numbers(ctx, positions)
+        return MarginAttestation(account, state_hash, value, im, mm, ctx.snapshot_time, ctx.block_time + self.ttl,
+                                 ctx.params.version)
+
+    def _sign(self, item: Any) -> bytes:
+        """Signatures are cached per item: a flood of identical requests costs one signature."""
+        with self._sig_lock:
+            sig = self._signatures.get(item)
+            if sig is not None:
+                self._signatures.move_to_end(item)
+                return sig
+        sig = self.signer.sign(self.domain, item)
+        with self._sig_lock:
+            self._signatures[item] = sig
+            while len(self._signatures) > 4096:
+                self._signatures.popitem(last=False)
+        return sig
+
+    def _response(self, ctx: Context | int, items: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
         return {
-            "block": self.state.block,
+            "block": ctx if isinstance(ctx, int) else ctx.block,
             "signer": self.signer.address,
-            "items": {k: SignedItem(v).wire(self.signer, self.domain) for k, v in items.items()},
+            "items": {k: {**to_wire(v), "signature": "0x" + self._sign(v).hex()} for k, v in items.items()},
             "extra": extra or {},
         }
+
+    def _risk_config(self) -> dict[str, int]:
+        """The replayed RiskConfig (read once from the contract if an old state file lacks it)."""
+        if self.state.risk_config is None:
+            values = self.client.ch.functions.riskConfig().call(block_identifier=self.state.block)
+            self.state.risk_config = dict(zip(RISK_CONFIG_FIELDS, (int(v) for v in values)))
+        return self.state.risk_config
 
     # ------------------------------------------------------------------ attestations
 
@@ -144,9 +381,10 @@ class Oracle:
         account = self.address(body.get("account"), "account")
         with self.lock:
             self.sync(body.get("min_block"))
-            self._known(account)
+            self._known(self.state, account)
+            ctx = self._context()
             acct = self.state.accounts[account]
-            return self._response({"margin": self._attestation(account, acct.state_hash, dict(acct.positions))})
+            return self._response(ctx, {"margin": self._attestation(ctx, account, acct.state_hash, dict(acct.positions))})
 
     def attest_trade(self, body: dict[str, Any]) -> dict[str, Any]:
         raw = body.get("order")
@@ -168,35 +406,43 @@ class Oracle:
                 raise OracleError(400, f"fill_amount: must be in (0, |order.size|] = (0, {abs(order.size)}]")
             if order.maker == taker:
                 raise OracleError(400, "taker: a maker cannot fill its own order")
-            now = self.market().data.timestamp
-            if inst.is_option and inst.expiry <= now:
+            ctx = self._context()
+            if inst.is_option and inst.expiry <= ctx.block_time:
                 raise OracleError(409, f"{inst.name} has expired: it can no longer be traded")
+            cap = self._risk_config()["maxPositions"]
             delta = fill if order.size > 0 else -fill
             items = {}
             for role, account, d in (("maker", order.maker, delta), ("taker", taker, -delta)):
                 acct = self.state.accounts.get(account)
                 positions = dict(acct.positions) if acct else {}
-                new_size = positions.get(order.instrument_id, 0) + d
+                old_size = positions.get(order.instrument_id, 0)
+                new_size = old_size + d
                 if new_size:
                     positions[order.instrument_id] = new_size
                 else:
                     positions.pop(order.instrument_id, None)
-                cap = self._max_positions()
-                if len(positions) > cap:
-                    raise OracleError(409, f"{role} would hold {len(positions)} positions; the cap is {cap}")
-                state = next_state_hash(acct.state_hash if acct else b"\x00" * 32, order.instrument_id, new_size)
-                items[role] = self._attestation(account, state, positions)
-            return self._response(items)
-
-    def _max_positions(self) -> int:
-        config = self.client.ch.functions.riskConfig().call(block_identifier=self.state.block)
-        return int(config[3])
+                # the cap binds a trade that opens a new leg only (receipts may hold more)
+                if old_size == 0 and len(positions) > cap:
+                    raise OracleError(409, f"{role} would hold {len(positions)} open positions; a trade may not open "
+                                           f"a new one beyond the cap of {cap}")
+                state = next_state_hash(acct.state_hash if acct else ZERO_HASH, order.instrument_id, new_size)
+                items[role] = self._attestation(ctx, account, state, positions)
+            return self._response(ctx, items)
 
     def attest_liquidation(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Attestations of the accounts to liquidate and of the liquidator's CURRENT portfolio.
+
+        Refuses (409, saying why) what the contract would not execute: an account not below MM,
+        one bankrupt beyond the insurance fund (it goes to flagBankruptcy and ADL), a liquidator
+        that would end with more than 64 open positions or below the contract's requirement bound
+        (equity + Σ bonus ≥ IM + Σ fraction × IM of the accounts).
+        """
         accounts = body.get("accounts")
         if not isinstance(accounts, list) or not accounts or len(accounts) > 50:
             raise OracleError(400, "accounts: a list of 1 to 50 addresses")
         targets = [self.address(a, f"accounts[{i}]") for i, a in enumerate(accounts)]
+        if len(set(targets)) != len(targets):
+            raise OracleError(400, "accounts: each account at most once")
         liquidator = self.address(body.get("liquidator"), "liquidator")
         if liquidator in targets:
             raise OracleError(400, "liquidator: cannot liquidate itself")
@@ -205,150 +451,301 @@ class Oracle:
             cfg = self.state.liquidation_config
             if cfg is None:
                 raise OracleError(503, "risk configuration not seen yet")
+            ctx = self._context()
             keeper_acct = self.state.accounts.get(liquidator)
             keeper_positions = dict(keeper_acct.positions) if keeper_acct else {}
-            keeper_hash = keeper_acct.state_hash if keeper_acct else b"\x00" * 32
+            keeper_hash = keeper_acct.state_hash if keeper_acct else ZERO_HASH
+            keeper_att = self._attestation(ctx, liquidator, keeper_hash, keeper_positions)
+            keeper_equity = (keeper_acct.cash if keeper_acct else 0) + keeper_att.value
             items: dict[str, Any] = {}
             extra: dict[str, Any] = {"fractions": {}}
+            fund = self.state.fund_balance
+            health = self.state.fund_health()
+            received = dict(keeper_positions)
+            executed: list[tuple[int, int]] = []
             for account in targets:
-                self._known(account)
+                self._known(self.state, account)
                 acct = self.state.accounts[account]
-                att = self._attestation(account, acct.state_hash, dict(acct.positions))
+                att = self._attestation(ctx, account, acct.state_hash, dict(acct.positions))
                 equity = acct.cash + att.value
                 try:
-                    f, bonus, fee = terms(equity, att.maintenance_margin, cfg, self.state.fund_health())
+                    f, bonus, fee = terms(equity, att.maintenance_margin, cfg, health)
                 except NotLiquidatable:
                     raise OracleError(409, f"{account} is not liquidatable: equity {equity / WAD:.2f} ≥ MM "
                                            f"{att.maintenance_margin / WAD:.2f}") from None
-                _, keeper_positions, _, updates = transfer_slice(acct.order, acct.positions, keeper_positions, f)
-                keeper_hash = chain_state_hash(keeper_hash, updates)
+                if equity < 0:
+                    if -equity > fund:
+                        raise OracleError(409, f"{account} is bankrupt beyond the insurance fund (deficit {-equity / WAD:.2f} > "
+                                               f"fund {fund / WAD:.2f} left for it): flag it and deleverage it instead")
+                    fund += equity
+                _, received, _, _ = transfer_slice(acct.order, acct.positions, received, f)
+                executed.append((bonus, slice_im(att.initial_margin, f)))
                 items[account] = att
                 extra["fractions"][account] = {"fraction": str(f), "bonus": str(bonus), "fee": str(fee), "equity": str(equity)}
-            items["liquidator"] = self._attestation(liquidator, keeper_hash, keeper_positions)
-            return self._response(items, extra)
+            if len(received) > MAX_POSITIONS:
+                raise OracleError(409, f"the liquidator would hold {len(received)} open positions after these "
+                                       f"liquidations; an account holds at most {MAX_POSITIONS}: liquidate fewer at once")
+            equity_after, bound = liquidator_check(keeper_equity, keeper_att.initial_margin, executed)
+            if equity_after < bound:
+                raise OracleError(409, f"the liquidator would fail the contract's margin check: equity after "
+                                       f"{equity_after / WAD:.2f} (equity {keeper_equity / WAD:.2f} + bonuses) < requirement "
+                                       f"bound {bound / WAD:.2f} (its IM {keeper_att.initial_margin / WAD:.2f} + the slices' "
+                                       f"IM); deposit more collateral or liquidate less at once")
+            items["liquidator"] = keeper_att
+            extra["liquidator"] = {"equity": str(keeper_equity), "equity_after": str(equity_after),
+                                   "requirement_bound": str(bound), "open_positions_after": len(received)}
+            return self._response(ctx, items, extra)
+
+    # ------------------------------------------------------------------ ADL
 
     def attest_adl(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The deleveraging plan of an account bankrupt beyond the insurance fund (409 otherwise):
+        marks, per leg the Merkle root of the ranked opposite-side queue, and the fills."""
         account = self.address(body.get("account"), "account")
-        with self.lock:
-            self.sync(body.get("min_block"))
-            self._known(account)
-            acct = self.state.accounts[account]
-            if not acct.positions:
-                raise OracleError(409, f"{account} has no positions to deleverage")
-            self._needs(acct.positions)
-            market = self.market().data
-            ids = sorted(acct.positions)
-            mark_of = self._marks()
-            marks = [max(0, to_wad_down(mark_of[i])) for i in ids]
-            numbers = margin_numbers_batch({a: s.positions for a, s in self.state.accounts.items() if s.positions},
-                                           self.state.instruments, market, self.params, self.state.settlement_prices)
-            roots, fills = [], []
-            for leg, i in enumerate(ids):
-                candidates = []
-                for other, s in self.state.accounts.items():
-                    size = s.positions.get(i, 0)
-                    if other == account or size == 0 or other not in numbers:
-                        continue
-                    value, _, _ = numbers[other]
-                    equity = (s.cash + value) / WAD
-                    gross = sum(abs(z) / WAD * abs(mark_of[j]) for j, z in s.positions.items())
-                    candidates.append(AdlCandidate(other, size / WAD, equity, s.net_deposits / WAD, gross))
-                queue = rank_queue(candidates, acct.positions[i] / WAD)
-                if not queue:
-                    raise OracleError(409, f"no opposite-side account to deleverage instrument {i} against")
-                leaves = [adl_leaf(i, r, q.account) for r, q in enumerate(queue)]
-                roots.append(merkle_root(leaves))
-                remaining = abs(acct.positions[i])
-                for r, q in enumerate(queue):
-                    if remaining <= 0:
-                        break
-                    fills.append({"leg": leg, "counterparty": q.account, "rank": r,
-                                  "proof": ["0x" + p.hex() for p in merkle_proof(leaves, r)]})
-                    remaining -= abs(self.state.accounts[q.account].positions.get(i, 0))
-                if remaining > 0:
-                    raise OracleError(409, f"the queue for instrument {i} cannot absorb the whole position")
-            att = AdlAttestation(account, acct.state_hash, tuple(ids), tuple(marks), tuple(roots),
-                                 market.timestamp, market.timestamp + self.ttl, self.params.version)
-            return self._response({"adl": att}, {"fills": fills})
+        ctx = self._snapshot_context(body.get("min_block"))
+        self._known(ctx.state, account)
+        acct = ctx.state.accounts[account]
+        if not acct.positions:
+            raise OracleError(409, f"{account} has no positions to deleverage")
+        self._needs(ctx, acct.positions)
+        key = (account, acct.state_hash, ctx.market.key or (ctx.snapshot_time, ctx.block), ctx.state.version,
+               ctx.params.version)
+        plan = self.adl_plans.get(key, lambda: self._plan_adl(ctx, account))
+        att = AdlAttestation(account, acct.state_hash, plan.instrument_ids, plan.marks, plan.roots, ctx.snapshot_time,
+                             ctx.block_time + self.ttl, ctx.params.version)
+        return self._response(ctx, {"adl": att}, {"fills": list(plan.fills_wire), "expected": dict(plan.expected)})
 
-    def _marks(self) -> dict[int, float]:
-        """Mark of one contract of every listed instrument at the current snapshot, priced at once
-        (an option past expiry: its intrinsic value at the posted settlement price)."""
-        from offchain.risk.black76 import intrinsic
+    def _plan_adl(self, ctx: Context, account: str) -> AdlPlan:
+        state = ctx.state
+        acct = state.accounts[account]
+        ids = tuple(sorted(acct.positions))
+        mark_of = self._marks(ctx)
+        marks = tuple(max(0, to_wad_down(mark_of[i])) for i in ids)
+        # LiquidationEngine._fundContribution: equity at the plan's marks, negative beyond the fund
+        equity = acct.cash + sum(mul_wad_floor(acct.positions[i], m) for i, m in zip(ids, marks))
+        deficit, fund = max(0, -equity), state.fund_balance
+        unit = 10 ** (18 - self.client.deployment.collateral_decimals)
+        if equity >= 0 or fund >= deficit:
+            # Only the backstop closes such an account: a due stall report for this very state.
+            self._require_backstop_due(ctx, account, acct.state_hash, equity, fund)
+            # the fund releases whole token units, rounded up unless that exceeds its balance
+            contribution = -(-deficit // unit) * unit
+            if contribution > fund:
+                contribution = fund // unit * unit
+            haircut = 0
+        else:
+            contribution = fund // unit * unit  # the fund releases whole token units
+            haircut = deficit - contribution
+
+        legs = set(ids)
+        holders = {a: s.positions for a, s in state.accounts.items()
+                   if a != account and any(s.positions.get(i, 0) * acct.positions[i] < 0 for i in legs)}
+        numbers = self._numbers_batch(ctx, holders)
+        roots: list[bytes] = []
+        chains: list[list[tuple[int, str, int, bytes, int, list[bytes], int]]] = []
+        for leg, i in enumerate(ids):
+            candidates = []
+            for other, positions in holders.items():
+                if other not in numbers or positions.get(i, 0) * acct.positions[i] >= 0:
+                    continue
+                s = state.accounts[other]
+                equity_other = (s.cash + numbers[other][0]) / WAD
+                gross = sum(abs(z) / WAD * abs(mark_of.get(j, 0.0)) for j, z in positions.items())
+                candidates.append(AdlCandidate(other, positions[i] / WAD, equity_other, s.net_deposits / WAD, gross))
+            queue = rank_queue(candidates, acct.positions[i] / WAD)
+            if not queue:
+                raise OracleError(409, f"no opposite-side account with market data to deleverage instrument {i} against")
+            entries = [(q.account, state.accounts[q.account].state_hash, numbers[q.account][0]) for q in queue]
+            tree = MerkleTree([adl_leaf(i, r, a, h, v) for r, (a, h, v) in enumerate(entries)])
+            roots.append(tree.root)
+            remaining, chain = abs(acct.positions[i]), []
+            for r, (other, h, v) in enumerate(entries):
+                if remaining <= 0:
+                    break
+                amount = min(remaining, abs(state.accounts[other].positions[i]))
+                chain.append((leg, other, r, h, v, tree.proof(r), amount))
+                remaining -= amount
+            if remaining > 0:
+                raise OracleError(409, f"the queue for instrument {i} cannot absorb the whole position "
+                                       f"({remaining / WAD:g} contracts left)")
+            chains.append(chain)
+
+        sizes = [acct.positions[i] for i in ids]
+        gross_w = sum(mul_wad_up(abs(z), m) for z, m in zip(sizes, marks))
+        total_size = sum(abs(z) for z in sizes)
+
+        def share(leg: int, amount: int) -> int:
+            # LiquidationEngine._charge: the fill's share of the haircut, spread over the legs by notional
+            if gross_w:
+                return -((-mul_wad_up(amount, marks[leg]) * haircut) // gross_w)
+            return -((-amount * haircut) // total_size)
+
+        def room(other: str, used: set[str], value: int) -> int:
+            # the counterparty's equity while its portfolio is still the one its leaf describes
+            return 0 if other in used else max(0, state.accounts[other].cash + value)
+
+        # Order across legs (rank order within each): fills that need more than their room first,
+        # the ones with spare room last, so what a capped fill cannot carry reaches spare room.
+        heads, used, order = [0] * len(chains), set(), []
+        while any(h < len(c) for h, c in zip(heads, chains)):
+            best = None
+            for leg, chain in enumerate(chains):
+                if heads[leg] < len(chain):
+                    f = chain[heads[leg]]
+                    d = share(leg, f[6]) - room(f[1], used, f[4])
+                    if best is None or d > best[0]:
+                        best = (d, leg)
+            assert best is not None
+            f = chains[best[1]][heads[best[1]]]
+            heads[best[1]] += 1
+            used.add(f[1])
+            order.append(f)
+
+        # what the contract will do with this order: charges capped at each room, carry forward
+        carry = charged = 0
+        cash = acct.cash + contribution
+        used, last_room = set(), 0
+        for leg, other, _, _, value, _, amount in order:
+            wanted = share(leg, amount) + carry
+            r = room(other, used, value)
+            used.add(other)
+            charge = min(wanted, r)
+            carry, charged, last_room = wanted - charge, charged + charge, r - charge
+            mark = marks[leg]
+            cash += mul_wad_down(amount, mark) + charge if sizes[leg] > 0 else charge - mul_wad_up(amount, mark)
+        if 0 < -cash <= last_room:
+            charged, cash = charged - cash, 0
+        uncovered = max(0, -cash)
+        fills = tuple(AdlFill(leg, other, r, h, v, tuple(proof)) for leg, other, r, h, v, proof, _ in order)
+        expected = {"deficit": str(deficit), "fund_contribution": str(contribution), "haircut": str(charged),
+                    "uncovered": str(uncovered)}
+        return AdlPlan(ids, marks, tuple(roots), fills, expected, tuple(f.to_wire() for f in fills))
+
+    def _require_backstop_due(self, ctx: Context, account: str, state_hash: bytes, equity: int, fund: int) -> None:
+        """LiquidationEngine._requireBackstopDue: a stall report for the account's current state,
+        at least BACKSTOP_DELAY old at the snapshot's block, and equity still below its MM."""
+        engine = self.client.engine.functions
+        reported_hash, since, mm = engine.stalls(account).call(block_identifier=ctx.block)
+        if not since or bytes(reported_hash) != state_hash:
+            if equity >= 0:
+                raise OracleError(409, f"{account} is not bankrupt at the current marks (equity {equity / WAD:.2f} "
+                                       f"≥ 0) and has no stall report for its current state: liquidate it instead")
+            raise OracleError(409, f"the insurance fund ({fund / WAD:.2f}) covers the deficit of {account} "
+                                   f"({-equity / WAD:.2f}): liquidate it whole instead of deleveraging")
+        due = int(since) + int(engine.BACKSTOP_DELAY().call(block_identifier=ctx.block))
+        if ctx.block_time < due:
+            raise OracleError(409, f"the backstop for {account} is due at {due} (block time now {ctx.block_time})")
+        if equity >= int(mm):
+            raise OracleError(409, f"{account} is no longer below the reported MM ({equity / WAD:.2f} ≥ {int(mm) / WAD:.2f})")
+
+    def _marks(self, ctx: Context) -> dict[int, float]:
+        """Mark of one contract of every listed instrument at the snapshot, priced at once (an
+        option past expiry: its intrinsic value at the posted settlement price)."""
         from offchain.risk.instruments import InstrumentTable
         from offchain.risk.scenarios import price_instruments
 
-        market = self.market().data
-        live = {i: inst for i, inst in self.state.instruments.items()
+        market, state = ctx.market.data, ctx.state
+        live = {i: inst for i, inst in state.instruments.items()
                 if inst.underlying in market.underlyings and not (inst.is_option and inst.expiry <= market.timestamp)}
         marks: dict[int, float] = {}
         if live:
             table = InstrumentTable(list(live.values()))
-            priced = price_instruments(table, market, self.params).marks
+            priced = price_instruments(table, market, ctx.params).marks
             marks = {i: float(priced[table.index[inst]]) for i, inst in live.items()}
-        for i, inst in self.state.instruments.items():
+        for i, inst in state.instruments.items():
             if i not in marks and inst.is_option and inst.expiry <= market.timestamp:
-                price = self.state.settlement_prices.get((inst.underlying, inst.expiry), 0.0)
+                price = state.settlement_prices.get((inst.underlying, inst.expiry), 0.0)
                 marks[i] = float(intrinsic(price, inst.strike, inst.kind.name == "CALL"))
         return marks
 
+    # ------------------------------------------------------------------ settlement and heartbeat
+
     def attest_settlement(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The price at the expiry: the price feed's last round at or before it (the same for
+        every signer, whenever asked), with that round's time as the snapshot time."""
         underlying = body.get("underlying")
         expiry = body.get("expiry")
-        if not isinstance(underlying, str) or not isinstance(expiry, int):
+        if not isinstance(underlying, str) or not isinstance(expiry, int) or isinstance(expiry, bool):
             raise OracleError(400, "underlying (a name such as ETH) and expiry (unix seconds) are required")
+        try:
+            name = underlying_to_bytes32(underlying)
+        except ValueError as err:
+            raise OracleError(400, f"underlying: {err}") from None
         with self.lock:
             self.sync(body.get("min_block"))
-            snapshot = self.market()
-            if underlying in snapshot.unavailable:
-                raise OracleError(503, f"market data for {underlying} is unavailable ({snapshot.unavailable[underlying]})")
-            if underlying not in snapshot.data.underlyings:
-                raise OracleError(400, f"underlying {underlying!r} has no market data on this oracle")
-            if snapshot.data.timestamp < expiry:
-                raise OracleError(409, f"expiry {expiry} has not passed (chain time {snapshot.data.timestamp})")
-            price = to_wad_down(snapshot.data.get(underlying).spot)
-            return self._response({"settlement": SettlementPrice(underlying_to_bytes32(underlying), expiry, price)})
+            block, block_time, _ = self._block_snapshot()
+            if block_time < expiry:
+                raise OracleError(409, f"expiry {expiry} has not passed (chain time {block_time})")
+            try:
+                price, at = self.source.settlement_price(underlying, expiry, block)
+            except SettlementUnavailable as err:
+                raise OracleError(err.status, f"no settlement price: {err}") from None
+            max_age = self._risk_config()["maxSnapshotAge"]
+            if at > expiry or at + max_age < expiry:
+                raise OracleError(409, f"no settlement price: the last {underlying} reading at or before the expiry "
+                                       f"{expiry} is from {at}, {expiry - at}s before it; the contract accepts one at "
+                                       f"most maxSnapshotAge = {max_age}s old")
+            return self._response(block, {"settlement": SettlementPrice(name, expiry, price, at)})
+
+    def attest_heartbeat(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The time of this signer's newest market snapshot, for Clearinghouse.postSnapshot:
+        posted, it stops attestations of older snapshots (a price dip hoarded for later)."""
+        with self.lock:
+            self.sync(body.get("min_block"))
+            block, _, market = self._block_snapshot()
+            if not market.data.underlyings:
+                reasons = "; ".join(f"{u}: {r}" for u, r in sorted(market.unavailable.items())) or "no feeds"
+                raise OracleError(503, f"no heartbeat: no usable market data ({reasons})")
+            return self._response(block, {"heartbeat": SnapshotHeartbeat(market.data.timestamp)})
 
     # ------------------------------------------------------------------ risk views (unsigned)
 
     def risk_accounts(self, max_ratio: float) -> dict[str, Any]:
-        with self.lock:
-            self.sync()
-            snapshot = self.market()
-            portfolios = {a: s.positions for a, s in self.state.accounts.items() if s.positions}
-            numbers = margin_numbers_batch(portfolios, self.state.instruments, snapshot.data, self.params, self.state.settlement_prices)
-            rows = []
-            for account, (value, im, mm) in numbers.items():
-                equity = self.state.accounts[account].cash + value
-                ratio = equity / mm if mm else float("inf")
-                if ratio < max_ratio:
-                    rows.append({"account": account, "equity": equity / WAD, "mm": mm / WAD, "im": im / WAD, "ratio": ratio,
-                                 "state_hash": "0x" + self.state.accounts[account].state_hash.hex()})
-            rows.sort(key=lambda r: r["ratio"])
-            skipped = sorted(set(portfolios) - set(numbers))
-            return {"block": self.state.block, "fund_balance": self.state.fund_balance / WAD, "accounts": rows,
-                    "unpriced_accounts": skipped, "market_unavailable": snapshot.unavailable,
-                    "flagged": sorted(self.state.flagged)}
+        ctx = self._snapshot_context()
+        key = (ctx.state.version, ctx.market.key or (ctx.snapshot_time, ctx.block), ctx.params.version)
+        rows, skipped = self._risk_rows.get(key, lambda: self._risk_table(ctx))
+        return {"block": ctx.block, "fund_balance": ctx.state.fund_balance / WAD,
+                "accounts": [r for r in rows if r["ratio"] < max_ratio],
+                "unpriced_accounts": skipped, "market_unavailable": ctx.market.unavailable,
+                "flagged": sorted(ctx.state.flagged)}
+
+    def _risk_table(self, ctx: Context) -> tuple[list[dict[str, Any]], list[str]]:
+        state = ctx.state
+        portfolios = {a: s.positions for a, s in state.accounts.items() if s.positions}
+        numbers = self._numbers_batch(ctx, portfolios)
+        rows = []
+        for account, (value, im, mm) in numbers.items():
+            equity = state.accounts[account].cash + value
+            ratio = equity / mm if mm else float("inf")
+            rows.append({"account": account, "equity": equity / WAD, "mm": mm / WAD, "im": im / WAD, "ratio": ratio,
+                         "state_hash": "0x" + state.accounts[account].state_hash.hex()})
+        rows.sort(key=lambda r: r["ratio"])
+        return rows, sorted(set(portfolios) - set(numbers))
 
     def account_report(self, account: str) -> dict[str, Any]:
         account = self.address(account, "address")
         with self.lock:
             self.sync()
-            self._known(account)
+            self._known(self.state, account)
+            ctx = self._context()
             acct = self.state.accounts[account]
-            value, im, mm = self._numbers(dict(acct.positions)) if acct.positions else (0, 0, 0)
+            value, im, mm = self._numbers(ctx, dict(acct.positions)) if acct.positions else (0, 0, 0)
             return {
                 "account": account, "block": self.state.block, "cash": acct.cash / WAD, "value": value / WAD,
                 "equity": (acct.cash + value) / WAD, "initial_margin": im / WAD, "maintenance_margin": mm / WAD,
                 "net_deposits": acct.net_deposits / WAD, "state_hash": "0x" + acct.state_hash.hex(),
+                "flagged": account in self.state.flagged,
                 "positions": {self.state.instruments[i].name: s / WAD for i, s in acct.positions.items() if i in self.state.instruments},
             }
 
     def health(self) -> dict[str, Any]:
         head = self.client.head()
+        snapshot = self._snapshot
         return {"status": "ok", "signer": self.signer.address, "block": self.state.block, "head": head,
                 "lag_blocks": max(0, head - self.state.block), "market": self.source.status(),
-                "hash_mismatches": self.state.hash_mismatches}
+                "snapshot_time": snapshot[2].data.timestamp if snapshot else None,
+                "params": self.params_status(), "hash_mismatches": self.state.hash_mismatches,
+                "adl_plans": {"computed": self.adl_plans.misses, "cached_answers": self.adl_plans.hits}}
 
     def save(self) -> None:
         if self.state_path:

@@ -5,6 +5,12 @@ stops attestations for an underlying whose data is stale or implausible rather t
   spot and optionally one for the ATM volatility, read at a given block. Usable on any EVM chain
   where such feeds exist; locally, DevPriceFeed contracts stand in for them.
 - ScenarioMarketSource: a scenario file replayed against a clock, for local runs and tests.
+- FixedMarketSource: one given MarketData whatever the block, for tests and benchmarks.
+
+A snapshot's time is the market data's own time, not the block's: for feeds, the OLDEST
+`updatedAt` of every feed read for it (price and vol, every underlying with usable data), so that
+every attestation of one snapshot carries the same time. A settlement price is the feed's round
+at the expiry — the last round updated at or before it — whatever the time it is asked at.
 """
 
 from __future__ import annotations
@@ -12,8 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from eth_utils import event_abi_to_log_topic
+
 from offchain.risk.instruments import Instrument
 from offchain.risk.market import MarketData, UnderlyingMarket, VolSurface
+from offchain.risk.units import WAD, to_wad_down
 from offchain.scenario import Scenario
 
 AGGREGATOR_ABI = [
@@ -22,7 +31,17 @@ AGGREGATOR_ABI = [
      "outputs": [{"type": "uint80", "name": "roundId"}, {"type": "int256", "name": "answer"},
                  {"type": "uint256", "name": "startedAt"}, {"type": "uint256", "name": "updatedAt"},
                  {"type": "uint80", "name": "answeredInRound"}]},
+    {"type": "function", "name": "getRoundData", "stateMutability": "view",
+     "inputs": [{"type": "uint80", "name": "_roundId"}],
+     "outputs": [{"type": "uint80", "name": "roundId"}, {"type": "int256", "name": "answer"},
+                 {"type": "uint256", "name": "startedAt"}, {"type": "uint256", "name": "updatedAt"},
+                 {"type": "uint80", "name": "answeredInRound"}]},
+    {"type": "event", "name": "AnswerUpdated", "anonymous": False,
+     "inputs": [{"type": "int256", "name": "current", "indexed": True},
+                {"type": "uint256", "name": "roundId", "indexed": True},
+                {"type": "uint256", "name": "updatedAt", "indexed": False}]},
 ]
+ANSWER_UPDATED_TOPIC = event_abi_to_log_topic(AGGREGATOR_ABI[3])
 
 
 class MarketUnavailable(Exception):
@@ -36,14 +55,34 @@ class MarketUnavailable(Exception):
 
 @dataclass
 class MarketSnapshot:
-    """The underlyings with trustworthy data, and why the others have none."""
+    """The underlyings with trustworthy data, and why the others have none.
+
+    `data.timestamp` is the snapshot time attestations carry (the market data's own time);
+    `key` identifies the readings (equal keys: equal data), e.g. the feed rounds read.
+    """
 
     data: MarketData
     unavailable: dict[str, str]
+    key: tuple[Any, ...] = ()
+
+
+class SettlementUnavailable(Exception):
+    """No settlement price can be given: the message says why; `status` is the HTTP status
+    (400 no such underlying, 409 no reading at the expiry, 503 the feed cannot be read now)."""
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class MarketSource(Protocol):
-    def snapshot(self, block: int, timestamp: int, instruments: dict[int, Instrument]) -> MarketSnapshot: ...
+    def snapshot(self, block: int, timestamp: int, instruments: dict[int, Instrument],
+                 max_age: int | None = None) -> MarketSnapshot: ...
+
+    def settlement_price(self, underlying: str, expiry: int, block: int) -> tuple[int, int]:
+        """(price in WAD, time of the reading) of `underlying` at `expiry`: the same answer for
+        any block after the expiry."""
+        ...
 
     def status(self) -> dict[str, str]: ...
 
@@ -98,69 +137,212 @@ class FeedConfig:
 
 
 class FeedMarketSource:
-    def __init__(self, w3: Any, feeds: dict[str, FeedConfig], correlations: dict[tuple[str, str], float] | None = None) -> None:
+    def __init__(self, w3: Any, feeds: dict[str, FeedConfig], correlations: dict[tuple[str, str], float] | None = None,
+                 logs_from_block: int = 0) -> None:
         self.w3 = w3
         self.feeds = feeds
         self.correlations = correlations or {}
+        self.logs_from_block = logs_from_block  # where to look for AnswerUpdated events (feeds without getRoundData)
         self.guards = {u: PriceGuard(max_jump=c.max_jump) for u, c in feeds.items()}
         self._contracts: dict[str, Any] = {}
+        self._decimals: dict[str, int] = {}
         self._status: dict[str, str] = {u: "no reading yet" for u in feeds}
 
-    def _read(self, address: str, block: int) -> tuple[float, int, int]:
-        """(answer, updatedAt, roundId) of a feed at `block`."""
+    def _contract(self, address: str) -> Any:
         c = self._contracts.get(address)
         if c is None:
             c = self._contracts[address] = self.w3.eth.contract(address=address, abi=AGGREGATOR_ABI)
-        decimals = int(c.functions.decimals().call(block_identifier=block))
-        round_id, answer, _, updated_at, _ = c.functions.latestRoundData().call(block_identifier=block)
-        return int(answer) / 10**decimals, int(updated_at), int(round_id)
+        return c
 
-    def snapshot(self, block: int, timestamp: int, instruments: dict[int, Instrument]) -> MarketSnapshot:
-        markets, unavailable = {}, {}
+    def _decimals_of(self, address: str, block: int) -> int:
+        if address not in self._decimals:
+            self._decimals[address] = int(self._contract(address).functions.decimals().call(block_identifier=block))
+        return self._decimals[address]
+
+    def _read_raw(self, address: str, block: int) -> tuple[int, int, int, int]:
+        """(raw answer, decimals, updatedAt, roundId) of a feed's latest round at `block`."""
+        decimals = self._decimals_of(address, block)
+        round_id, answer, _, updated_at, _ = self._contract(address).functions.latestRoundData().call(block_identifier=block)
+        return int(answer), decimals, int(updated_at), int(round_id)
+
+    def _read(self, address: str, block: int) -> tuple[float, int, int]:
+        """(answer, updatedAt, roundId) of a feed at `block`."""
+        answer, decimals, updated_at, round_id = self._read_raw(address, block)
+        return answer / 10**decimals, updated_at, round_id
+
+    def snapshot(self, block: int, timestamp: int, instruments: dict[int, Instrument],
+                 max_age: int | None = None) -> MarketSnapshot:
+        """The feeds at `block` (of time `timestamp`). Data older than `max_age` (the contract's
+        maxSnapshotAge) or the feed's own max_age is stale: no attestation could use it."""
+        readings, unavailable, rounds = {}, {}, []
         for u, cfg in self.feeds.items():
             try:
-                markets[u] = self._underlying(u, cfg, block, timestamp, instruments)
+                readings[u] = self._underlying(u, cfg, block, timestamp, max_age)
+                rounds.append((u, readings[u][3], readings[u][4]))
                 self._status[u] = "ok"
             except MarketUnavailable as err:
                 unavailable[u] = self._status[u] = err.reason
+        # The snapshot's time is its newest reading: the time as of which every feed's latest round
+        # is the market. The oldest reading would pin every snapshot to a quiet feed's old time,
+        # so a dip snapshot and the recovery after it would carry the same time and the on-chain
+        # floor could not retire attestations hoarded from the dip. Each reading's own age is
+        # bounded above (stale feeds are unavailable).
+        snapshot_time = max(r[2] for r in readings.values()) if readings else timestamp
+        markets = {}
+        for u, (price, vol, _, _, _) in readings.items():
+            cfg = self.feeds[u]
+            pillars = pillars_for(u, instruments, snapshot_time)
+            markets[u] = UnderlyingMarket(price, VolSurface(pillars, tuple(vol for _ in pillars), cfg.skew, cfg.curvature))
         correlations = {k: v for k, v in self.correlations.items() if k[0] in markets and k[1] in markets}
-        return MarketSnapshot(MarketData(timestamp, markets, correlations), unavailable)
+        key = (snapshot_time, tuple(rounds), tuple(sorted(unavailable)))
+        return MarketSnapshot(MarketData(snapshot_time, markets, correlations), unavailable, key)
 
-    def _underlying(self, u: str, cfg: FeedConfig, block: int, timestamp: int, instruments: dict[int, Instrument]) -> UnderlyingMarket:
+    def _underlying(self, u: str, cfg: FeedConfig, block: int, timestamp: int,
+                    max_age: int | None) -> tuple[float, float, int, int, int]:
+        """(price, vol, newest updatedAt of its feeds, price round, vol round); each feed's own
+        reading must be within the max age."""
+        limit = cfg.max_age if max_age is None else min(cfg.max_age, max_age)
         try:
             price, updated, round_id = self._read(cfg.price_feed, block)
         except Exception as err:  # a feed that reverts or is unreachable
             raise MarketUnavailable(u, f"price feed unreadable: {str(err)[:120]}") from None
-        if timestamp - updated > cfg.max_age:
-            raise MarketUnavailable(u, f"price feed stale: last update {timestamp - updated}s ago (max {cfg.max_age}s)")
+        if timestamp - updated > limit:
+            raise MarketUnavailable(u, f"price feed stale: last update {timestamp - updated}s ago (max {limit}s)")
         price = self.guards[u].check(u, price, round_id)
-        vol = cfg.vol
+        vol, newest, vol_round = cfg.vol, updated, 0
         if cfg.vol_feed:
-            vol, _, _ = self._read(cfg.vol_feed, block)
+            try:
+                vol, vol_updated, vol_round = self._read(cfg.vol_feed, block)
+            except Exception as err:
+                raise MarketUnavailable(u, f"vol feed unreadable: {str(err)[:120]}") from None
+            if timestamp - vol_updated > limit:
+                raise MarketUnavailable(u, f"vol feed stale: last update {timestamp - vol_updated}s ago (max {limit}s)")
             if not 0.01 <= vol <= 5.0:
                 raise MarketUnavailable(u, f"vol feed answer {vol:g} is implausible")
-        pillars = pillars_for(u, instruments, timestamp)
-        return UnderlyingMarket(price, VolSurface(pillars, tuple(vol for _ in pillars), cfg.skew, cfg.curvature))
+            newest = max(newest, vol_updated)
+        return price, vol, newest, round_id, vol_round
+
+    # ------------------------------------------------------------------ settlement
+
+    def settlement_price(self, underlying: str, expiry: int, block: int) -> tuple[int, int]:
+        """The price feed's round at `expiry`: the last round with updatedAt ≤ expiry, read at
+        `block` (any block after the expiry gives the same round). Found with getRoundData by
+        bisection over the current phase's rounds; feeds without getRoundData
+        are read from their AnswerUpdated events."""
+        cfg = self.feeds.get(underlying)
+        if cfg is None:
+            raise SettlementUnavailable(f"no price feed configured for {underlying}", 400)
+        try:
+            latest, decimals, updated, round_id = self._read_raw(cfg.price_feed, block)
+        except Exception as err:
+            raise SettlementUnavailable(f"price feed of {underlying} unreadable: {str(err)[:120]}", 503) from None
+        if updated <= expiry:
+            found: tuple[int, int] | None = (latest, updated)
+        else:
+            try:
+                found = self._round_at(cfg.price_feed, round_id, expiry, block)
+            except _NoRoundData:
+                found = self._round_at_from_logs(cfg.price_feed, expiry, block)
+        if found is None:
+            raise SettlementUnavailable(f"the price feed of {underlying} has no round at or before the expiry {expiry}")
+        answer, at = found
+        if answer <= 0:
+            raise SettlementUnavailable(f"the price feed of {underlying} answered {answer} at the expiry")
+        return answer * WAD // 10**decimals, at
+
+    def _round_at(self, address: str, latest_round: int, expiry: int, block: int) -> tuple[int, int] | None:
+        """Bisection over the rounds of the latest round's phase (Chainlink proxies number rounds
+        phase << 64 | n, contiguous within a phase; updatedAt grows with n)."""
+        c = self._contract(address)
+
+        def at(round_id: int) -> tuple[int, int]:
+            _, answer, _, updated, _ = c.functions.getRoundData(round_id).call(block_identifier=block)
+            return int(answer), int(updated)
+
+        try:
+            at(latest_round)
+        except Exception:  # the feed has no getRoundData
+            raise _NoRoundData() from None
+        lo, hi = (latest_round >> 64 << 64) + 1, latest_round - 1  # latest_round itself is after the expiry
+        best: tuple[int, int] | None = None
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            try:
+                answer, updated = at(mid)
+            except Exception as err:
+                raise SettlementUnavailable(f"price feed round {mid} unreadable: {str(err)[:120]}", 503) from None
+            if 0 < updated <= expiry:
+                best, lo = (answer, updated), mid + 1
+            else:
+                hi = mid - 1
+        return best
+
+    def _round_at_from_logs(self, address: str, expiry: int, block: int) -> tuple[int, int] | None:
+        logs = self.w3.eth.get_logs({"address": address, "fromBlock": self.logs_from_block, "toBlock": block,
+                                     "topics": ["0x" + ANSWER_UPDATED_TOPIC.hex()]})
+        best: tuple[int, int, int] | None = None  # (round, answer, updatedAt)
+        for entry in logs:
+            answer = int.from_bytes(bytes(entry["topics"][1]), "big", signed=True)
+            round_id = int.from_bytes(bytes(entry["topics"][2]), "big")
+            updated = int.from_bytes(bytes(entry["data"])[:32], "big")
+            if updated <= expiry and (best is None or round_id > best[0]):
+                best = (round_id, answer, updated)
+        return None if best is None else (best[1], best[2])
 
     def status(self) -> dict[str, str]:
         return dict(self._status)
 
 
+class _NoRoundData(Exception):
+    pass
+
+
 class ScenarioMarketSource:
     """Replays a scenario: `start` is the timestamp of t = 0; `speed` scenario seconds pass per
-    second of the clock the snapshots are asked for."""
+    second of the clock the snapshots are asked for. A snapshot's time is the clock's time."""
 
     def __init__(self, scenario: Scenario, start: int, speed: float = 1.0) -> None:
         self.scenario, self.start, self.speed = scenario, start, speed
 
-    def snapshot(self, block: int, timestamp: int, instruments: dict[int, Instrument]) -> MarketSnapshot:
-        fraction = (timestamp - self.start) * self.speed / self.scenario.duration
+    def _at(self, timestamp: int) -> dict[str, tuple[float, float]]:
+        return self.scenario.at((timestamp - self.start) * self.speed / self.scenario.duration)
+
+    def snapshot(self, block: int, timestamp: int, instruments: dict[int, Instrument],
+                 max_age: int | None = None) -> MarketSnapshot:
         markets = {}
-        for u, (spot, vol) in self.scenario.at(fraction).items():
+        for u, (spot, vol) in self._at(timestamp).items():
             base = self.scenario.underlyings[u]
             pillars = pillars_for(u, instruments, timestamp)
             markets[u] = UnderlyingMarket(spot, VolSurface(pillars, tuple(vol for _ in pillars), base.skew, base.curvature))
-        return MarketSnapshot(MarketData(timestamp, markets, dict(self.scenario.correlations)), {})
+        return MarketSnapshot(MarketData(timestamp, markets, dict(self.scenario.correlations)), {}, (timestamp,))
+
+    def settlement_price(self, underlying: str, expiry: int, block: int) -> tuple[int, int]:
+        """The scenario's price at the expiry time."""
+        values = self._at(expiry)
+        if underlying not in values:
+            raise SettlementUnavailable(f"the scenario does not describe {underlying}", 400)
+        return to_wad_down(values[underlying][0]), expiry
 
     def status(self) -> dict[str, str]:
         return {u: "ok" for u in self.scenario.underlyings}
+
+
+class FixedMarketSource:
+    """One given market snapshot whatever the block (tests, benchmarks, what-if runs); the
+    settlement price of an underlying is its spot, read at the expiry."""
+
+    def __init__(self, market: MarketData, unavailable: dict[str, str] | None = None) -> None:
+        self.market, self.unavailable = market, dict(unavailable or {})
+
+    def snapshot(self, block: int, timestamp: int, instruments: dict[int, Instrument],
+                 max_age: int | None = None) -> MarketSnapshot:
+        spots = tuple(sorted((u, m.spot) for u, m in self.market.underlyings.items()))
+        return MarketSnapshot(self.market, dict(self.unavailable), (self.market.timestamp, spots, tuple(sorted(self.unavailable))))
+
+    def settlement_price(self, underlying: str, expiry: int, block: int) -> tuple[int, int]:
+        if underlying not in self.market.underlyings:
+            raise SettlementUnavailable(f"no market data for {underlying}", 400)
+        return to_wad_down(self.market.get(underlying).spot), expiry
+
+    def status(self) -> dict[str, str]:
+        return {u: "ok" for u in self.market.underlyings} | self.unavailable

@@ -18,6 +18,8 @@ from offchain.ops.logs import event, setup
 from offchain.oracle.core import Oracle
 from offchain.oracle.market_sources import FeedConfig, FeedMarketSource, MarketSource, ScenarioMarketSource
 from offchain.oracle.server import Gateway, gateway_server, signer_server
+from offchain.risk.io import parse_params
+from offchain.risk.params import MarginParams
 from offchain.scenario import load_scenario
 
 
@@ -33,7 +35,20 @@ def _source(args: argparse.Namespace, client: SystemClient, deployment: Deployme
     if not feeds:
         raise UserError("no market data: the deployment lists no feeds; pass --feeds FILE or --scenario FILE")
     correlations = {tuple(k.split("/")): float(v) for k, v in feeds_conf.get("correlations", {}).items()}
-    return FeedMarketSource(client.w3, feeds, correlations)  # type: ignore[arg-type]
+    return FeedMarketSource(client.w3, feeds, correlations, logs_from_block=max(0, deployment.deploy_block - 1))  # type: ignore[arg-type]
+
+
+def _param_sets(paths: list[str] | None) -> list[MarginParams]:
+    """The model parameter versions this signer holds (`--params FILE`, repeatable; JSON of
+    MarginParams fields including `version`). It signs the version in force on-chain."""
+    out = []
+    for path in paths or []:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise UserError(f"--params {path}: {err}") from None
+        out.append(parse_params(data, f"--params {path}"))
+    return out
 
 
 def _until_signal(stop: threading.Event) -> None:
@@ -49,12 +64,14 @@ def run_signer(args: argparse.Namespace) -> int:
     client = SystemClient(args.rpc, deployment)
     signer = load_signer(args.key_env, args.keystore, args.password_env)
     state_path = Path(args.state) if args.state else None
-    oracle = Oracle(client, _source(args, client, deployment), signer, state_path=state_path, ttl_seconds=args.ttl)
+    param_sets = _param_sets(args.params)
+    oracle = Oracle(client, _source(args, client, deployment), signer, state_path=state_path, ttl_seconds=args.ttl,
+                    param_sets=param_sets)
     block = oracle.sync()
     server = signer_server(oracle, args.host, args.port, rate=args.rate)
     server.serve_in_thread()
     event(log, "signer up", address=signer.address, port=server.port, block=block,
-          authorized=signer.address in deployment.signers)
+          authorized=signer.address in deployment.signers, params=oracle.params_status())
     stop = threading.Event()
     _until_signal(stop)
     server.shutdown()
@@ -93,6 +110,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     s.add_argument("--scenario-speed", type=float, default=1.0)
     s.add_argument("--state", help="snapshot file: resume from it instead of replaying from the deploy block")
     s.add_argument("--ttl", type=int, default=60, help="seconds an attestation stays valid")
+    s.add_argument("--params", action="append", metavar="FILE",
+                   help="model parameters of a version this signer holds (JSON of MarginParams fields; repeatable); "
+                        "the built-in defaults are always held")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=9101)
     s.add_argument("--rate", type=float, default=200.0, help="requests per second per client")

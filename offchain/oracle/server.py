@@ -12,22 +12,25 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Callable
 
+from eth_utils import to_checksum_address
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from offchain.attest.eip712 import Domain, signer_of
-from offchain.attest.messages import from_wire
+from offchain.attest.messages import from_wire, to_wire
 from offchain.ops.httpserver import HttpError, JsonServer
 from offchain.ops.logs import event
-from offchain.oracle.core import Oracle, OracleError
+from offchain.oracle.core import Oracle, OracleError, SignedItem
+from offchain.oracle.cosign import Content, changed_fields, content_key, content_of, differences, proposal_order
 
 log = logging.getLogger("oracle.http")
 
-ATTEST_ENDPOINTS = ("margin", "trade", "liquidation", "adl", "settlement")
+ATTEST_ENDPOINTS = ("margin", "trade", "liquidation", "adl", "settlement", "heartbeat")
 
 
-def openapi(title: str) -> dict[str, Any]:
+def openapi(title: str, signer: bool = False) -> dict[str, Any]:
     """The API description (OpenAPI 3.1). Bodies are JSON; big integers are decimal strings."""
     attest = {
         "margin": ("Attestation of an account's current portfolio (for withdrawals)", {"account": "address"}),
@@ -53,12 +56,23 @@ def openapi(title: str) -> dict[str, Any]:
         paths[f"/v1/attest/{name}"] = {"post": {
             "summary": summary,
             "requestBody": {"content": {"application/json": {"example": fields}}},
-            "responses": {"200": {"description": "signed items {type, message, signature(s)} and extra data"},
+            "responses": {"200": {"description": "signed items {type, message, signature(s)} and extra data; from the "
+                                                 "gateway also `agreement`: identical, or cosigned (offchain/oracle/cosign.py)"},
                           "400": {"description": "malformed request (the message names the field)"},
                           "404": {"description": "unknown account"},
                           "409": {"description": "impossible request (not liquidatable, expired, over the position cap)"},
                           "429": {"description": "rate limited"},
                           "503": {"description": "no trustworthy market data, or too few signers agree"}},
+        }}
+    if signer:
+        paths["/v1/cosign"] = {"post": {
+            "summary": "Signs another signer's proposal for a request if it matches this signer's own answer "
+                       "(identical but for float-derived numbers within the tolerance)",
+            "requestBody": {"content": {"application/json": {"example": {
+                "endpoint": "margin", "request": {"account": "address"}, "proposal": "{items: {name: {type, message}}, extra}"}}}},
+            "responses": {"200": {"description": "the proposal's items signed by this signer"},
+                          "400": {"description": "malformed request"},
+                          "409": {"description": "refused: the proposal differs from this signer's own answer (listed)"}},
         }}
     return {"openapi": "3.1.0", "info": {"title": title, "version": "1"}, "paths": paths}
 
@@ -101,7 +115,7 @@ def signer_server(oracle: Oracle, host: str, port: int, rate: float = 200.0) -> 
         return h
 
     server.route("GET", "/health", health)
-    server.route("GET", "/openapi.json", lambda b, p, q: openapi("DPRE risk oracle (signer)"))
+    server.route("GET", "/openapi.json", lambda b, p, q: openapi("DPRE risk oracle (signer)", signer=True))
     server.route("GET", "/v1/accounts/{address}",
                  lambda b, p, q: _timed(metrics, "account", lambda: oracle.account_report(p["address"])))
     server.route("GET", "/v1/risk/accounts", lambda b, p, q: _timed(
@@ -109,7 +123,27 @@ def signer_server(oracle: Oracle, host: str, port: int, rate: float = 200.0) -> 
     for name in ATTEST_ENDPOINTS:
         fn = getattr(oracle, f"attest_{name}")
         server.route("POST", f"/v1/attest/{name}", lambda b, p, q, fn=fn, name=name: _timed(metrics, name, lambda: fn(b)))
+    server.route("POST", "/v1/cosign", lambda b, p, q: _timed(metrics, "cosign", lambda: cosign(oracle, b)))
     return server
+
+
+def cosign(oracle: Oracle, body: dict[str, Any]) -> dict[str, Any]:
+    """Signs another signer's proposal if this signer, answering the same request itself with the
+    same handler, gets the same content up to float noise (offchain/oracle/cosign.py)."""
+    endpoint, request, proposal = body.get("endpoint"), body.get("request"), body.get("proposal")
+    if endpoint not in ATTEST_ENDPOINTS:
+        raise HttpError(400, f"endpoint: one of {', '.join(ATTEST_ENDPOINTS)}")
+    if not isinstance(request, dict):
+        raise HttpError(400, "request: the original request body (an object)")
+    if not isinstance(proposal, dict) or not isinstance(proposal.get("items"), dict):
+        raise HttpError(400, "proposal: {items: {name: {type, message}}, extra}")
+    own = getattr(oracle, f"attest_{endpoint}")(request)
+    problems = differences(proposal, content_of(own))
+    if problems:
+        raise HttpError(409, "refusing to co-sign: " + "; ".join(problems), differences=problems)
+    items = {k: SignedItem(from_wire(v)).wire(oracle.signer, oracle.domain) for k, v in proposal["items"].items()}
+    event(log, "co-signed", endpoint=endpoint, block=own["block"])
+    return {"block": own["block"], "signer": oracle.signer.address, "items": items, "extra": own["extra"]}
 
 
 # ---------------------------------------------------------------------------------- gateway
@@ -128,86 +162,201 @@ def _http(method: str, url: str, body: dict[str, Any] | None, timeout: float) ->
             return err.code, {"error": f"HTTP {err.code}"}
 
 
-class Gateway:
-    """Fans each attestation request out to every signer and returns the items at least
-    `threshold` of them signed identically, with their signatures combined in signer order."""
+Answer = tuple[str, int, dict[str, Any]]  # (signer URL, HTTP status or 0 if unreachable, JSON body)
 
-    def __init__(self, signer_urls: list[str], threshold: int, domain: Domain, allowed: list[str] | None = None,
+_SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
+
+
+@dataclass
+class Vote:
+    """One signer's signatures over one content, checked. `signer` is the authorized address
+    every item's signature recovers to, whatever the answer claims to be."""
+
+    url: str
+    signer: str
+    content: Content
+    signatures: dict[str, bytes]
+    block: int
+
+
+class Gateway:
+    """Fans each attestation request out to every signer and returns a content that at least
+    `threshold` distinct authorized signers signed, signatures in ascending signer order.
+
+    Agreement is per response, not per item: every item of an answer (and its extra data) comes
+    from the same agreeing signers, because the items describe one computation (a trade's two
+    sides, a liquidation's accounts, fractions and liquidator). Votes count by the address the
+    signatures recover to (never the address an answer claims), only for the configured on-chain
+    signer set, and once per address, so a copied signature, an impostor key or a lone
+    dissenting content never adds to a count. When no content reaches the threshold (honest
+    signers a rounding step apart), the signed contents are proposed, most conservative first,
+    to the signers that did not sign them (propose and co-sign: offchain/oracle/cosign.py)."""
+
+    def __init__(self, signer_urls: list[str], threshold: int, domain: Domain, allowed: list[str],
                  timeout: float = 10.0) -> None:
         if not 1 <= threshold <= len(signer_urls):
             raise ValueError("threshold must be between 1 and the number of signers")
+        if not allowed:
+            raise ValueError("the authorized (on-chain) signer set is required")
         self.urls, self.threshold, self.domain, self.timeout = signer_urls, threshold, domain, timeout
-        self.allowed = {a.lower() for a in allowed} if allowed else None
+        self.allowed = {to_checksum_address(a) for a in allowed}
         self.pool = ThreadPoolExecutor(max_workers=max(4, len(signer_urls) * 4))
 
-    def _fan_out(self, path: str, body: dict[str, Any]) -> list[tuple[str, int, dict[str, Any]]]:
-        def one(url: str) -> tuple[str, int, dict[str, Any]]:
+    def _fan_out(self, path: str, body: dict[str, Any], urls: list[str] | None = None) -> list[Answer]:
+        def one(url: str) -> Answer:
             try:
                 status, data = _http("POST", url + path, body, self.timeout)
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
                 return url, 0, {"error": f"unreachable: {getattr(err, 'reason', err)}"}
-            return url, status, data
+            except ValueError:
+                return url, 502, {"error": "malformed answer (not JSON)"}
+            return url, status, data if isinstance(data, dict) else {"error": "malformed answer (not an object)"}
 
-        return list(self.pool.map(one, self.urls))
+        return list(self.pool.map(one, self.urls if urls is None else urls))
 
     def attest(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
-        answers = self._fan_out(f"/v1/attest/{endpoint}", body)
-        result = self._combine(answers)
+        path = f"/v1/attest/{endpoint}"
+        answers = self._fan_out(path, body)
+        groups, reasons = self._tally(answers)
+        result = self._agreed(groups)
         if result is None:
             # Signers at different blocks can disagree: once more, all at least at the newest one.
-            newest = max((d.get("block", 0) for _, s, d in answers if s == 200), default=0)
+            newest = max((v.block for votes in groups.values() for v in votes), default=0)
             if newest:
-                answers = self._fan_out(f"/v1/attest/{endpoint}", {**body, "min_block": newest})
-                result = self._combine(answers)
+                body = {**body, "min_block": newest}
+                answers = self._fan_out(path, body)
+                groups, reasons = self._tally(answers)
+                result = self._agreed(groups)
+        if result is None and groups:
+            self._explain(groups, reasons)
+            result = self._cosign(endpoint, body, answers, groups, reasons)
         if result is not None:
             return result
         client_errors = [(s, d) for _, s, d in answers if 400 <= s < 500]
         if len(client_errors) > len(self.urls) - self.threshold:
             status, data = client_errors[0]
-            raise HttpError(status, data.get("error", "rejected by the signers"))
-        reasons = {url: (d.get("error") if s != 200 else "disagreed with the others") for url, s, d in answers}
+            raise HttpError(status, str(data.get("error", "rejected by the signers")))
         ok = sum(1 for _, s, _ in answers if s == 200)
-        failures = [str(r) for r in reasons.values() if r and r != "disagreed with the others"]
+        failures = [str(d.get("error")) for _, s, d in answers if s != 200 and d.get("error")]
         common = max(set(failures), key=failures.count) if failures else ""
         raise HttpError(503, f"refusing to attest: {ok} of {len(self.urls)} signers answered, "
                              f"{self.threshold} identical signatures are required"
+                             + (" and no proposal was co-signed by enough signers" if groups else "")
                              + (f" (signers say: {common})" if common else ""), signers=reasons)
 
-    def _combine(self, answers: list[tuple[str, int, dict[str, Any]]]) -> dict[str, Any] | None:
-        groups: dict[str, list[dict[str, Any]]] = {}
-        for _, status, data in answers:
+    def _tally(self, answers: list[Answer]) -> tuple[dict[str, list[Vote]], dict[str, str]]:
+        """Valid votes grouped by exact content (one per signer address), and why each other
+        answer does not count."""
+        groups: dict[str, list[Vote]] = {}
+        reasons: dict[str, str] = {}
+        for url, status, data in answers:
             if status != 200:
+                reasons[url] = str(data.get("error") or f"HTTP {status}")
                 continue
-            content = {k: {"type": v["type"], "message": v["message"]} for k, v in data["items"].items()}
-            key = json.dumps({"items": content, "extra": data.get("extra")}, sort_keys=True)
-            groups.setdefault(key, []).append(data)
-        for key, members in sorted(groups.items(), key=lambda kv: -len(kv[1])):
-            valid = [m for m in members if self._verified(m)]
-            if len(valid) < self.threshold:
+            vote = self._vote(url, data)
+            if isinstance(vote, str):
+                reasons[url] = vote
                 continue
-            chosen = sorted(valid, key=lambda m: int(m["signer"], 16))
-            first = chosen[0]
-            items = {}
-            for k, v in first["items"].items():
-                sigs = b"".join(bytes.fromhex(m["items"][k]["signature"][2:]) for m in chosen)
-                items[k] = {"type": v["type"], "message": v["message"], "signatures": "0x" + sigs.hex(),
-                            "signers": [m["signer"] for m in chosen]}
-            return {"block": max(m["block"] for m in chosen), "items": items, "extra": first.get("extra", {})}
-        return None
+            votes = groups.setdefault(content_key(vote.content), [])
+            first = next((v for v in votes if v.signer == vote.signer), None)
+            if first is not None:
+                reasons[url] = f"repeats the signature of {vote.signer} already counted from {first.url}"
+                continue
+            votes.append(vote)
+        return groups, reasons
 
-    def _verified(self, member: dict[str, Any]) -> bool:
-        """Every signature recovers to the signer it claims, and that signer is authorized."""
-        signer = member["signer"].lower()
-        if self.allowed is not None and signer not in self.allowed:
-            return False
-        for v in member["items"].values():
-            try:
-                item = from_wire(v)
-                if signer_of(self.domain, item, bytes.fromhex(v["signature"][2:])).lower() != signer:
-                    return False
-            except (ValueError, KeyError):
-                return False
-        return True
+    def _vote(self, url: str, data: dict[str, Any], content: Content | None = None) -> Vote | str:
+        """The vote of an answer: over its own content, or over `content` (a co-signed proposal).
+        A string says why the answer is no vote."""
+        try:
+            items = data["items"]
+            wire = content["items"] if content is not None else items
+            if not wire or set(items) != set(wire):
+                return "answered with no items or other items than asked"
+            parsed = {k: from_wire(v) for k, v in wire.items()}
+            signatures = {k: bytes.fromhex(str(items[k]["signature"]).removeprefix("0x")) for k in parsed}
+            for sig in signatures.values():
+                # the contract's ECDSA takes 65-byte low-s records only: anything else would sink the bundle
+                if len(sig) != 65 or int.from_bytes(sig[32:64], "big") > _SECP256K1_HALF_N or sig[64] not in (27, 28):
+                    return "malformed signature (not a 65-byte low-s record)"
+            recovered = {to_checksum_address(signer_of(self.domain, parsed[k], signatures[k])) for k in parsed}
+            block = int(data.get("block", 0))
+            extra = data.get("extra") or {}
+        except Exception as err:  # anything a faulty or hostile signer sends: no vote, and say why
+            return f"malformed answer ({type(err).__name__}: {err})"
+        if len(recovered) != 1:
+            return f"items signed by different keys {sorted(recovered)}"
+        signer = recovered.pop()
+        if signer not in self.allowed:
+            claimed = data.get("signer")
+            return f"signed by {signer}, not an authorized signer" + (f" (claims to be {claimed})" if claimed else "")
+        if content is None:
+            content = {"items": {k: to_wire(v) for k, v in parsed.items()}, "extra": extra}
+        return Vote(url, signer, content, signatures, block)
+
+    def _agreed(self, groups: dict[str, list[Vote]]) -> dict[str, Any] | None:
+        ready = [votes for votes in groups.values() if len(votes) >= self.threshold]
+        if not ready:
+            return None
+        # two contents at the threshold need an equivocating signer: prefer the larger, then the safer
+        best = min(ready, key=lambda votes: (-len(votes), proposal_order(votes[0].content)))
+        return self._result(best, "identical")
+
+    def _result(self, votes: list[Vote], agreement: str) -> dict[str, Any]:
+        chosen = sorted(votes, key=lambda v: int(v.signer, 16))  # the contract wants ascending signers
+        content = chosen[0].content
+        items = {}
+        for k, v in content["items"].items():
+            sigs = b"".join(vote.signatures[k] for vote in chosen)
+            items[k] = {"type": v["type"], "message": v["message"], "signatures": "0x" + sigs.hex(),
+                        "signers": [vote.signer for vote in chosen]}
+        return {"block": max(v.block for v in chosen), "items": items, "extra": content["extra"], "agreement": agreement}
+
+    def _explain(self, groups: dict[str, list[Vote]], reasons: dict[str, str]) -> None:
+        """Says for each counted signer what it signed, and where that differs from the content
+        with the most signatures (the most conservative of those on a tie)."""
+        reference = min(groups.values(), key=lambda votes: (-len(votes), proposal_order(votes[0].content)))
+        names = ", ".join(v.signer for v in reference)
+        for votes in groups.values():
+            for v in votes:
+                if votes is reference:
+                    reasons[v.url] = f"signed as {v.signer}"
+                else:
+                    changed = changed_fields(v.content, reference[0].content)
+                    reasons[v.url] = (f"signed as {v.signer} other content than {names}: "
+                                      + "; ".join(changed[:4]) + (" …" if len(changed) > 4 else ""))
+
+    def _cosign(self, endpoint: str, body: dict[str, Any], answers: list[Answer],
+                groups: dict[str, list[Vote]], reasons: dict[str, str]) -> dict[str, Any] | None:
+        """Proposes each signed content, most conservative first, to the signers that did not sign
+        it; returns the first one that `threshold` distinct authorized signers then signed. A
+        proposal honest signers refuse (beyond the tolerance) only costs one round."""
+        reachable = [url for url, status, _ in answers if status != 0]
+        for votes in sorted(groups.values(), key=lambda votes: proposal_order(votes[0].content)):
+            votes = list(votes)
+            proposal = votes[0].content
+            asked = [u for u in reachable if u not in {v.url for v in votes}]
+            if len(votes) + len(asked) < self.threshold:
+                continue
+            floor = body.get("min_block") if isinstance(body.get("min_block"), int) else 0
+            newest = max([v.block for v in votes] + [floor])
+            request = {"endpoint": endpoint, "request": {**body, "min_block": newest}, "proposal": proposal}
+            proposer = ", ".join(v.signer for v in votes)
+            for url, status, data in self._fan_out("/v1/cosign", request, asked):
+                if status != 200:
+                    note = f"asked to co-sign {proposer}'s proposal: {data.get('error') or f'HTTP {status}'}"
+                else:
+                    vote = self._vote(url, data, proposal)
+                    if isinstance(vote, Vote) and all(v.signer != vote.signer for v in votes):
+                        votes.append(vote)
+                        continue
+                    note = f"co-signature of {proposer}'s proposal not counted: " + (
+                        vote if isinstance(vote, str) else f"repeats {vote.signer}")
+                reasons[url] = f"{reasons[url]}; {note}" if url in reasons else note
+            if len(votes) >= self.threshold:
+                event(log, "co-signed", endpoint=endpoint, proposer=proposer, signers=[v.signer for v in votes])
+                return self._result(votes, "cosigned")
+        return None
 
     def forward(self, path: str) -> dict[str, Any]:
         errors = {}

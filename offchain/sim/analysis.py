@@ -56,6 +56,12 @@ def _events(data: Any, logs: list[Any]) -> None:
         "adl_notional": round(sum(abs(int(e.args["amount"])) * int(e.args["bankruptcyPrice"]) for e in deleveraged) / WAD / WAD, 6),
         "adl_haircut": round(sum(int(e.args["haircut"]) for e in completed) / WAD, 6),
         "adl_fund_contribution": round(sum(int(e.args["fundContribution"]) for e in completed) / WAD, 6),
+        "adl_uncovered": round(sum(int(e.args.get("uncovered", 0)) for e in completed) / WAD, 6),
+        "bankruptcies_cleared": sum(1 for e in logs if e.name == "BankruptcyCleared"),
+        "stalls_reported": sum(1 for e in logs if e.name == "StallReported"),
+        "backstop_closures": len({e.args["account"] for e in logs if e.name == "StallReported"}
+                                 & {e.args["account"] for e in completed if int(e.args["haircut"]) == 0}),
+        "settlement_deficits_absorbed": sum(1 for e in logs if e.name == "SettlementDeficitAbsorbed"),
         "positions_settled": len(settled),
         "settlement_payouts": round(sum(max(0, int(e.args["payout"])) for e in settled) / WAD, 6),
         "trades": sum(1 for e in logs if e.name == "OrderFilled"),

@@ -26,9 +26,10 @@ BOOK_TYPES: dict[str, float] = {
     "delta-hedged straddle": 0.10,
     "naked short put": 0.12,
     "naked short strangle": 0.08,
-    "leveraged long perp": 0.27,
+    "leveraged long perp": 0.24,
     "leveraged short perp": 0.08,
-    "BTC long perp": 0.07,
+    "BTC long perp": 0.06,
+    "BTC put spread": 0.04,
 }
 
 
@@ -46,27 +47,44 @@ class TraderPlan:
 class Universe:
     perp_eth: Instrument
     perp_btc: Instrument
-    calls: dict[int, Instrument]  # strike → call (the scenario's expiry)
-    puts: dict[int, Instrument]
+    options: dict[tuple[str, int, int, str], Instrument]  # (underlying, expiry, strike, CALL|PUT)
+    expiries: dict[str, list[int]]  # underlying → listed expiries, nearest first
 
     @classmethod
     def listed(cls, instruments: list[Instrument]) -> "Universe":
-        eth_opts = [i for i in instruments if i.underlying == "ETH" and i.is_option]
+        opts = [i for i in instruments if i.is_option]
         return cls(
             perp_eth=next(i for i in instruments if i.name == "ETH-PERP"),
             perp_btc=next(i for i in instruments if i.name == "BTC-PERP"),
-            calls={int(i.strike): i for i in eth_opts if i.kind.name == "CALL"},
-            puts={int(i.strike): i for i in eth_opts if i.kind.name == "PUT"},
+            options={(i.underlying, i.expiry, int(i.strike), i.kind.name): i for i in opts},
+            expiries={u: sorted({i.expiry for i in opts if i.underlying == u}) for u in {i.underlying for i in opts}},
         )
 
+    def series(self, underlying: str, expiry: int) -> tuple[dict[int, Instrument], dict[int, Instrument]]:
+        """(calls, puts) of one expiry, by strike."""
+        pick = {k: i for k, i in self.options.items() if k[0] == underlying and k[1] == expiry}
+        return ({k[2]: i for k, i in pick.items() if k[3] == "CALL"}, {k[2]: i for k, i in pick.items() if k[3] == "PUT"})
 
-def option_strikes(spot: float) -> list[int]:
-    return [int(round(spot * m / 50) * 50) for m in (0.8, 0.9, 1.0, 1.1, 1.2)]
+
+def option_strikes(spot: float, wide: bool = False) -> list[int]:
+    """The strikes books trade (80% … 120% of spot); `wide` adds 70% and 130% (listed, rarely traded)."""
+    steps = (0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3) if wide else (0.8, 0.9, 1.0, 1.1, 1.2)
+    return [int(round(spot * m / 50) * 50) for m in steps]
 
 
-def _legs(kind: str, u: Universe, rng: np.random.Generator, spot: float, delta_atm: float) -> list[tuple[Instrument, float]]:
+def _legs(kind: str, universe: Universe, rng: np.random.Generator, spot: float, delta_atm: float,
+          btc_spot: float = 0.0) -> list[tuple[Instrument, float]]:
     k = option_strikes(spot)
     q = float(np.round(rng.lognormal(np.log(5.0), 0.6), 2))  # contracts
+    # most option books use the nearest expiry, a quarter the next one
+    eth_expiries = universe.expiries.get("ETH", [])
+    expiry = eth_expiries[1] if len(eth_expiries) > 1 and rng.random() < 0.25 else (eth_expiries or [0])[0]
+    u = _Series(universe, *universe.series("ETH", expiry))
+    if kind == "BTC put spread":
+        kb = option_strikes(btc_spot)
+        _, btc_puts = universe.series("BTC", universe.expiries["BTC"][0])
+        qb = round(q / 15, 3)
+        return [(btc_puts[kb[2]], qb), (btc_puts[kb[1]], -qb)]
     if kind == "call spread":
         return [(u.calls[k[2]], q), (u.calls[k[3]], -q)]
     if kind == "put spread":
@@ -97,10 +115,11 @@ def make_population(
     weights = np.array([BOOK_TYPES[k] for k in kinds])
     universe = Universe.listed(instruments)
     spot = market.get("ETH").spot
+    btc_spot = market.get("BTC").spot
     plans = []
     for i in range(n):
         kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
-        legs = [(inst, size) for inst, size in _legs(kind, universe, rng, spot, delta_atm) if size != 0]
+        legs = [(inst, size) for inst, size in _legs(kind, universe, rng, spot, delta_atm, btc_spot) if size != 0]
         # Trading at the mark leaves equity ≈ the deposit, so the deposit must cover the largest
         # IM along the way (legs are traded one at a time), plus the taker fees.
         prefixes = [Portfolio(dict(_merge(legs[: j + 1]))) for j in range(len(legs))]
@@ -113,6 +132,23 @@ def make_population(
                           book=Portfolio(dict(_merge(legs))))
         plans.append(plan)
     return plans
+
+
+@dataclass
+class _Series:
+    """One expiry's calls and puts next to the perpetuals, as the book recipes name them."""
+
+    universe: Universe
+    calls: dict[int, Instrument]
+    puts: dict[int, Instrument]
+
+    @property
+    def perp_eth(self) -> Instrument:
+        return self.universe.perp_eth
+
+    @property
+    def perp_btc(self) -> Instrument:
+        return self.universe.perp_btc
 
 
 def _merge(legs: list[tuple[Instrument, float]]) -> dict[Instrument, float]:

@@ -124,7 +124,13 @@ def write_report(data: RunData, out: Path) -> str:
         f"| bankruptcies covered by the insurance fund | {e.get('bankruptcies_covered_by_fund', 0)} (deficits {e.get('deficit_covered_by_fund', 0):,.2f}) |",
         f"| insurance fees received | {e.get('insurance_fees', 0):,.2f} |",
         f"| auto-deleveraging | {e.get('adl_events', 0)} bankrupt accounts, {e.get('adl_steps', 0)} counterparties, notional {e.get('adl_notional', 0):,.2f}, haircut {e.get('adl_haircut', 0):,.2f} |",
-        f"| positions settled at expiry | {e.get('positions_settled', 0)} |",
+        f"| who took the liquidated portfolios | keepers {e.get('liquidations', 0)} liquidations; backstop (no keeper took it within "
+        f"60 s of a stall report: closed against the ADL queue at the marks) {e.get('backstop_closures', 0)} accounts "
+        f"({e.get('stalls_reported', 0)} stall reports); ADL for bankruptcies beyond the fund "
+        f"{e.get('adl_events', 0) - e.get('backstop_closures', 0)} |",
+        f"| bad debt left unresolved (flagged, waiting for the fund) | {e.get('adl_uncovered', 0):,.2f} |",
+        f"| positions settled at expiry | {e.get('positions_settled', 0)} (settlement deficits absorbed: "
+        f"{e.get('settlement_deficits_absorbed', 0)}) |",
         f"| keeper reaction (price move → nothing left to do), steps with liquidations | "
         + (f"mean {sum(reacting) / len(reacting):.2f} s, max {max(reacting):.2f} s |" if reacting else "no liquidations |"),
         "",
@@ -189,7 +195,7 @@ def console_summary(data: RunData, out: Path) -> str:
         f"liquidations      {e.get('liquidations', 0)} ({e.get('partial_liquidations', 0)} partial, {e.get('full_liquidations', 0)} full), "
         f"{e.get('accounts_liquidated', 0)} accounts",
         f"bankruptcies      {e.get('bankruptcies_covered_by_fund', 0)} covered by the fund; ADL {e.get('adl_events', 0)} "
-        f"(notional {e.get('adl_notional', 0):,.2f})",
+        f"(notional {e.get('adl_notional', 0):,.2f}); backstop closures {e.get('backstop_closures', 0)}",
         f"insurance fund    {data.steps[0].fund_balance if data.steps else 0:,.2f} → {data.steps[-1].fund_balance if data.steps else 0:,.2f}",
     ]
     if c:

@@ -133,18 +133,26 @@ class ScenarioRun:
 
         compile_contracts()
         base = self.scenario.at(0.0)
-        expiry_day = dt.datetime.fromtimestamp(GENESIS + 21 * 86400, tz=dt.timezone.utc)
-        self.expiry = int(expiry_day.replace(hour=EXPIRY_HOUR_UTC, minute=0, second=0).timestamp())
-        eth = base["ETH"][0]
+        def expiry_in(days: int) -> int:
+            day = dt.datetime.fromtimestamp(GENESIS + days * 86400, tz=dt.timezone.utc)
+            return int(day.replace(hour=EXPIRY_HOUR_UTC, minute=0, second=0).timestamp())
+
+        # A venue lists many instruments (several expiries × strikes per underlying): enough that a
+        # keeper absorbing slices holds more legs than a trade may open (maxPositions).
+        self.expiries = (expiry_in(21), expiry_in(49))
+        self.expiry = self.expiries[0]  # the one the run plays through to settlement
         instruments = [Instrument.perp("ETH"), Instrument.perp("BTC")]
-        for k in option_strikes(eth):
-            instruments += [Instrument.option("ETH", self.expiry, k, True), Instrument.option("ETH", self.expiry, k, False)]
+        for expiry in self.expiries:
+            for k in option_strikes(base["ETH"][0], wide=True):
+                instruments += [Instrument.option("ETH", expiry, k, True), Instrument.option("ETH", expiry, k, False)]
+        for k in option_strikes(base["BTC"][0]):
+            instruments += [Instrument.option("BTC", self.expiry, k, True), Instrument.option("BTC", self.expiry, k, False)]
         signer_keys = [_key(self.config.seed, f"signer-{i}") for i in range(3)]
         with connect(node.url):
             deployer = accounts.test_accounts[0]
             deployment = deploy_system(
                 deployer, signers=[Account.from_key(k).address for k in signer_keys], threshold=2,
-                instruments=instruments, config=OnchainRiskConfig(max_snapshot_age=300, snapshot_tolerance=60),
+                instruments=instruments, config=OnchainRiskConfig(snapshot_tolerance=60),
                 fund_target=int(self.config.fund_seed * 20 * WAD),
             )
             deployment.feeds = deploy_dev_feeds(deployer, {u: v for u, v in base.items()})
@@ -207,6 +215,8 @@ class ScenarioRun:
                     desk.withdraw(trader, round(excess * plan.withdraw_fraction, 2))
             if (k + 1) % 25 == 0 or k + 1 == len(plans):
                 self.say(f"books opened: {k + 1}/{len(plans)} traders ({rejected} legs refused for margin)")
+                # attestations carry the feeds' own time: a new round (same values) keeps it fresh
+                self._set_markets(desk, 0.0)
         self.data.rejected_trades = rejected
         return {"makers": makers, "traders": traders, "keeper": keeper}
 
@@ -247,7 +257,7 @@ class ScenarioRun:
                 desk.send(desk.deployer, desk.client.fund.functions.deposit(amount), "fund deposit")
 
             now = desk.now()
-            market0 = _market(self.scenario, 0.0, now, (self.expiry,))
+            market0 = _market(self.scenario, 0.0, now, self.expiries)
             atm = Instrument.option("ETH", self.expiry, option_strikes(market0.get("ETH").spot)[2], True)
             delta = float(price_instruments(Book.from_portfolios([Portfolio({atm: 1.0})]).table, market0, PARAMS).delta[0])
             plans = make_population(cfg.traders, cfg.seed, instruments, market0, PARAMS, delta)
@@ -278,6 +288,9 @@ class ScenarioRun:
 
             if cfg.settle:
                 self.say("options expire: the chain clock jumps to the expiry; the keeper posts the price and settles ...")
+                # the feeds' round at the expiry (the settlement price), then fresh rounds after it
+                desk.w3.provider.make_request("evm_setNextBlockTimestamp", [self.expiry - 30])
+                self._set_markets(desk, 1.0)
                 desk.w3.provider.make_request("evm_setNextBlockTimestamp", [self.expiry + 60])
                 self._set_markets(desk, 1.0)
                 self._wait_idle(desk, keeper_url)

@@ -3,7 +3,7 @@ pragma solidity 0.8.28;
 
 import {ClearinghouseFixture} from "../utils/ClearinghouseFixture.sol";
 import {ClearinghouseHarness} from "./ClearinghouseHarness.sol";
-import {MarginAttestation, Order} from "../../../contracts/interfaces/IClearinghouse.sol";
+import {MarginAttestation, Order, SnapshotHeartbeat} from "../../../contracts/interfaces/IClearinghouse.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 
 /// @notice Gas of the user-facing paths, written to snapshots/Clearinghouse.json.
@@ -79,5 +79,13 @@ contract GasSnapshots is ClearinghouseFixture {
             h.verifyOnly(att, sigs);
             vm.snapshotGasLastCall("AttestationVerifier", string.concat("verify ", vm.toString(m), "-of-", vm.toString(m)));
         }
+    }
+
+    function test_gas_postSnapshot() public {
+        vm.warp(block.timestamp + 30);
+        uint64 t = uint64(block.timestamp);
+        bytes memory sigs = signDigest(heartbeatDigest(t), keysSlice(0, 3));
+        ch.postSnapshot(SnapshotHeartbeat(t), sigs);
+        vm.snapshotGasLastCall("Clearinghouse", "postSnapshot (heartbeat x 3 sigs)");
     }
 }

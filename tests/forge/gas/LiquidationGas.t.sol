@@ -2,7 +2,9 @@
 pragma solidity 0.8.28;
 
 import {LiquidationFixture} from "../utils/LiquidationFixture.sol";
-import {InstrumentKind, MarginAttestation, RiskConfig} from "../../../contracts/interfaces/IClearinghouse.sol";
+import {
+    InstrumentKind, MarginAttestation, RiskConfig, SettlementPrice
+} from "../../../contracts/interfaces/IClearinghouse.sol";
 import {AdlAttestation, AdlFill, LiquidationRequest} from "../../../contracts/interfaces/ILiquidationEngine.sol";
 
 /// @notice Gas of the waterfall's paths, written to snapshots/LiquidationEngine.json.
@@ -44,7 +46,7 @@ contract LiquidationGas is LiquidationFixture {
         // attested: value 10 per contract, MM 2,000 > equity ≈ 1,000 → a partial liquidation
         LiquidationRequest[] memory reqs = new LiquidationRequest[](1);
         reqs[0] = request(alice, int256(10e18 * n), 2_000e18);
-        (MarginAttestation memory katt, bytes memory ksigs) = keeperAfter(reqs, int256(10e18 * n), 1_000e18);
+        (MarginAttestation memory katt, bytes memory ksigs) = keeperNow(0, 0);
         vm.prank(keeper);
         engine.liquidate(reqs, katt, ksigs);
         vm.snapshotGasLastCall("LiquidationEngine", label);
@@ -79,7 +81,7 @@ contract LiquidationGas is LiquidationFixture {
             address a = vm.addr(0xACC0 + k);
             reqs[k] = request(a, 2_500e18, 2_000e18); // equity ≈ 500 < MM 2,000
         }
-        (MarginAttestation memory katt, bytes memory ksigs) = keeperAfter(reqs, 25_000e18, 10_000e18);
+        (MarginAttestation memory katt, bytes memory ksigs) = keeperNow(0, 0);
         vm.prank(keeper);
         engine.liquidate(reqs, katt, ksigs);
         vm.snapshotGasLastCall("LiquidationEngine", "liquidate a batch of 10 accounts (1 position each)");
@@ -91,7 +93,7 @@ contract LiquidationGas is LiquidationFixture {
         // value 1,500 against cash −2,000: equity −500, covered by the fund
         LiquidationRequest[] memory reqs = new LiquidationRequest[](1);
         reqs[0] = request(alice, 1_500e18, 240e18);
-        (MarginAttestation memory katt, bytes memory ksigs) = keeperAfter(reqs, 1_500e18, 300e18);
+        (MarginAttestation memory katt, bytes memory ksigs) = keeperNow(0, 0);
         vm.prank(keeper);
         engine.liquidate(reqs, katt, ksigs);
         vm.snapshotGasLastCall("LiquidationEngine", "liquidate a bankrupt account, fund covers the deficit");
@@ -121,5 +123,77 @@ contract LiquidationGas is LiquidationFixture {
         engine.deleverage(att, sigs, fills);
         vm.snapshotGasLastCall("LiquidationEngine", "deleverage 1 position against 2 ranked counterparties");
         assertEq(ch.positionOf(alice, perpId), 0, "deleveraged");
+    }
+
+    /// alice long 10 perpetuals at 3,000 (6 from bob, 4 from carol) on a deposit of 1,000, and a
+    /// fund of 100: at 1,000 she is bankrupt by ~21,000, beyond the fund.
+    function bankruptAlice() internal {
+        setUpLiquidation(5, 3);
+        fund(bob, 1_000_000);
+        fund(carol, 1_000_000);
+        fund(alice, 1_000);
+        seedFund(100);
+        fill(order(bob, perpId, -6e18, 3_000e18, 1), bobKey, alice, 6e18, quote(0, 0, 18_000e18, 0));
+        fill(order(carol, perpId, -4e18, 3_000e18, 1), carolKey, alice, 4e18, quote(0, 0, 30_000e18, 0));
+    }
+
+    function test_gas_clearFlagWithPositions() public {
+        bankruptAlice();
+        MarginAttestation memory att = attestation(alice, 10_000e18, 2_000e18, 1_600e18);
+        engine.flagBankruptcy(alice, att, oracleSign(att));
+        seedFund(30_000);
+        engine.clearFlag(alice, att, oracleSign(att));
+        vm.snapshotGasLastCall("LiquidationEngine", "clearFlag (with positions, attestation x 3 sigs)");
+        assertFalse(ch.withdrawalsGated(), "cleared");
+    }
+
+    function test_gas_clearFlagWithoutPositions() public {
+        bankruptAlice();
+        // a queue that can carry only 100 of the haircut: alice ends flat, flagged, in deficit
+        uint256[] memory ids = new uint256[](1);
+        ids[0] = perpId;
+        uint256[] memory marks = new uint256[](1);
+        marks[0] = 1_000e18;
+        bytes32[] memory roots = new bytes32[](1);
+        address[] memory ranked = new address[](2);
+        ranked[0] = carol;
+        ranked[1] = bob;
+        int256[] memory values = new int256[](2);
+        values[0] = 50e18 - ch.cashOf(carol);
+        values[1] = 50e18 - ch.cashOf(bob);
+        AdlFill[] memory fills;
+        (roots[0], fills) = queueWithValues(0, perpId, ranked, values);
+        (AdlAttestation memory att, bytes memory sigs) = adlAttestation(alice, ids, marks, roots);
+        engine.deleverage(att, sigs, fills);
+        assertTrue(engine.flagged(alice) && ch.openInstruments(alice).length == 0, "flagged, flat");
+        seedFund(30_000);
+        MarginAttestation memory none;
+        engine.clearFlag(alice, none, "");
+        vm.snapshotGasLastCall("LiquidationEngine", "clearFlag (no positions, the fund pays the deficit)");
+        assertGe(ch.cashOf(alice), 0, "paid");
+    }
+
+    /// The 3,000 calls at ETH 4,000 (intrinsic 1,000): alice long 2 (one from bob, one from carol);
+    /// carol (deposit 200) cannot pay her 1,000; the fund (100) pays part, alice's payout the rest.
+    function test_gas_settle() public {
+        setUpLiquidation(5, 3);
+        fund(bob, 1_000_000);
+        seedFund(100);
+        fund(alice, 10_000);
+        fund(carol, 200);
+        fill(order(bob, callId, -1e18, 100e18, 1), bobKey, alice, 1e18, quote(0, 0, 0, 0));
+        fill(order(carol, callId, -1e18, 100e18, 1), carolKey, alice, 1e18, quote(0, 0, 0, 0));
+        vm.warp(expiry);
+        SettlementPrice memory sp = SettlementPrice({underlying: ETH, expiry: expiry, price: 4_000e18, snapshotTime: expiry});
+        ch.postSettlementPrice(sp, oracleSignPrice(sp));
+        uint256[] memory ids = new uint256[](1);
+        ids[0] = callId;
+        engine.settle(bob, ids);
+        vm.snapshotGasLastCall("LiquidationEngine", "settle a payer (1 option)");
+        engine.settle(carol, ids);
+        vm.snapshotGasLastCall("LiquidationEngine", "settle a payer with a deficit (fund pays part, the rest shared)");
+        engine.settle(alice, ids);
+        vm.snapshotGasLastCall("LiquidationEngine", "settle a long (1 option, less its shortfall share)");
+        assertEq(ch.openInstruments(alice).length, 0, "settled");
     }
 }

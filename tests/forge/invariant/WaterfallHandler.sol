@@ -116,7 +116,7 @@ contract WaterfallHandler {
         LiquidationRequest[] memory reqs = new LiquidationRequest[](1);
         MarginAttestation memory att = _attest(a, ch.stateHashOf(a), _value(a), mm * 5 / 4, mm);
         reqs[0] = LiquidationRequest(a, att, _sign(ch.marginAttestationDigest(att)), WAD);
-        (MarginAttestation memory katt, bytes memory ksigs, uint256 f) = _keeperAfter(a, equity, mm);
+        (MarginAttestation memory katt, bytes memory ksigs, uint256 f) = _keeperNow(equity, mm);
         uint256 fundBefore = fund.fundBalance();
         vm.prank(keeper());
         try engine.liquidate(reqs, katt, ksigs) {
@@ -192,27 +192,16 @@ contract WaterfallHandler {
         return _attest(a, ch.nextStateHash(a, id, next), value, gross / 5, gross * 16 / 100);
     }
 
-    function _keeperAfter(address a, int256 equity, uint256 mm)
+    /// @dev The keeper's attestation of its current portfolio, and the fraction it will take.
+    function _keeperNow(int256 equity, uint256 mm)
         internal
         view
         returns (MarginAttestation memory att, bytes memory sigs, uint256 f)
     {
         if (equity < int256(mm)) (f,,) = _terms(equity, mm);
         address k = keeper();
-        bytes32 h = ch.stateHashOf(k);
-        uint256[] memory ids = ch.openInstruments(a);
-        int256 value = _value(k);
         uint256 gross = _gross(k);
-        for (uint256 i; i < ids.length; ++i) {
-            int256 size = ch.positionOf(a, ids[i]);
-            int256 slice = f >= WAD ? size : _slice(size, f);
-            int256 held = ch.positionOf(k, ids[i]);
-            int256 next = held + slice;
-            h = keccak256(abi.encode(h, ids[i], next));
-            value += slice * int256(mark[ids[i]]) / int256(WAD);
-            gross = gross - uint256(held >= 0 ? held : -held) * mark[ids[i]] / WAD + uint256(next >= 0 ? next : -next) * mark[ids[i]] / WAD;
-        }
-        att = _attest(k, h, value, gross / 5, gross * 16 / 100);
+        att = _attest(k, ch.stateHashOf(k), _value(k), gross / 5, gross * 16 / 100);
         sigs = _sign(ch.marginAttestationDigest(att));
     }
 
@@ -272,7 +261,13 @@ contract WaterfallHandler {
         }
         if (m == 0) ranked[m++] = a; // an empty queue: ADL cannot complete and the call reverts
         bytes32[] memory leaves = new bytes32[](m);
-        for (uint256 r; r < m; ++r) leaves[r] = MerkleBuilder.leaf(id, r, ranked[r]);
+        bytes32[] memory hashes = new bytes32[](m);
+        int256[] memory values = new int256[](m);
+        for (uint256 r; r < m; ++r) {
+            hashes[r] = ch.stateHashOf(ranked[r]);
+            values[r] = _value(ranked[r]);
+            leaves[r] = MerkleBuilder.leaf(id, r, ranked[r], hashes[r], values[r]);
+        }
         root = MerkleBuilder.root(leaves);
         uint256 remaining = uint256(size > 0 ? size : -size);
         uint256 used;
@@ -283,7 +278,9 @@ contract WaterfallHandler {
             ++used;
         }
         fills = new AdlFill[](used);
-        for (uint256 r; r < used; ++r) fills[r] = AdlFill(leg, ranked[r], r, MerkleBuilder.proof(leaves, r));
+        for (uint256 r; r < used; ++r) {
+            fills[r] = AdlFill(leg, ranked[r], r, hashes[r], values[r], MerkleBuilder.proof(leaves, r));
+        }
     }
 
     // ------------------------------------------------------------------ internals

@@ -51,11 +51,12 @@ contract AdlTest is LiquidationFixture {
     function test_liquidationRefusedWhenTheFundCannotCover() public {
         LiquidationRequest[] memory reqs = new LiquidationRequest[](1);
         reqs[0] = request(alice, int256(10 * MARK), 1_600e18);
-        int256 deficit = -(ch.cashOf(alice) + int256(10 * MARK));
-        MarginAttestation memory none;
+        (MarginAttestation memory katt, bytes memory ksigs) = keeperNow(0, 0);
         vm.prank(keeper);
-        vm.expectRevert(abi.encodeWithSelector(ILiquidationEngine.FundCannotCover.selector, uint256(deficit), 100e18));
-        engine.liquidate(reqs, none, "");
+        vm.expectEmit();
+        emit ILiquidationEngine.LiquidationSkipped(alice, 3);
+        vm.expectRevert(ILiquidationEngine.NothingLiquidated.selector);
+        engine.liquidate(reqs, katt, ksigs);
     }
 
     function test_flagGatesWithdrawalsUntilDeleveraged() public {

@@ -32,12 +32,12 @@ contract LiquidationTest is LiquidationFixture {
         assertGe(equityAt(mark), int256(mmAt(mark)), "healthy");
         LiquidationRequest[] memory reqs = new LiquidationRequest[](1);
         reqs[0] = request(alice, int256(10 * mark), mmAt(mark));
-        MarginAttestation memory none;
+        (MarginAttestation memory katt, bytes memory ksigs) = keeperNow(0, 0);
         vm.prank(keeper);
-        vm.expectRevert(
-            abi.encodeWithSelector(ILiquidationEngine.NotLiquidatable.selector, equityAt(mark), mmAt(mark))
-        );
-        engine.liquidate(reqs, none, "");
+        vm.expectEmit();
+        emit ILiquidationEngine.LiquidationSkipped(alice, 2);
+        vm.expectRevert(ILiquidationEngine.NothingLiquidated.selector);
+        engine.liquidate(reqs, katt, ksigs);
     }
 
     function test_partialLiquidationRestoresTargetWithMinimalFraction() public {
@@ -76,7 +76,7 @@ contract LiquidationTest is LiquidationFixture {
         reqs[0] = request(alice, int256(10 * mark), mmAt(mark));
         reqs[0].maxFraction = 0.1e18;
         (uint256 f,,) = engine.liquidationTerms(equityAt(mark), mmAt(mark));
-        (MarginAttestation memory katt, bytes memory ksigs) = keeperAfter(reqs, int256(3 * mark), 2_000e18);
+        (MarginAttestation memory katt, bytes memory ksigs) = keeperNow(0, 0);
         vm.prank(keeper);
         vm.expectRevert(abi.encodeWithSelector(ILiquidationEngine.FractionAboveMax.selector, f, 0.1e18));
         engine.liquidate(reqs, katt, ksigs);
@@ -86,12 +86,13 @@ contract LiquidationTest is LiquidationFixture {
         uint256 mark = 2_300e18;
         LiquidationRequest[] memory reqs = new LiquidationRequest[](1);
         reqs[0] = request(alice, int256(10 * mark), mmAt(mark));
-        (MarginAttestation memory katt, bytes memory ksigs) = keeperAfter(reqs, int256(3 * mark), 2_000e18);
+        (MarginAttestation memory katt, bytes memory ksigs) = keeperNow(0, 0);
         // alice trades first (sells 1 perp back to bob): her portfolio state changes
         fill(order(bob, perpId, 1e18, 2_300e18, 2), bobKey, alice, 1e18, quote(0, 0, int256(9 * mark), 0));
-        bytes32 now_ = ch.stateHashOf(alice);
         vm.prank(keeper);
-        vm.expectRevert(abi.encodeWithSelector(IClearinghouse.WrongPortfolioState.selector, now_, reqs[0].att.stateHash));
+        vm.expectEmit();
+        emit ILiquidationEngine.LiquidationSkipped(alice, 1);
+        vm.expectRevert(ILiquidationEngine.NothingLiquidated.selector);
         engine.liquidate(reqs, katt, ksigs);
     }
 
@@ -99,7 +100,7 @@ contract LiquidationTest is LiquidationFixture {
         uint256 mark = 2_300e18;
         LiquidationRequest[] memory reqs = new LiquidationRequest[](1);
         reqs[0] = request(alice, int256(10 * mark), mmAt(mark));
-        (MarginAttestation memory katt, bytes memory ksigs) = keeperAfter(reqs, int256(3 * mark), 500_000e18);
+        (MarginAttestation memory katt, bytes memory ksigs) = keeperNow(0, 500_000e18);
         vm.prank(keeper);
         vm.expectRevert(); // LiquidatorBelowInitialMargin
         engine.liquidate(reqs, katt, ksigs);
@@ -109,10 +110,9 @@ contract LiquidationTest is LiquidationFixture {
         uint256 mark = 2_300e18;
         LiquidationRequest[] memory reqs = new LiquidationRequest[](1);
         reqs[0] = request(alice, int256(10 * mark), mmAt(mark));
-        MarginAttestation memory none;
         vm.prank(alice);
         vm.expectRevert(ILiquidationEngine.SelfLiquidation.selector);
-        engine.liquidate(reqs, none, "");
+        engine.liquidate(reqs, reqs[0].att, reqs[0].sigs);
     }
 
     function test_staleAttestationRejected() public {
@@ -170,10 +170,12 @@ contract LiquidationTest is LiquidationFixture {
         setUpSmallFund();
         LiquidationRequest[] memory reqs = new LiquidationRequest[](1);
         reqs[0] = request(alice, int256(10 * mark), mmAt(mark));
-        MarginAttestation memory none;
+        (MarginAttestation memory katt, bytes memory ksigs) = keeperNow(0, 0);
         vm.prank(keeper);
-        vm.expectRevert(); // FundCannotCover
-        engine.liquidate(reqs, none, "");
+        vm.expectEmit();
+        emit ILiquidationEngine.LiquidationSkipped(alice, 3);
+        vm.expectRevert(ILiquidationEngine.NothingLiquidated.selector);
+        engine.liquidate(reqs, katt, ksigs);
     }
 
     function setUpSmallFund() internal {
@@ -192,7 +194,7 @@ contract LiquidationTest is LiquidationFixture {
         LiquidationRequest[] memory reqs = new LiquidationRequest[](2);
         reqs[0] = request(alice, int256(10 * mark), mmAt(mark));
         reqs[1] = request(carol, int256(10 * mark), mmAt(mark));
-        (MarginAttestation memory katt, bytes memory ksigs) = keeperAfter(reqs, int256(6 * mark), 3_000e18);
+        (MarginAttestation memory katt, bytes memory ksigs) = keeperNow(0, 0);
         vm.prank(keeper);
         engine.liquidate(reqs, katt, ksigs);
         assertLt(ch.positionOf(alice, perpId), 10e18, "alice");
@@ -208,10 +210,10 @@ contract LiquidationTest is LiquidationFixture {
         LiquidationRequest[] memory reqs = new LiquidationRequest[](1);
         MarginAttestation memory att = attestation(alice, int256(10 * mark), mm * 5 / 4, mm);
         reqs[0] = LiquidationRequest(alice, att, oracleSign(att), 1e18);
-        MarginAttestation memory none;
+        (MarginAttestation memory katt, bytes memory ksigs) = keeperNow(0, 0);
         vm.prank(keeper);
-        vm.expectRevert(abi.encodeWithSelector(ILiquidationEngine.NotLiquidatable.selector, equity, mm));
-        engine.liquidate(reqs, none, "");
+        vm.expectRevert(ILiquidationEngine.NothingLiquidated.selector);
+        engine.liquidate(reqs, katt, ksigs);
     }
 
     function testFuzz_fractionIsMinimalAndSufficient(uint256 equity, uint256 mm) public view {

@@ -9,7 +9,8 @@ import {
     MarginAttestation,
     Order,
     RiskConfig,
-    SettlementPrice
+    SettlementPrice,
+    SnapshotHeartbeat
 } from "../../../contracts/interfaces/IClearinghouse.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 
@@ -38,6 +39,8 @@ abstract contract ClearinghouseFixture is Test {
 
     /// oracle keys, sorted so that their addresses ascend
     uint256[] internal oracleKeys;
+    /// the risk-model version the test's oracle signs attestations under
+    uint32 internal attestVersion = 1;
 
     function defaultConfig() internal pure virtual returns (RiskConfig memory) {
         return RiskConfig({
@@ -126,7 +129,7 @@ abstract contract ClearinghouseFixture is Test {
             maintenanceMargin: mm,
             snapshotTime: uint64(block.timestamp),
             deadline: uint64(block.timestamp + 60),
-            paramsVersion: 1
+            paramsVersion: attestVersion
         });
     }
 
@@ -147,6 +150,17 @@ abstract contract ClearinghouseFixture is Test {
 
     function oracleSignPrice(SettlementPrice memory price) internal view returns (bytes memory) {
         return signDigest(ch.settlementPriceDigest(price), oracleKeys);
+    }
+
+    /// @dev The EIP-712 digest of a snapshot heartbeat under the clearinghouse's domain.
+    function heartbeatDigest(uint64 snapshotTime) internal view returns (bytes32) {
+        bytes32 structHash = keccak256(abi.encode(keccak256("SnapshotHeartbeat(uint64 snapshotTime)"), snapshotTime));
+        return keccak256(abi.encodePacked("\x19\x01", ch.domainSeparator(), structHash));
+    }
+
+    /// @dev Posts the oracle's threshold-signed heartbeat "newest market data is from `t`".
+    function postHeartbeat(uint64 t) internal {
+        ch.postSnapshot(SnapshotHeartbeat(t), signDigest(heartbeatDigest(t), oracleKeys));
     }
 
     // ------------------------------------------------------------------ orders

@@ -7,7 +7,7 @@ import {InsuranceFund} from "../../../contracts/core/InsuranceFund.sol";
 import {LiquidationEngine} from "../../../contracts/core/LiquidationEngine.sol";
 import {IInsuranceFund} from "../../../contracts/interfaces/IInsuranceFund.sol";
 import {AdlAttestation, AdlFill, LiquidationRequest} from "../../../contracts/interfaces/ILiquidationEngine.sol";
-import {MarginAttestation} from "../../../contracts/interfaces/IClearinghouse.sol";
+import {MarginAttestation, RiskConfig} from "../../../contracts/interfaces/IClearinghouse.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 
 /// @notice The clearinghouse with its insurance fund and liquidation engine wired in.
@@ -24,7 +24,7 @@ abstract contract LiquidationFixture is ClearinghouseFixture {
         fundContract = new InsuranceFund(IERC20(address(usdc)), 6, address(ch), owner);
         engine = new LiquidationEngine(ch, IInsuranceFund(address(fundContract)));
         vm.startPrank(owner);
-        fundContract.setEngine(address(engine));
+        ch.bootstrapInsuranceFund(IInsuranceFund(address(fundContract)));
         ch.bootstrapEngine(address(engine));
         vm.stopPrank();
     }
@@ -43,30 +43,10 @@ abstract contract LiquidationFixture is ClearinghouseFixture {
         r = LiquidationRequest({account: account, att: att, sigs: oracleSign(att), maxFraction: WAD});
     }
 
-    /// @dev The keeper's own post-liquidation attestation: state hash predicted from the slices
-    ///      the engine will move, value and IM supplied by the test (the oracle's job).
-    function keeperAfter(LiquidationRequest[] memory reqs, int256 value, uint256 im)
-        internal
-        view
-        returns (MarginAttestation memory att, bytes memory sigs)
-    {
-        bytes32 h = ch.stateHashOf(keeper);
-        // simulate sizes the keeper will hold, per instrument id (ids here are small)
-        int256[64] memory held;
-        uint256[] memory kIds = ch.openInstruments(keeper);
-        for (uint256 i; i < kIds.length; ++i) held[kIds[i]] = ch.positionOf(keeper, kIds[i]);
-        for (uint256 k; k < reqs.length; ++k) {
-            int256 equity = ch.cashOf(reqs[k].account) + reqs[k].att.value;
-            (uint256 f,,) = engine.liquidationTerms(equity, reqs[k].att.maintenanceMargin);
-            uint256[] memory ids = ch.openInstruments(reqs[k].account);
-            for (uint256 i; i < ids.length; ++i) {
-                int256 size = ch.positionOf(reqs[k].account, ids[i]);
-                int256 slice = f >= WAD ? size : sliceOf(size, f);
-                held[ids[i]] += slice;
-                h = keccak256(abi.encode(h, ids[i], held[ids[i]]));
-            }
-        }
-        att = attestationFor(keeper, h, value, im, im * 4 / 5);
+    /// @dev The keeper's attestation of its current portfolio (value and IM supplied by the test,
+    ///      the oracle's job): the liquidator's requirement is checked against its state before.
+    function keeperNow(int256 value, uint256 im) internal view returns (MarginAttestation memory att, bytes memory sigs) {
+        att = attestationFor(keeper, ch.stateHashOf(keeper), value, im, im * 4 / 5);
         sigs = oracleSign(att);
     }
 
@@ -80,9 +60,20 @@ abstract contract LiquidationFixture is ClearinghouseFixture {
     function liquidateOne(address account, int256 value, uint256 mm, int256 keeperValue, uint256 keeperIm) internal {
         LiquidationRequest[] memory reqs = new LiquidationRequest[](1);
         reqs[0] = request(account, value, mm);
-        (MarginAttestation memory katt, bytes memory ksigs) = keeperAfter(reqs, keeperValue, keeperIm);
+        (MarginAttestation memory katt, bytes memory ksigs) = keeperNow(keeperValue, keeperIm);
         vm.prank(keeper);
         engine.liquidate(reqs, katt, ksigs);
+    }
+
+    // ------------------------------------------------------------------ governance and versions
+
+    /// @dev Schedules `c` as the owner and lets an outsider execute it once the timelock elapsed.
+    function governConfig(RiskConfig memory c, bytes32 paramsHash) internal {
+        vm.prank(owner);
+        ch.scheduleRiskConfig(c, paramsHash);
+        vm.warp(block.timestamp + TIMELOCK);
+        vm.prank(address(0x0D751DE));
+        ch.executeRiskConfig();
     }
 
     // ------------------------------------------------------------------ ADL helpers
@@ -100,7 +91,7 @@ abstract contract LiquidationFixture is ClearinghouseFixture {
             queueRoots: roots,
             snapshotTime: uint64(block.timestamp),
             deadline: uint64(block.timestamp + 60),
-            paramsVersion: 1
+            paramsVersion: attestVersion
         });
         sigs = signDigest(_adlDigest(att), oracleKeys);
     }
@@ -109,18 +100,40 @@ abstract contract LiquidationFixture is ClearinghouseFixture {
         return keccak256(abi.encodePacked("\x19\x01", ch.domainSeparator(), engine.hashAdlAttestation(att)));
     }
 
-    /// @dev A queue (ranked accounts) for one instrument: its root and every member's fill.
+    /// @dev A queue (ranked accounts) for one instrument: its root and every member's fill, each
+    ///      committing to the member's current state hash and a portfolio value of 0 (its room
+    ///      for the haircut is then its cash).
     function queue(uint256 leg, uint256 instrumentId, address[] memory ranked)
         internal
-        pure
+        view
+        returns (bytes32 root, AdlFill[] memory fills)
+    {
+        return queueWithValues(leg, instrumentId, ranked, new int256[](ranked.length));
+    }
+
+    /// @dev As `queue`, with each member's attested portfolio value at the plan's marks.
+    function queueWithValues(uint256 leg, uint256 instrumentId, address[] memory ranked, int256[] memory values)
+        internal
+        view
         returns (bytes32 root, AdlFill[] memory fills)
     {
         bytes32[] memory leaves = new bytes32[](ranked.length);
-        for (uint256 r; r < ranked.length; ++r) leaves[r] = MerkleBuilder.leaf(instrumentId, r, ranked[r]);
+        bytes32[] memory hashes = new bytes32[](ranked.length);
+        for (uint256 r; r < ranked.length; ++r) {
+            hashes[r] = ch.stateHashOf(ranked[r]);
+            leaves[r] = MerkleBuilder.leaf(instrumentId, r, ranked[r], hashes[r], values[r]);
+        }
         root = MerkleBuilder.root(leaves);
         fills = new AdlFill[](ranked.length);
         for (uint256 r; r < ranked.length; ++r) {
-            fills[r] = AdlFill({leg: leg, counterparty: ranked[r], rank: r, proof: MerkleBuilder.proof(leaves, r)});
+            fills[r] = AdlFill({
+                leg: leg,
+                counterparty: ranked[r],
+                rank: r,
+                stateHash: hashes[r],
+                value: values[r],
+                proof: MerkleBuilder.proof(leaves, r)
+            });
         }
     }
 }

@@ -5,8 +5,12 @@ pragma solidity 0.8.28;
 ///         each parent is keccak256 of its two children in ascending order; an odd node out
 ///         moves up a level unchanged. The off-chain builder (offchain/attest/merkle.py) matches.
 library MerkleBuilder {
-    function leaf(uint256 instrumentId, uint256 rank, address account) internal pure returns (bytes32) {
-        return keccak256(bytes.concat(keccak256(abi.encode(instrumentId, rank, account))));
+    function leaf(uint256 instrumentId, uint256 rank, address account, bytes32 stateHash, int256 value)
+        internal
+        pure
+        returns (bytes32)
+    {
+        return keccak256(bytes.concat(keccak256(abi.encode(instrumentId, rank, account, stateHash, value))));
     }
 
     function root(bytes32[] memory level) internal pure returns (bytes32) {

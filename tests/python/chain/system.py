@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from offchain.attest.eip712 import Domain
-from offchain.attest.signer import LocalSigner
+from offchain.attest.messages import from_wire
+from offchain.attest.signer import LocalSigner, sign_bundle
 from offchain.chain.deploy import Deployment, OnchainRiskConfig, deploy_system
 from offchain.risk.instruments import EXPIRY_HOUR_UTC, Instrument
 from offchain.risk.market import MarketData, UnderlyingMarket, VolSurface
@@ -39,6 +40,22 @@ class System:
 
     def state_hash(self, account: str) -> bytes:
         return bytes(self.ch.stateHashOf(account))
+
+    def oracle_for(self, rpc_url: str, source: Any, signer: int = 0, **kwargs: Any) -> Any:
+        """An in-process oracle (one signer of the set) replaying this deployment from the chain."""
+        from offchain.chain.contracts import SystemClient
+        from offchain.oracle.core import Oracle
+
+        return Oracle(SystemClient(rpc_url, self.deployment), source, self.oracle[signer], **kwargs)
+
+    def bundle(self, item: Any) -> bytes:
+        """Every oracle signer's signature of `item`, as the gateway would combine them."""
+        return sign_bundle(self.oracle, self.domain, item)
+
+    def signed(self, answer: dict[str, Any], name: str) -> tuple[Any, bytes]:
+        """An item of an oracle answer, with the whole signer set's signatures."""
+        item = from_wire(answer["items"][name])
+        return item, self.bundle(item)
 
     def market(self, now: int, eth: float = 3000.0, btc: float = 90000.0) -> MarketData:
         pillars = tuple(sorted({i.expiry for i in self.registry.values() if i.is_option})) or (now + 30 * 86400,)

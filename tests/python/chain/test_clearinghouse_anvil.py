@@ -56,7 +56,8 @@ def test_python_digests_equal_contract_digests(system: System) -> None:
         order = Order("0x" + rng.randbytes(20).hex(), rng.randint(0, 2**64), rng.randint(-(2**200), 2**200),
                       rng.randint(0, 2**200), rng.randint(0, 2**64), rng.randint(0, 2**63))
         assert digest(system.domain, order) == bytes(system.ch.orderDigest(order.as_tuple()))
-        price = SettlementPrice(underlying_to_bytes32("ETH"), rng.randint(0, 2**63), rng.randint(0, 2**200))
+        price = SettlementPrice(underlying_to_bytes32("ETH"), rng.randint(0, 2**63), rng.randint(0, 2**200),
+                                rng.randint(0, 2**63))
         assert digest(system.domain, price) == bytes(system.ch.settlementPriceDigest(price.as_tuple()))
     # and the signature eth-account makes recovers to the signer under that digest
     signer = system.oracle[0]

@@ -1,56 +1,251 @@
-"""The keeper's transaction sender on a real Anvil node that mines only when told to: a
-transaction that is not mined in time is replaced on the same nonce with higher fees."""
+"""The keeper's transaction sender on a real Anvil node that mines only when told to: stuck
+transactions are replaced with both fees raised, evicted ones sent again, ones whose attestation
+expires replaced by a fresh plan or cancelled (never mined late), answers lost on the way do not
+cost a second nonce, the nonce follows transactions sent from elsewhere, and a restarted sender
+adopts what its predecessor left in the pool."""
 
 from __future__ import annotations
 
-import threading
-import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 from eth_account import Account
 from web3 import HTTPProvider, Web3
+from web3.exceptions import Web3RPCError
 
 from offchain.chain.anvil import AnvilNode, anvil_key
-from offchain.keeper.txsender import TxSender
+from offchain.keeper.fees import GWEI, FeePolicy
+from offchain.keeper.journal import Journal
+from offchain.keeper.txsender import Pending, Plan, Result, TxSender
 
 pytestmark = pytest.mark.chain
 
+DEAD = "0x000000000000000000000000000000000000dEaD"
+BEEF = "0x000000000000000000000000000000000000bEEF"
 
-def test_stuck_transaction_is_replaced_with_higher_fees(tmp_path: Path) -> None:
-    account = Account.from_key(anvil_key(3))
+
+@dataclass
+class Chain:
+    w3: Web3
+    node: AnvilNode
+
+    def rpc(self, method: str, *params: Any) -> Any:
+        return self.w3.provider.make_request(method, list(params))
+
+    def mine(self, seconds: int = 12) -> None:
+        latest = self.w3.eth.get_block("latest")
+        self.rpc("evm_mine", int(latest["timestamp"]) + seconds)
+
+    def head(self) -> tuple[int, int]:
+        block = self.w3.eth.get_block("latest")
+        return int(block["number"]), int(block["timestamp"])
+
+
+@pytest.fixture
+def chain(tmp_path: Path) -> Iterator[Chain]:
     with AnvilNode(port=0, log_path=tmp_path / "anvil.log", extra_args=["--no-mining"]) as node:
-        w3 = Web3(HTTPProvider(node.url))
-        sender = TxSender(w3, account, wait_seconds=1.0, bump=1.25, max_bumps=3)
-        first_fee = sender.fees()[0]
-        # a plain value transfer, expressed as a call object the sender can build
-        call = _Transfer(w3, account.address, "0x000000000000000000000000000000000000dEaD", 12345)
-
-        def mine_later() -> None:
-            time.sleep(1.6)  # after the first wait has expired and a replacement went out
-            w3.provider.make_request("evm_mine", [])
-
-        threading.Thread(target=mine_later, daemon=True).start()
-        receipt = sender.send(call, gas=21_000)
-        assert receipt["status"] == 1
-        assert sender.bumps >= 1
-        tx = w3.eth.get_transaction(receipt["transactionHash"])
-        assert tx["maxFeePerGas"] > first_fee, "the mined transaction is the bumped replacement"
-        assert w3.eth.get_balance("0x000000000000000000000000000000000000dEaD") == 12345  # paid once
-        assert sender.nonce == 1
+        yield Chain(Web3(HTTPProvider(node.url)), node)
 
 
-class _Transfer:
-    """Duck-types the part of a web3 contract call the sender uses."""
+def poll(sender: TxSender, chain: Chain) -> list[Result]:
+    return sender.poll(*chain.head())
 
-    def __init__(self, w3: Web3, sender: str, to: str, value: int) -> None:
-        self.w3, self.sender, self.to, self.value = w3, sender, to, value
 
-    def build_transaction(self, tx: dict) -> dict:
-        return {**tx, "to": self.to, "value": self.value}
+def transfer(to: str = DEAD, value: int = 12_345, deadline: int | None = None) -> Plan:
+    return Plan("transfer", to, "0x", 21_000, value, deadline, None, {"kind": "transfer"})
 
-    def estimate_gas(self, tx: dict) -> int:
-        return 21_000
 
-    def call(self, tx: dict) -> None:
-        return None
+class Filler:
+    """Fills every block with higher-tip transfers from another key (a gas limit of two)."""
+
+    def __init__(self, chain: Chain, tip: int = 200 * GWEI) -> None:
+        self.chain, self.tip = chain, tip
+        self.account = Account.from_key(anvil_key(5))
+        self.nonce = chain.w3.eth.get_transaction_count(self.account.address, "pending")
+        chain.rpc("evm_setBlockGasLimit", hex(2 * 21_000 + 10_000))
+
+    def fill(self) -> None:
+        for _ in range(2):
+            tx = {"to": BEEF, "value": 1, "gas": 21_000, "nonce": self.nonce, "chainId": self.chain.w3.eth.chain_id,
+                  "maxFeePerGas": 2 * self.tip, "maxPriorityFeePerGas": self.tip}
+            self.chain.w3.eth.send_raw_transaction(self.account.sign_transaction(tx).raw_transaction)
+            self.nonce += 1
+
+    def stop(self) -> None:
+        self.chain.rpc("evm_setBlockGasLimit", hex(30_000_000))
+
+
+def test_stuck_transaction_is_replaced_with_both_fees_raised(chain: Chain) -> None:
+    account = Account.from_key(anvil_key(3))
+    sender = TxSender(chain.w3, account, policy=FeePolicy(max_fee=1_000 * GWEI), bump_blocks=1)
+    poll(sender, chain)
+    p = sender.submit(transfer())
+    first = p.current.fees
+    filler = Filler(chain)
+    for _ in range(3):  # outbid for three blocks: the tip market moves up, the sender follows
+        filler.fill()
+        chain.mine()
+        assert poll(sender, chain) == []
+    assert len(p.variants) >= 2, "replaced while stuck"
+    filler.stop()
+    chain.mine()
+    (result,) = poll(sender, chain)
+    assert result.status == "mined" and result.nonce == 0
+    tx = chain.w3.eth.get_transaction(result.tx)
+    assert tx["maxFeePerGas"] >= first.max_fee * 1.125 and tx["maxPriorityFeePerGas"] >= first.tip * 1.125
+    assert chain.w3.eth.get_balance(DEAD) == 12_345  # paid once
+    assert sender.next_nonce == 1 == chain.w3.eth.get_transaction_count(account.address)
+
+
+def test_transaction_evicted_by_a_base_fee_spike_is_sent_again(chain: Chain) -> None:
+    account = Account.from_key(anvil_key(3))
+    sender = TxSender(chain.w3, account, policy=FeePolicy(max_fee=1_000 * GWEI))
+    poll(sender, chain)
+    p = sender.submit(transfer())
+    assert p.current.fees.max_fee < 50 * GWEI
+    chain.rpc("anvil_setNextBlockBaseFeePerGas", hex(50 * GWEI))  # ×50 in one block
+    chain.mine()
+    assert chain.w3.eth.get_transaction_count(account.address, "pending") == 0, "the node dropped it"
+    assert poll(sender, chain) == []
+    assert p.current.fees.max_fee > 50 * GWEI and len(p.variants) == 2  # sent again at the new price
+    chain.mine()
+    (result,) = poll(sender, chain)
+    assert result.status == "mined"
+    assert chain.w3.eth.get_balance(DEAD) == 12_345
+    assert sender.next_nonce == chain.w3.eth.get_transaction_count(account.address) == 1
+
+
+def test_expiring_attestation_without_a_fresh_plan_is_cancelled_never_mined_late(chain: Chain) -> None:
+    account = Account.from_key(anvil_key(3))
+    sender = TxSender(chain.w3, account, policy=FeePolicy(max_fee=1_000 * GWEI), bump_blocks=10)
+    poll(sender, chain)
+    _, now = chain.head()
+    sender.submit(transfer(deadline=now + 40))
+    filler = Filler(chain, tip=900 * GWEI)
+    for _ in range(3):
+        filler.fill()
+        chain.mine(12)
+        assert poll(sender, chain) == []
+    p = sender.pending[0]
+    assert p.cancelled, "cancelled before its deadline could pass"
+    filler.stop()
+    chain.mine(12)
+    (result,) = poll(sender, chain)
+    assert result.status == "cancelled" and result.plan.action == "transfer"
+    tx = chain.w3.eth.get_transaction(result.tx)
+    assert tx["to"] == account.address and tx["value"] == 0
+    assert chain.w3.eth.get_balance(DEAD) == 0  # the expired action never landed
+    assert sender.next_nonce == 1
+
+
+def test_expiring_attestation_is_replaced_by_a_fresh_plan(chain: Chain) -> None:
+    account = Account.from_key(anvil_key(3))
+    refreshed: list[int] = []
+
+    def refresh(p: Pending) -> Plan:
+        _, now = chain.head()
+        refreshed.append(p.nonce)
+        return transfer(BEEF, 777, deadline=now + 120)
+
+    sender = TxSender(chain.w3, account, policy=FeePolicy(max_fee=2_000 * GWEI), refresh=refresh, bump_blocks=10)
+    poll(sender, chain)
+    _, now = chain.head()
+    sender.submit(transfer(deadline=now + 30))
+    filler = Filler(chain, tip=900 * GWEI)
+    filler.fill()
+    chain.mine(12)
+    assert poll(sender, chain) == []
+    assert refreshed == [0]
+    filler.stop()
+    chain.mine(12)
+    (result,) = poll(sender, chain)
+    assert result.status == "mined" and result.plan.to == BEEF and result.plan.value == 777
+    assert chain.w3.eth.get_balance(DEAD) == 0
+
+
+def test_nonce_follows_transactions_sent_from_elsewhere(chain: Chain) -> None:
+    account = Account.from_key(anvil_key(3))
+    sender = TxSender(chain.w3, account)
+    poll(sender, chain)
+    p = sender.submit(transfer())
+    # the same key, another process: replaces our nonce 0 and takes nonce 1
+    for nonce in (0, 1):
+        tx = {"to": BEEF, "value": 1, "gas": 21_000, "nonce": nonce, "chainId": chain.w3.eth.chain_id,
+              "maxFeePerGas": 100 * GWEI, "maxPriorityFeePerGas": 50 * GWEI}
+        chain.w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
+    chain.mine()
+    # a node may count a transaction before its receipt can be read: the sender concludes only
+    # once a later block still has no receipt of its own for the nonce
+    assert poll(sender, chain) == []
+    chain.mine()
+    assert poll(sender, chain) == []
+    (result,) = poll(sender, chain)
+    assert result.status == "replaced" and result.nonce == p.nonce == 0
+    q = sender.submit(transfer())  # local nonce 1 is taken: "nonce too low", resynchronised
+    assert q.nonce == 2
+    chain.mine()
+    (result,) = poll(sender, chain)
+    assert result.status == "mined" and sender.next_nonce == 3 == chain.w3.eth.get_transaction_count(account.address)
+
+
+def test_a_lost_answer_costs_no_second_nonce_and_a_lost_send_is_repeated(chain: Chain, monkeypatch: pytest.MonkeyPatch) -> None:
+    account = Account.from_key(anvil_key(3))
+    sender = TxSender(chain.w3, account)
+    poll(sender, chain)
+    real = chain.w3.eth.send_raw_transaction
+
+    def arrives_but_no_answer(raw: bytes) -> Any:
+        real(raw)
+        raise requests.exceptions.ReadTimeout("read timed out")
+
+    monkeypatch.setattr(chain.w3.eth, "send_raw_transaction", arrives_but_no_answer)
+    p = sender.submit(transfer())
+    monkeypatch.setattr(chain.w3.eth, "send_raw_transaction", real)
+    assert p.nonce == 0 and sender.next_nonce == 1
+
+    def never_arrives(raw: bytes) -> Any:
+        raise requests.exceptions.ConnectionError("connection reset")
+
+    monkeypatch.setattr(chain.w3.eth, "send_raw_transaction", never_arrives)
+    q = sender.submit(transfer(BEEF, 5))
+    monkeypatch.setattr(chain.w3.eth, "send_raw_transaction", real)
+    assert q.nonce == 1
+
+    def retried_by_a_layer_below(raw: bytes) -> Any:  # the first try got through; the retry is refused
+        real(raw)
+        raise Web3RPCError("{'code': -32003, 'message': 'nonce too low'}")
+
+    monkeypatch.setattr(chain.w3.eth, "send_raw_transaction", retried_by_a_layer_below)
+    r = sender.submit(transfer(BEEF, 7))
+    monkeypatch.setattr(chain.w3.eth, "send_raw_transaction", real)
+    assert r.nonce == 2, "its own transaction, not a nonce taken elsewhere"
+    chain.mine()
+    results = poll(sender, chain)  # nonces 0 and 2 mined... 2 waits behind 1, which never arrived
+    assert [r.nonce for r in results] == [0]
+    chain.mine()  # nonce 1 sent again at the last poll: now 1 and 2 are mined
+    results = poll(sender, chain)
+    assert [(r.nonce, r.status) for r in results] == [(1, "mined"), (2, "mined")]
+    assert chain.w3.eth.get_balance(DEAD) == 12_345 and chain.w3.eth.get_balance(BEEF) == 12
+    assert sender.next_nonce == 3 == chain.w3.eth.get_transaction_count(account.address)
+
+
+def test_a_restarted_sender_adopts_what_is_still_in_the_pool(chain: Chain, tmp_path: Path) -> None:
+    account = Account.from_key(anvil_key(3))
+    journal = Journal(tmp_path / "journal.json")
+    first = TxSender(chain.w3, account, journal)
+    poll(first, chain)
+    first.submit(transfer())
+    assert Journal(tmp_path / "journal.json").in_flight(), "journaled before it left the process"
+    # the process dies here; a new one starts from the journal
+    second = TxSender(chain.w3, account, Journal(tmp_path / "journal.json"))
+    assert sorted(second.pending) == [0]
+    second.sync_nonce()
+    assert second.next_nonce == 1
+    chain.mine()
+    (result,) = poll(second, chain)
+    assert result.status == "mined"
+    assert Journal(tmp_path / "journal.json").seen(Journal.nonce_key(0))["status"] == "mined"

@@ -1,6 +1,8 @@
 """The loss waterfall on a real Anvil node, with the risk engine as the oracle: a scripted ETH
 crash drives one account into partial liquidation, one into a bankruptcy the insurance fund
-covers, and one into auto-deleveraging once the fund is drained. Balances reconcile to the wei.
+covers, and one into auto-deleveraging once the fund is drained. The liquidation and ADL
+requests are answered by the oracle itself (in process, replaying the chain). Balances
+reconcile to the wei.
 """
 
 from __future__ import annotations
@@ -10,14 +12,14 @@ from typing import Any
 import pytest
 
 from offchain.attest.builder import margin_attestation
-from offchain.attest.liquidation import LiquidationConfig, terms, transfer_slice
-from offchain.attest.merkle import adl_leaf, merkle_proof, merkle_root
-from offchain.attest.messages import AdlAttestation, MarginAttestation, Order
+from offchain.attest.liquidation import LiquidationConfig, liquidator_check, slice_im, terms
+from offchain.attest.messages import AdlAttestation, AdlFill, MarginAttestation, Order
 from offchain.attest.signer import sign_bundle
-from offchain.attest.state import chain_state_hash, next_state_hash
-from offchain.risk.adl import AdlCandidate, rank_queue
+from offchain.attest.state import next_state_hash
+from offchain.oracle.core import Oracle, OracleError
+from offchain.oracle.market_sources import FixedMarketSource as StaticSource
 from offchain.risk.params import MarginParams
-from offchain.risk.units import WAD, to_wad_down
+from offchain.risk.units import WAD
 
 from .system import System, deploy_test_system
 from .test_clearinghouse_anvil import _sign_order
@@ -29,16 +31,23 @@ PARAMS = MarginParams()
 class Desk:
     """The test's trading desk: funds accounts, trades perps, signs what the oracle would."""
 
-    def __init__(self, system: System) -> None:
+    def __init__(self, system: System, rpc_url: str) -> None:
         from ape import chain
 
         self.s = system
         self.chain = chain
         self.deposits: dict[str, int] = {}
         self.nonce = 0
+        self._oracle = system.oracle_for(rpc_url, StaticSource(system.market(self.now())))
 
     def now(self) -> int:
         return int(self.chain.blocks.head.timestamp)
+
+    def oracle(self, spot: float) -> Oracle:
+        """The in-process oracle, its market moved to `spot` now."""
+        self._oracle.source = StaticSource(self.s.market(self.now(), eth=spot))
+        self._oracle._snapshot = None
+        return self._oracle
 
     def fund(self, account: Any, units: int) -> None:
         amount = units * 10**6
@@ -70,18 +79,22 @@ class Desk:
                             atts[0][0].as_tuple(), atts[0][1], atts[1][0].as_tuple(), atts[1][1], sender=taker)
 
     def liquidate(self, keeper: Any, account: str, spot: float) -> dict[str, int]:
-        """The keeper liquidates `account`, predicting its own post-liquidation portfolio."""
+        """The keeper liquidates `account` with the oracle's answer: the account's attestation and
+        the keeper's attestation of its CURRENT portfolio."""
         ch, engine = self.s.ch, self.s.engine
-        att, sigs = self.attest(account, spot)
+        answer = self.oracle(spot).attest_liquidation({"accounts": [account], "liquidator": keeper.address})
+        att, sigs = self.s.signed(answer, account)
+        katt, ksigs = self.s.signed(answer, "liquidator")
+        assert katt.state_hash == self.s.state_hash(keeper.address)
         equity = int(ch.cashOf(account)) + att.value
         cfg = LiquidationConfig.from_risk_config(ch.riskConfig())
         f, bonus, fee = terms(equity, att.maintenance_margin, cfg, int(self.s.fund.health()))
         assert (f, bonus, fee) == tuple(engine.liquidationTerms(equity, att.maintenance_margin)), "mirror"
-        _, keeper_positions, _, keeper_updates = transfer_slice(
-            self.s.open_order(account), self.s.positions(account), self.s.positions(keeper.address), f
-        )
-        keeper_state = chain_state_hash(self.s.state_hash(keeper.address), keeper_updates)
-        katt, ksigs = self.attest(keeper.address, spot, keeper_positions, keeper_state)
+        assert answer["extra"]["fractions"][account] == {"fraction": str(f), "bonus": str(bonus), "fee": str(fee),
+                                                         "equity": str(equity)}
+        keeper_equity = int(ch.cashOf(keeper.address)) + katt.value
+        after, bound = liquidator_check(keeper_equity, katt.initial_margin, [(bonus, slice_im(att.initial_margin, f))])
+        assert int(answer["extra"]["liquidator"]["requirement_bound"]) == bound and after >= bound
         engine.liquidate([(account, att.as_tuple(), sigs, WAD)], katt.as_tuple(), ksigs, sender=keeper)
         return {"fraction": f, "bonus": bonus, "fee": fee, "equity": equity, "mm": att.maintenance_margin}
 
@@ -94,11 +107,11 @@ class Desk:
             assert sum(int(ch.positionOf(a, instrument_id)) for a in accounts) == 0
 
 
-def test_crash_partial_liquidation_fund_bankruptcy_and_adl(ape_chain: Any) -> None:
+def test_crash_partial_liquidation_fund_bankruptcy_and_adl(anvil: Any, ape_chain: Any) -> None:
     from ape import accounts, reverts
 
     system = deploy_test_system(n_signers=3, threshold=2)
-    desk = Desk(system)
+    desk = Desk(system, anvil.url)
     ch, fund, engine = system.ch, system.fund, system.engine
     deployer = system.deployer
     a, b, c, mm1, mm2, keeper = (accounts.test_accounts[i] for i in range(1, 7))
@@ -127,57 +140,54 @@ def test_crash_partial_liquidation_fund_bankruptcy_and_adl(ape_chain: Any) -> No
     assert int(ch.positionOf(keeper.address, system.ids["ETH-PERP"])) > 0
     desk.reconcile(everyone)
 
-    # 2. B is bankrupt; the fund covers its deficit in full.
+    # 2. B is bankrupt; the fund covers its deficit in full (and no bonus is paid on it).
     fund_before = int(fund.fundBalance())
-    desk.liquidate(keeper, b.address, spot)
+    result = desk.liquidate(keeper, b.address, spot)
+    assert result["equity"] < 0 and result["bonus"] == 0 and result["fee"] == 0
     assert int(ch.positionOf(b.address, system.ids["ETH-PERP"])) == 0
     assert int(ch.cashOf(b.address)) >= 0
-    assert int(fund.fundBalance()) < fund_before
+    assert int(fund_before) - int(fund.fundBalance()) <= -result["equity"] + 10**12, "the fund paid the deficit only"
     desk.reconcile(everyone)
 
-    # 3. C is bankrupt beyond what is left in the fund: liquidation is refused, ADL resolves it.
+    # 3. C is bankrupt beyond what is left in the fund: the oracle refuses to attest its
+    #    liquidation, the contract skips it, and ADL resolves it.
+    oracle = desk.oracle(spot)
+    with pytest.raises(OracleError) as refused:
+        oracle.attest_liquidation({"accounts": [c.address], "liquidator": keeper.address})
+    assert refused.value.status == 409 and "beyond the insurance fund" in str(refused.value)
     att, sigs = desk.attest(c.address, spot)
-    with reverts(engine.FundCannotCover):
-        engine.liquidate([(c.address, att.as_tuple(), sigs, WAD)], att.as_tuple(), sigs, sender=keeper)
+    katt, ksigs = desk.attest(keeper.address, spot)
+    with reverts(engine.NothingLiquidated):
+        engine.liquidate([(c.address, att.as_tuple(), sigs, WAD)], katt.as_tuple(), ksigs, sender=keeper)
     engine.flagBankruptcy(c.address, att.as_tuple(), sigs, sender=keeper)
     assert ch.withdrawalsGated()
 
     perp = system.ids["ETH-PERP"]
     c_size = int(ch.positionOf(c.address, perp))
-    candidates = []
-    for acct in everyone:
-        size = int(ch.positionOf(acct, perp))
-        if acct == c.address or size == 0:
-            continue
-        cand_att, _ = desk.attest(acct, spot)
-        equity = (int(ch.cashOf(acct)) + cand_att.value) / WAD
-        candidates.append(AdlCandidate(acct, size / WAD, equity, desk.deposits[acct] / WAD, abs(size) / WAD * spot))
-    queue = rank_queue(candidates, c_size / WAD)
-    assert {q.account for q in queue} == {mm1.address, mm2.address}, "exactly the opposite-side holders"
-    leaves = [adl_leaf(perp, r, q.account) for r, q in enumerate(queue)]
-    now = desk.now()
-    adl = AdlAttestation(c.address, system.state_hash(c.address), (perp,), (to_wad_down(spot),),
-                         (merkle_root(leaves),), now, now + 60, PARAMS.version)
-    adl_sigs = sign_bundle(system.oracle, system.domain, adl)
-    fills = []
-    remaining = abs(c_size)
-    for r, q in enumerate(queue):
-        if remaining == 0:
-            break
-        fills.append((0, q.account, r, merkle_proof(leaves, r)))
-        remaining = max(0, remaining - abs(int(ch.positionOf(q.account, perp))))
+    plan = desk.oracle(spot).attest_adl({"account": c.address})
+    adl, adl_sigs = system.signed(plan, "adl")
+    assert isinstance(adl, AdlAttestation) and adl.instrument_ids == (perp,)
+    fills = [AdlFill.from_wire(f) for f in plan["extra"]["fills"]]
+    assert {f.counterparty for f in fills} <= {mm1.address, mm2.address}, "only opposite-side holders"
     fund_left = int(fund.fundBalance())
-    receipt = engine.deleverage(adl.as_tuple(), adl_sigs, fills, sender=keeper)
+    receipt = engine.deleverage(adl.as_tuple(), adl_sigs, [f.as_tuple() for f in fills], sender=keeper)
     completed = receipt.decode_logs(engine.DeleveragingCompleted)[0]
     steps = receipt.decode_logs(engine.Deleveraged)
-    assert [s.counterparty for s in steps] == [q.account for q in queue][: len(steps)], "in rank order"
+    assert [s.counterparty for s in steps] == [f.counterparty for f in fills][: len(steps)], "in rank order"
     assert sum(int(s.amount) for s in steps) == c_size, "no more and no less than the bankrupt size"
     assert int(completed.fundContribution) == fund_left, "the fund paid everything it had first"
+    expected = plan["extra"]["expected"]
+    assert int(completed.uncovered) == int(expected["uncovered"]) == 0
+    assert int(completed.haircut) == int(expected["haircut"]), "the oracle predicted the contract's haircut"
     assert int(fund.fundBalance()) == 0
     assert int(ch.positionOf(c.address, perp)) == 0, "exactly the bankrupt size was deleveraged"
     assert int(ch.cashOf(c.address)) >= 0
     assert not ch.withdrawalsGated()
     desk.reconcile(everyone)
+    # the oracle's replica saw the flag come and go
+    desk.oracle(spot).sync()
+    assert c.address not in desk._oracle.state.flagged
+    assert desk._oracle.state.hash_mismatches == 0
 
 
 def test_python_mirrors_of_the_engine_agree(ape_chain: Any) -> None:
@@ -194,6 +204,7 @@ def test_python_mirrors_of_the_engine_agree(ape_chain: Any) -> None:
         mm = rng.randint(1, 10**30)
         equity = rng.randint(-(10**30), mm - 1)
         assert terms(equity, mm, cfg, health) == tuple(system.engine.liquidationTerms(equity, mm))
+    assert terms(-5, 10**18, cfg, health) == (WAD, 0, 0) == tuple(system.engine.liquidationTerms(-5, 10**18))
     for _ in range(5):
         n = rng.randint(1, 4)
         adl = AdlAttestation(

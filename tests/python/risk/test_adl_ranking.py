@@ -32,10 +32,25 @@ def test_merkle_proofs_verify_for_every_rank() -> None:
     rng = random.Random(3)
     for n in (1, 2, 3, 5, 8, 13):
         accounts = ["0x" + rng.randbytes(20).hex() for _ in range(n)]
-        leaves = [adl_leaf(7, r, a) for r, a in enumerate(accounts)]
+        states = [rng.randbytes(32) for _ in range(n)]
+        values = [rng.randint(-(10**24), 10**24) for _ in range(n)]
+        leaves = [adl_leaf(7, r, a, h, v) for r, (a, h, v) in enumerate(zip(accounts, states, values))]
         root = merkle_root(leaves)
         for r in range(n):
             assert verify(merkle_proof(leaves, r), root, leaves[r])
-        # a leaf at the wrong rank does not verify
+        # a leaf at the wrong rank, or with another state hash or value, does not verify
         if n > 1:
-            assert not verify(merkle_proof(leaves, 0), root, adl_leaf(7, 1, accounts[0]))
+            assert not verify(merkle_proof(leaves, 0), root, adl_leaf(7, 1, accounts[0], states[0], values[0]))
+        assert not verify(merkle_proof(leaves, 0), root, adl_leaf(7, 0, accounts[0], rng.randbytes(32), values[0]))
+        assert not verify(merkle_proof(leaves, 0), root, adl_leaf(7, 0, accounts[0], states[0], values[0] + 1))
+
+
+def test_adl_leaf_encoding() -> None:
+    """keccak256(keccak256(abi.encode(uint256, uint256, address, bytes32, int256))): a negative
+    value is two's complement, as Solidity encodes int256."""
+    from eth_utils import keccak
+
+    account = "0x" + "ab" * 20
+    word = lambda n: (n % 2**256).to_bytes(32, "big")  # noqa: E731
+    encoded = word(5) + word(2) + bytes(12) + bytes.fromhex("ab" * 20) + b"\x11" * 32 + word(-3)
+    assert adl_leaf(5, 2, account, b"\x11" * 32, -3) == keccak(keccak(encoded))

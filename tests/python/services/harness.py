@@ -31,7 +31,8 @@ class Harness:
 
 
 def deploy_with_feeds(node_url: str, workdir: Path, signer_addresses: list[str], threshold: int,
-                      fund_seed_units: float = 0, eth: float = 3000.0, btc: float = 90000.0) -> tuple[Deployment, Path]:
+                      fund_seed_units: float = 0, eth: float = 3000.0, btc: float = 90000.0,
+                      timelock_delay: int = 3600) -> tuple[Deployment, Path]:
     import datetime as dt
 
     from ape import accounts, chain
@@ -47,7 +48,7 @@ def deploy_with_feeds(node_url: str, workdir: Path, signer_addresses: list[str],
                        Instrument.option("ETH", expiry, 3000, True), Instrument.option("ETH", expiry, 3000, False),
                        Instrument.option("ETH", expiry, 2700, False), Instrument.option("ETH", expiry, 3300, True)]
         deployment = deploy_system(deployer, signers=signer_addresses, threshold=threshold, instruments=instruments,
-                                   timelock_delay=3600)
+                                   timelock_delay=timelock_delay)
         deployment.feeds = deploy_dev_feeds(deployer, {"ETH": (eth, 0.65), "BTC": (btc, 0.5)})
         if fund_seed_units:
             from ape import project
@@ -93,16 +94,23 @@ class Proxy:
 
 
 def start_harness(workdir: Path, n_signers: int = 3, threshold: int = 2, keeper: bool = True,
-                  fund_seed_units: float = 50_000, keeper_extra: list[str] | None = None) -> Harness:
+                  fund_seed_units: float = 50_000, keeper_extra: list[str] | None = None,
+                  signer_extra: dict[int, list[str]] | None = None, timelock_delay: int = 3600) -> Harness:
+    """`signer_extra` maps a signer's index to extra arguments of its process (e.g. --params)."""
     node = AnvilNode(port=0, log_path=workdir / "anvil.log", accounts=10).start()
     proxy = Proxy(node.port).start()
     signer_keys = [Account.create().key.hex() for _ in range(n_signers)]
     signer_addresses = [Account.from_key(k).address for k in signer_keys]
-    deployment, path = deploy_with_feeds(node.url, workdir, signer_addresses, threshold, fund_seed_units)
+    deployment, path = deploy_with_feeds(node.url, workdir, signer_addresses, threshold, fund_seed_units,
+                                         timelock_delay=timelock_delay)
     keeper_key = anvil_key(9)
     # the services reach the node through the proxy, so a test can cut them off
     stack = LocalStack(workdir, proxy.url, path, signer_keys, threshold, keeper_key)
-    stack.start_all(keeper=False)
+    for i in range(n_signers):
+        stack.signer(i, (signer_extra or {}).get(i)).start()
+    for i in range(n_signers):
+        stack.procs[f"signer{i}"].wait_healthy()
+    stack.gateway().start().wait_healthy()
     desk = Desk(node.url, deployment, stack.procs["gateway"].url, anvil_key(0))
     if keeper:
         keeper_account = Account.from_key(keeper_key)

@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {LiquidationFixture} from "../utils/LiquidationFixture.sol";
+import {MarginAttestation} from "../../../contracts/interfaces/IClearinghouse.sol";
+import {
+    AdlAttestation, AdlFill, ILiquidationEngine, LiquidationRequest
+} from "../../../contracts/interfaces/ILiquidationEngine.sol";
+
+/// @notice The backstop: an account below MM that no liquidator takes for BACKSTOP_DELAY is closed
+///         against the ADL queue at the marks. Alice is long 10 ETH perpetuals at 3,000 (6 from
+///         bob, 4 from carol); at a mark of 2,300 her equity (~2,985) is below MM (3,680) but
+///         positive: an ordinary liquidation case that no keeper takes.
+contract BackstopTest is LiquidationFixture {
+    uint256 internal constant MARK = 2_300e18;
+    uint256 internal constant MM = 3_680e18; // 16% of 23,000
+
+    function setUp() public {
+        setUpLiquidation(3, 2);
+        fund(alice, 10_000);
+        fund(bob, 100_000);
+        fund(carol, 100_000);
+        fund(keeper, 100_000);
+        seedFund(1_000);
+        fill(order(bob, perpId, -6e18, 3_000e18, 1), bobKey, alice, 6e18, quote(-18_000e18, 4_000e18, 18_000e18, 4_000e18));
+        fill(order(carol, perpId, -4e18, 3_000e18, 1), carolKey, alice, 4e18, quote(-12_000e18, 3_000e18, 30_000e18, 6_000e18));
+    }
+
+    function aliceAtt() internal view returns (MarginAttestation memory att, bytes memory sigs) {
+        att = attestation(alice, int256(10 * MARK), MM * 5 / 4, MM);
+        sigs = oracleSign(att);
+    }
+
+    function report() internal {
+        (MarginAttestation memory att, bytes memory sigs) = aliceAtt();
+        vm.prank(carol); // anyone
+        engine.reportStall(alice, att, sigs);
+    }
+
+    function plan() internal view returns (AdlAttestation memory att, bytes memory sigs, AdlFill[] memory fills) {
+        address[] memory ranked = new address[](2);
+        ranked[0] = carol;
+        ranked[1] = bob;
+        uint256[] memory ids = new uint256[](1);
+        ids[0] = perpId;
+        uint256[] memory marks = new uint256[](1);
+        marks[0] = MARK;
+        bytes32[] memory roots = new bytes32[](1);
+        (roots[0], fills) = queue(0, perpId, ranked);
+        (att, sigs) = adlAttestation(alice, ids, marks, roots);
+    }
+
+    /// Guards: a solvent account below MM cannot be deleveraged without a stall report (ADL is
+    /// for bankruptcies beyond the fund only).
+    function test_solventAccountNeedsAStallReport() public {
+        (AdlAttestation memory att, bytes memory sigs, AdlFill[] memory fills) = plan();
+        int256 equity = ch.cashOf(alice) + int256(10 * MARK);
+        vm.expectRevert(abi.encodeWithSelector(ILiquidationEngine.NotBankrupt.selector, equity));
+        engine.deleverage(att, sigs, fills);
+    }
+
+    /// Guards: the backstop waits BACKSTOP_DELAY, then closes the whole account at the marks with
+    /// no haircut; the account keeps its equity and the fund pays nothing.
+    function test_backstopClosesAStalledAccountAtTheMarks() public {
+        report();
+        (AdlAttestation memory att, bytes memory sigs, AdlFill[] memory fills) = plan();
+        uint256 due = block.timestamp + engine.BACKSTOP_DELAY();
+        vm.expectRevert(abi.encodeWithSelector(ILiquidationEngine.BackstopNotDue.selector, due));
+        engine.deleverage(att, sigs, fills);
+
+        vm.warp(due);
+        (att, sigs, fills) = plan(); // a fresh plan (the old one has expired)
+        int256 equity = ch.cashOf(alice) + int256(10 * MARK);
+        int256 bobCash = ch.cashOf(bob);
+        uint256 fundBefore = fundContract.fundBalance();
+        engine.deleverage(att, sigs, fills);
+        assertEq(ch.openInstruments(alice).length, 0, "closed");
+        assertEq(ch.cashOf(alice), equity, "alice keeps her equity at the marks");
+        assertEq(ch.positionOf(bob, perpId), 0, "bob closed at the mark");
+        assertEq(ch.cashOf(bob) - bobCash, -int256(6 * MARK), "bob paid exactly the mark, no haircut");
+        assertEq(fundContract.fundBalance(), fundBefore, "the fund paid nothing");
+        assertFalse(ch.withdrawalsGated(), "no gate");
+        (, uint64 since,) = engine.stalls(alice);
+        assertEq(since, 0, "stall record cleared");
+    }
+
+    /// Guards: any liquidation in between (the state hash moves) voids the report.
+    function test_aLiquidationVoidsTheStallReport() public {
+        report();
+        LiquidationRequest[] memory reqs = new LiquidationRequest[](1);
+        reqs[0] = request(alice, int256(10 * MARK), MM);
+        (MarginAttestation memory katt, bytes memory ksigs) = keeperNow(0, 0);
+        vm.prank(keeper);
+        engine.liquidate(reqs, katt, ksigs);
+        vm.warp(block.timestamp + engine.BACKSTOP_DELAY());
+        uint256 left = uint256(ch.positionOf(alice, perpId));
+        uint256[] memory ids = new uint256[](1);
+        ids[0] = perpId;
+        uint256[] memory marks = new uint256[](1);
+        marks[0] = MARK;
+        address[] memory ranked = new address[](2);
+        ranked[0] = carol;
+        ranked[1] = bob;
+        bytes32[] memory roots = new bytes32[](1);
+        AdlFill[] memory fills;
+        (roots[0], fills) = queue(0, perpId, ranked);
+        (AdlAttestation memory att, bytes memory sigs) = adlAttestation(alice, ids, marks, roots);
+        vm.expectRevert(); // NotBankrupt: no valid stall report for the new state
+        engine.deleverage(att, sigs, fills);
+        assertEq(uint256(ch.positionOf(alice, perpId)), left, "untouched");
+    }
+
+    /// Guards: a repeated report does not restart the clock, and a report needs equity < MM.
+    function test_reportRules() public {
+        report();
+        (, uint64 first,) = engine.stalls(alice);
+        vm.warp(block.timestamp + 30);
+        report();
+        (, uint64 again,) = engine.stalls(alice);
+        assertEq(again, first, "first report time kept");
+        MarginAttestation memory healthy = attestation(bob, 0, 1_000e18, 800e18);
+        bytes memory hsigs = oracleSign(healthy);
+        vm.expectRevert(); // NotLiquidatable
+        engine.reportStall(bob, healthy, hsigs);
+    }
+
+    /// Guards: a deposit that cures the account (equity ≥ the reported MM at the marks) stops it.
+    function test_curedAccountIsNotClosed() public {
+        report();
+        fund(alice, 5_000);
+        vm.warp(block.timestamp + engine.BACKSTOP_DELAY());
+        (AdlAttestation memory att, bytes memory sigs, AdlFill[] memory fills) = plan();
+        int256 equity = ch.cashOf(alice) + int256(10 * MARK);
+        vm.expectRevert(abi.encodeWithSelector(ILiquidationEngine.NotLiquidatable.selector, equity, MM));
+        engine.deleverage(att, sigs, fills);
+    }
+}

@@ -1,0 +1,110 @@
+"""What the keeper tests check on the chain and ask the keeper: its transactions mined clean
+(no revert, no expired attestation), its nonce in step with the chain, its /health."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from eth_account import Account
+
+from offchain.sim.desk import trader_keys
+
+from .chainfaults import ManualChain
+from .harness import Harness, open_leveraged_longs
+
+
+def keeper_address(h: Harness) -> str:
+    return Account.from_key(h.stack.keeper_key).address
+
+
+def health(h: Harness) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(h.stack.procs["keeper"].url + "/health", timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def liquidation_blocks(h: Harness, since: int) -> dict[str, list[int]]:
+    client = h.desk.client
+    out: dict[str, list[int]] = {}
+    for entry in client.logs(since, client.head()):
+        if entry.name == "Liquidated":
+            out.setdefault(entry.args["account"], []).append(entry.block)
+    return out
+
+
+def keeper_transactions(h: Harness, since: int) -> list[tuple[Any, Any, Any]]:
+    """(transaction, receipt, block) of every transaction the keeper got mined since `since`."""
+    w3, me = h.desk.w3, keeper_address(h)
+    out = []
+    for n in range(since, w3.eth.block_number + 1):
+        block = w3.eth.get_block(n, full_transactions=True)
+        for tx in block["transactions"]:
+            if tx["from"] == me:
+                out.append((tx, w3.eth.get_transaction_receipt(tx["hash"]), block))
+    return out
+
+
+def assert_mined_clean(h: Harness, since: int) -> dict[str, int]:
+    """No keeper transaction reverted, none carried an attestation past its deadline; counts by
+    kind (liquidate / cancel / other)."""
+    engine = h.desk.client.engine
+    kinds = {"liquidate": 0, "cancel": 0, "other": 0}
+    for tx, receipt, block in keeper_transactions(h, since):
+        assert receipt["status"] == 1, f"keeper transaction {tx['hash'].hex()} reverted"
+        if tx["to"] == keeper_address(h):
+            assert tx["value"] == 0
+            kinds["cancel"] += 1
+            continue
+        if tx["to"] != engine.address:
+            kinds["other"] += 1
+            continue
+        fn, args = engine.decode_function_input(tx["input"])
+        if fn.fn_name != "liquidate":
+            kinds["other"] += 1
+            continue
+        kinds["liquidate"] += 1
+        deadlines = [r["att"]["deadline"] if isinstance(r, dict) else r[1][6] for r in args["requests"]]
+        katt = args["liquidatorAtt"]
+        deadlines.append(katt["deadline"] if isinstance(katt, dict) else katt[6])
+        assert min(deadlines) >= block["timestamp"], "a liquidation with an expired attestation was mined"
+    return kinds
+
+
+def assert_nonce_in_sync(h: Harness) -> None:
+    w3, me = h.desk.w3, keeper_address(h)
+
+    def settled() -> bool:
+        _, body = health(h)
+        return not body.get("pending") and body.get("nonce") in (None, w3.eth.get_transaction_count(me))
+
+    wait_for(settled, 60, "the keeper to have nothing in flight and the chain's nonce")
+    assert w3.eth.get_transaction_count(me, "pending") == w3.eth.get_transaction_count(me, "latest")
+    journal = json.loads((h.stack.workdir / "keeper" / "journal.json").read_text())
+    assert not [k for k, v in journal.items() if v.get("status") == "in_flight"]
+
+
+def open_longs(h: Harness, seed: int, n: int, deposit: float) -> list[Any]:
+    traders = trader_keys(seed, n)
+    maker = trader_keys(seed + 1000, 1)[0]
+    open_leveraged_longs(h, traders, maker, contracts=10, deposit=deposit)
+    return traders
+
+
+def wait_idle(h: Harness, chain: ManualChain) -> None:
+    head = chain.head()
+    wait_for(lambda: health(h)[1].get("idle_at_block", -1) >= head, 60, "the keeper to be idle")

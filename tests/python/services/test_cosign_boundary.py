@@ -1,0 +1,200 @@
+"""Honest signers one rounding step apart, as real processes on a real Anvil node: a signer whose
+floats are perturbed by a few ulps (DPRE_PERTURB_ULPS, offchain/attest/builder.py) disagrees
+with the others at a rounding boundary; propose and co-sign still gives a result the contract
+accepts — the more conservative one — and no signer co-signs a proposal beyond the tolerance,
+so a Byzantine proposer cannot get a lie co-signed."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from eth_account import Account
+
+from offchain.attest.eip712 import Domain, signer_of
+from offchain.attest.messages import from_wire
+from offchain.chain.anvil import free_port
+from offchain.keeper.daemon import OracleClient
+from offchain.oracle.cosign import QUANTUM_WEI, changed_fields, content_of, tolerance
+from offchain.oracle.server import Gateway
+from offchain.risk.units import WAD
+from offchain.sim.desk import trader_keys
+from offchain.sim.stack import Proc
+
+from .byzantine import Byzantine
+from .harness import Harness, start_harness, stop_harness
+from .test_gateway_byzantine import bundle_signers, long_one_perp, withdraw_with
+from .test_services import call, perp_id
+
+pytestmark = [pytest.mark.chain, pytest.mark.slow]
+
+PERTURB_ULPS = 4
+
+
+@dataclass
+class Setup:
+    h: Harness
+    honest: Proc  # signer 0
+    other_honest: Proc  # signer 1
+    perturbed: Proc  # signer 2's key, floats nudged PERTURB_ULPS toward the conservative side
+    byzantine: Byzantine  # signer 3's key, relays signer 0 and inflates IM and MM by 10%
+    pair: Proc  # gateway over [honest, perturbed], threshold 2
+    lie: Proc  # gateway over [honest, byzantine], threshold 2
+    mixed: Proc  # gateway over [honest, perturbed, byzantine], threshold 2
+
+    def address(self, i: int) -> str:
+        return str(Account.from_key(self.h.stack.signer_keys[i]).address)
+
+    @property
+    def domain(self) -> Domain:
+        return Domain(self.h.deployment.chain_id, self.h.deployment.clearinghouse)
+
+
+def _gateway(h: Harness, name: str, urls: list[str]) -> Proc:
+    port = free_port()
+    proc = Proc(name, ["oracle", "gateway", "--deployment", str(h.deployment_path), "--signers", ",".join(urls),
+                       "--threshold", "2", "--port", str(port)], {}, h.stack.workdir / "logs" / f"{name}.log",
+                url=f"http://127.0.0.1:{port}")
+    h.stack.procs[name] = proc
+    return proc
+
+
+@pytest.fixture(scope="module")
+def s(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    workdir = tmp_path_factory.mktemp("cosign")
+    h = start_harness(workdir, n_signers=4, threshold=2, keeper=False)
+    byzantine: Byzantine | None = None
+    try:
+        stack = h.stack
+        port = free_port()
+        perturbed = Proc("signer-perturbed", [
+            "oracle", "signer", "--rpc", stack.rpc_url, "--deployment", str(h.deployment_path), "--key-env", "PERTURBED_KEY",
+            "--port", str(port), "--state", str(workdir / "signer-perturbed-state.json"),
+        ], {"PERTURBED_KEY": stack.signer_keys[2], "DPRE_PERTURB_ULPS": str(PERTURB_ULPS)},
+            workdir / "logs" / "signer-perturbed.log", url=f"http://127.0.0.1:{port}")
+        stack.procs[perturbed.name] = perturbed
+        perturbed.start().wait_healthy()
+        honest, other = stack.procs["signer0"], stack.procs["signer1"]
+        byzantine = Byzantine(honest.url, h.deployment_path, stack.signer_keys[3], workdir / "logs" / "byzantine.log",
+                              mode="inflate").start()
+        gateways = [_gateway(h, "gateway-pair", [honest.url, perturbed.url]),
+                    _gateway(h, "gateway-lie", [honest.url, byzantine.url]),
+                    _gateway(h, "gateway-mixed", [honest.url, perturbed.url, byzantine.url])]
+        for g in gateways:
+            g.start().wait_healthy()
+        yield Setup(h, honest, other, perturbed, byzantine, *gateways)
+    finally:
+        if byzantine is not None:
+            byzantine.stop()
+        stop_harness(h)
+
+
+def margin(url: str, account: str) -> dict[str, Any]:
+    status, body = call(url + "/v1/attest/margin", "POST", {"account": account})
+    assert status == 200, body
+    return body
+
+
+def ascending(*addresses: str) -> list[str]:
+    return sorted(addresses, key=lambda a: int(a, 16))
+
+
+def test_a_perturbed_signer_is_one_rounding_step_away_at_a_boundary(s: Setup) -> None:
+    trader = long_one_perp(s.h, 601)
+    honest, other, perturbed = (margin(p.url, trader.address) for p in (s.honest, s.other_honest, s.perturbed))
+    assert content_of(honest) == content_of(other)  # honest signers agree to the wei
+    h, p = from_wire(honest["items"]["margin"]), from_wire(perturbed["items"]["margin"])
+    assert h.value == 3000 * WAD
+    assert (h.value - p.value, p.initial_margin - h.initial_margin, p.maintenance_margin - h.maintenance_margin) == \
+        (QUANTUM_WEI, QUANTUM_WEI, QUANTUM_WEI)
+    assert [f.split(":")[0] for f in changed_fields(content_of(perturbed), content_of(honest))] == \
+        ["margin.initialMargin", "margin.maintenanceMargin", "margin.value"]
+    # counted as before co-signing existed: no two identical signatures, no result
+    gateway = Gateway([s.honest.url, s.perturbed.url], 2, s.domain, s.h.deployment.signers)
+    groups, _ = gateway._tally([(s.honest.url, 200, honest), (s.perturbed.url, 200, perturbed)])
+    assert len(groups) == 2 and gateway._agreed(groups) is None
+
+
+def test_the_gateway_cosigns_the_more_conservative_result_and_the_contract_accepts_it(s: Setup) -> None:
+    trader = long_one_perp(s.h, 602)
+    honest = from_wire(margin(s.honest.url, trader.address)["items"]["margin"])
+    body = margin(s.pair.url, trader.address)
+    assert body["agreement"] == "cosigned"
+    got = from_wire(body["items"]["margin"])
+    assert got.value == honest.value - QUANTUM_WEI  # lowest value
+    assert got.initial_margin == honest.initial_margin + QUANTUM_WEI  # highest IM
+    assert got.maintenance_margin == honest.maintenance_margin + QUANTUM_WEI  # highest MM
+    assert bundle_signers(s.h, body["items"]["margin"]) == ascending(s.address(0), s.address(2))
+    withdraw_with(s.h, trader, body)
+    # both sides of a trade, co-signed the same way, filled on chain
+    maker, taker = trader_keys(603, 2)
+    desk = s.h.desk
+    desk.fund_gas([maker.address, taker.address])
+    desk.deposit(maker, 100_000)
+    desk.deposit(taker, 100_000)
+    order = {"maker": maker.address, "instrument_id": perp_id(s.h), "size": str(-WAD), "price": str(3000 * WAD),
+             "nonce": 1, "deadline": 2**40}
+    status, trade = call(s.pair.url + "/v1/attest/trade", "POST", {"order": order, "fill_amount": str(WAD), "taker": taker.address})
+    assert status == 200 and trade["agreement"] == "cosigned", trade
+    main_oracle = desk.oracle
+    desk.oracle = OracleClient(s.pair.url)
+    try:
+        result = desk.fill(maker, taker, perp_id(s.h), -1.0, 3000.0)
+    finally:
+        desk.oracle = main_oracle
+    assert result.ok, result.reason
+
+
+def cosign(s: Setup, proposal: dict[str, Any], account: str) -> tuple[int, dict[str, Any]]:
+    return call(s.honest.url + "/v1/cosign", "POST", {"endpoint": "margin", "request": {"account": account}, "proposal": proposal})
+
+
+def test_an_honest_signer_cosigns_within_the_tolerance_and_refuses_beyond(s: Setup) -> None:
+    trader = long_one_perp(s.h, 604)
+    own = content_of(margin(s.honest.url, trader.address))
+    message = own["items"]["margin"]["message"]
+    value, mm = int(message["value"]), int(message["maintenanceMargin"])
+
+    def proposal(**fields: Any) -> dict[str, Any]:
+        changed = copy.deepcopy(own)
+        changed["items"]["margin"]["message"].update({k: str(v) if isinstance(v, int) else v for k, v in fields.items()})
+        return changed
+
+    status, body = cosign(s, proposal(value=value - tolerance(value)), trader.address)
+    assert status == 200, body
+    signed = body["items"]["margin"]
+    assert signer_of(s.domain, from_wire(signed), bytes.fromhex(signed["signature"][2:])) == s.address(0)
+    assert int(signed["message"]["value"]) == value - tolerance(value)
+    for lie, field in ((proposal(value=value - tolerance(value) - 1), "margin.value"),
+                       (proposal(value=value + tolerance(value) + 1), "margin.value"),
+                       (proposal(maintenanceMargin=mm + tolerance(mm) + 1), "margin.maintenanceMargin"),
+                       (proposal(maintenanceMargin=mm * 2), "margin.maintenanceMargin"),
+                       (proposal(stateHash="0x" + "00" * 32), "margin.stateHash")):
+        status, body = cosign(s, lie, trader.address)
+        assert status == 409 and body["error"].startswith("refusing to co-sign") and field in body["error"], body
+    status, body = call(s.honest.url + "/v1/cosign", "POST", {"endpoint": "nothing", "request": {}, "proposal": own})
+    assert status == 400
+
+
+def test_a_byzantine_proposer_cannot_get_a_lie_cosigned(s: Setup) -> None:
+    trader = long_one_perp(s.h, 605)
+    lie = from_wire(margin(s.byzantine.url, trader.address)["items"]["margin"])
+    honest = from_wire(margin(s.honest.url, trader.address)["items"]["margin"])
+    assert lie.maintenance_margin > honest.maintenance_margin + tolerance(honest.maintenance_margin)
+    # honest + Byzantine: the lie is the most conservative proposal, and the honest signer refuses it
+    status, body = call(s.lie.url + "/v1/attest/margin", "POST", {"account": trader.address})
+    assert status == 503, body
+    refusal = body["signers"][s.honest.url]
+    assert "refusing to co-sign" in refusal and "margin.maintenanceMargin" in refusal and "beyond the tolerance" in refusal
+    assert "no proposal was co-signed" in body["error"]
+    assert "not counted" in body["signers"][s.byzantine.url]
+    # honest + perturbed + Byzantine: the lie is refused by both, the perturbed proposal is co-signed
+    body = margin(s.mixed.url, trader.address)
+    assert body["agreement"] == "cosigned"
+    got = from_wire(body["items"]["margin"])
+    assert got.maintenance_margin == honest.maintenance_margin + QUANTUM_WEI and got.value == honest.value - QUANTUM_WEI
+    assert bundle_signers(s.h, body["items"]["margin"]) == ascending(s.address(0), s.address(2))
+    withdraw_with(s.h, trader, body)
