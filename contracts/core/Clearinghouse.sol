@@ -72,8 +72,11 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
     ///         (payouts are zero-sum across holders, settled one at a time; a payer's shortfall is
     ///         credited first and recovered from the winners' payouts).
     int256 public netSettlementPayouts;
-    /// @notice While true (set by an engine when bad debt is unresolved) withdrawals are refused.
-    bool public withdrawalsGated;
+    /// @notice Accounts with unresolved bad debt, flagged by the waterfall engines. Kept here, not
+    ///         in an engine, so an engine swap neither strands a flag nor lifts the gate over one.
+    mapping(address => bool) public flagged;
+    /// @notice The number of flagged accounts: withdrawals are gated while it is not zero.
+    uint256 public flaggedCount;
     /// @notice Set by the first deposit; from then on engines change only through the timelock.
     bool public isSealed;
     /// @notice The insurance fund: the only wallet engines may pull collateral from, and the
@@ -127,7 +130,7 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         nonReentrant
     {
         if (withdrawalsPaused) revert WithdrawalsPaused();
-        if (withdrawalsGated) revert WithdrawalsPaused();
+        if (flaggedCount != 0) revert WithdrawalsPaused();
         if (tokenAmount == 0) revert ZeroAmount();
         if (to == address(0)) revert ZeroAddress();
         uint256 amount = FixedPoint.toWad(tokenAmount, collateralDecimals);
@@ -378,9 +381,19 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         netSettlementPayouts += amount;
     }
 
-    /// @notice For engines: gates withdrawals while bad debt is unresolved.
-    function engineSetWithdrawalsGated(bool gated) external onlyEngine {
-        withdrawalsGated = gated;
+    /// @notice For engines: flags or clears an account's unresolved bad debt; returns whether the
+    ///         flag changed.
+    function engineSetFlag(address account, bool on) external onlyEngine returns (bool changed) {
+        if (flagged[account] == on) return false;
+        flagged[account] = on;
+        if (on) ++flaggedCount;
+        else --flaggedCount;
+        return true;
+    }
+
+    /// @notice Whether withdrawals are gated: some account has unresolved bad debt.
+    function withdrawalsGated() external view returns (bool) {
+        return flaggedCount != 0;
     }
 
     // ============================================================================ Views

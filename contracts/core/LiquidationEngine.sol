@@ -58,9 +58,6 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
     /// @notice Shortfall credited to payers but not yet recovered from longs' payouts (WAD).
     uint256 public outstandingShortfall;
 
-    /// @notice Bankrupt accounts awaiting deleveraging; withdrawals are gated while any exist.
-    mapping(address => bool) public flagged;
-    uint256 public flaggedCount;
 
     constructor(Clearinghouse clearinghouse_, IInsuranceFund fund_) {
         clearinghouse = clearinghouse_;
@@ -141,7 +138,7 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         }
         if (fraction == WAD) {
             _coverDeficit(r.account);
-            if (flagged[r.account]) _unflag(r.account, clearinghouse.cashOf(r.account));
+            if (clearinghouse.flagged(r.account)) _unflag(r.account, clearinghouse.cashOf(r.account));
         }
         emit Liquidated(r.account, msg.sender, fraction, sliceValue, bonus, fee, equity, mm);
         return (true, bonus, sliceIm);
@@ -308,7 +305,7 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
 
     /// @inheritdoc ILiquidationEngine
     function clearFlag(address account, MarginAttestation calldata att, bytes calldata sigs) external nonReentrant {
-        if (!flagged[account]) revert NotFlagged(account);
+        if (!clearinghouse.flagged(account)) revert NotFlagged(account);
         bool hasPositions = clearinghouse.openInstruments(account).length != 0;
         int256 equity = _equityOf(account, att, sigs);
         if (equity < 0) {
@@ -343,16 +340,28 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         return clearinghouse.verifyMarginAttestation(account, att, sigs);
     }
 
+    /// @notice Whether `account` is flagged with unresolved bad debt (the clearinghouse's registry).
+    function flagged(address account) external view returns (bool) {
+        return clearinghouse.flagged(account);
+    }
+
+    /// @dev A counterparty charged nothing (its leaf was stale, or its equity already below zero)
+    ///      may be left flat with the negative cash it already had: that is bad debt, so flag it.
+    function _flagIfBadDebt(address account) internal {
+        int256 cash = clearinghouse.cashOf(account);
+        if (cash < 0 && clearinghouse.openInstruments(account).length == 0) {
+            _flag(account);
+            emit BankruptcyFlagged(account, uint256(-cash));
+        }
+    }
+
     /// @dev Withdrawals are gated if and only if some account is flagged.
     function _flag(address account) internal {
-        if (flagged[account]) return;
-        flagged[account] = true;
-        if (flaggedCount++ == 0) clearinghouse.engineSetWithdrawalsGated(true);
+        clearinghouse.engineSetFlag(account, true);
     }
 
     function _unflag(address account, int256 equity) internal {
-        flagged[account] = false;
-        if (--flaggedCount == 0) clearinghouse.engineSetWithdrawalsGated(false);
+        clearinghouse.engineSetFlag(account, false);
         emit BankruptcyCleared(account, equity);
     }
 
@@ -395,7 +404,7 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         uint256 uncovered = cash < 0 ? uint256(-cash) : 0;
         delete stalls[att.account];
         if (uncovered != 0) _flag(att.account);
-        else if (flagged[att.account]) _unflag(att.account, cash);
+        else if (clearinghouse.flagged(att.account)) _unflag(att.account, cash);
         emit DeleveragingCompleted(att.account, deficit, contribution, plan.charged, uncovered);
     }
 
@@ -509,6 +518,7 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         int256 paid = size > 0 ? int256(amount.mulWadDown(mark) + charge) : int256(charge) - int256(amount.mulWadUp(mark));
         clearinghouse.engineMovePosition(plan.account, fill.counterparty, id, signedAmount);
         clearinghouse.engineMoveCash(fill.counterparty, plan.account, paid);
+        if (charge == 0) _flagIfBadDebt(fill.counterparty);
         uint256 perContract = charge.divWadDown(amount);
         uint256 price = size > 0 ? mark + perContract : (mark > perContract ? mark - perContract : 0);
         emit Deleveraged(plan.account, fill.counterparty, id, signedAmount, price, fill.rank);

@@ -671,7 +671,9 @@ class Keeper:
                 self.duties.forget(key)
                 continue
             self.flag_watch.add(account)
-            if account in listed:
+            if not self.client.ch.functions.openInstruments(account).call():
+                equity = int(self.client.ch.functions.cashOf(account).call()) / WAD  # no positions: its cash
+            elif account in listed:
                 equity = float(listed[account]["equity"])
             else:
                 try:

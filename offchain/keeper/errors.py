@@ -20,6 +20,7 @@ from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_utils import keccak
+from offchain.ops.logs import show_value
 
 PANIC_CODES = {
     0x01: "assertion failed", 0x11: "arithmetic overflow or underflow", 0x12: "division by zero",
@@ -76,7 +77,7 @@ class ErrorDecoder:
             if selector in self.errors:
                 name, types, names = self.errors[selector]
                 values = abi_decode(types, body) if types else ()
-                return f"{name}({', '.join(f'{n}={_show(v)}' for n, v in zip(names, values))})"
+                return f"{name}({', '.join(f'{n}={show_value(v)}' for n, v in zip(names, values))})"
         except Exception:  # malformed arguments: still name the error
             if selector in self.errors:
                 return f"{self.errors[selector][0]}(…)"
@@ -95,14 +96,6 @@ class ErrorDecoder:
         if decoded:
             return decoded
         return error_message(err)
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_show(v) for v in value) + "]"
-    return str(value)
 
 
 def revert_data(err: BaseException) -> str | None:

@@ -40,6 +40,7 @@ from typing import Any
 
 from offchain.attest.messages import from_wire
 from offchain.risk.units import QUANTUM_DIGITS, WAD
+from offchain.ops.logs import show_value
 
 Content = dict[str, Any]
 
@@ -93,7 +94,7 @@ def differences(proposal: Content, own: Content) -> list[str]:
             their_value = their_fields[field]
             if field not in tolerated:
                 if their_value != own_value:
-                    problems.append(f"{name}.{field}: {_show(their_value)} instead of {_show(own_value)}")
+                    problems.append(f"{name}.{field}: {show_value(their_value)} instead of {show_value(own_value)}")
                 continue
             pairs = list(zip(their_value, own_value)) if isinstance(own_value, list) else [(their_value, own_value)]
             if isinstance(own_value, list) and len(their_value) != len(own_value):
@@ -137,10 +138,3 @@ def changed_fields(content: Content, reference: Content) -> list[str]:
         out.append("extra")
     return out
 
-
-def _show(value: Any) -> str:
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_show(v) for v in value) + "]"
-    return str(value)

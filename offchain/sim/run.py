@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -102,8 +103,14 @@ def _market(scenario: Scenario, fraction: float, timestamp: int, expiries: tuple
 
 
 def _get(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=30) as r:
-        return json.loads(r.read())
+    """A JSON GET; a 503 /health still carries the whole report (the keeper says "stalled")."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as err:
+        if err.code != 503:
+            raise
+        return json.loads(err.read())
 
 
 class ScenarioRun:

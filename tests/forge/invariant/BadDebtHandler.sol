@@ -508,7 +508,7 @@ contract BadDebtHandler {
     /// @dev Every flagged account that is no longer bankrupt beyond the fund must be clearable
     ///      by anyone: tried on a snapshot.
     function _sweepFlags() internal {
-        if (engine.flaggedCount() == 0) return;
+        if (ch.flaggedCount() == 0) return;
         for (uint256 i; i < PROBE; ++i) {
             address a = accounts[i];
             if (!engine.flagged(a) || !_resolvable(a)) continue;

@@ -21,7 +21,7 @@ contract FlagsTest is BankruptcyFixture {
     }
 
     function assertGateMatchesFlags() internal view {
-        assertEq(ch.withdrawalsGated(), engine.flaggedCount() > 0, "withdrawalsGated == (flaggedCount > 0)");
+        assertEq(ch.withdrawalsGated(), ch.flaggedCount() > 0, "withdrawalsGated == (flaggedCount > 0)");
     }
 
     /// Guards: a whole liquidation through the fund takes the flag down by itself.
@@ -36,7 +36,7 @@ contract FlagsTest is BankruptcyFixture {
         assertEq(ch.openInstruments(alice).length, 0, "taken whole");
         assertEq(ch.cashOf(alice), 0, "deficit paid by the fund");
         assertFalse(engine.flagged(alice), "flag cleared");
-        assertEq(engine.flaggedCount(), 0, "count");
+        assertEq(ch.flaggedCount(), 0, "count");
         assertFalse(ch.withdrawalsGated(), "gate lifted");
         assertEq(fundContract.fundBalance(), 20_100e18 - 10_015e18, "fund paid exactly the deficit");
     }
@@ -121,7 +121,7 @@ contract FlagsTest is BankruptcyFixture {
         MarginAttestation memory none;
         vm.prank(outsider);
         engine.flagBankruptcy(alice, none, ""); // no attestation needed without positions
-        assertEq(engine.flaggedCount(), 1, "still one flag");
+        assertEq(ch.flaggedCount(), 1, "still one flag");
         usdc.mint(outsider, 4_415e6);
         vm.startPrank(outsider);
         usdc.approve(address(ch), 4_415e6);
@@ -144,7 +144,7 @@ contract FlagsTest is BankruptcyFixture {
         // erin: cash −2,001.5, value 1,000 at ETH 1,000: bankrupt by 1,001.5 beyond the fund of 100
         MarginAttestation memory eatt = attestation(erin, 1_000e18, 200e18, 160e18);
         engine.flagBankruptcy(erin, eatt, oracleSign(eatt));
-        assertEq(engine.flaggedCount(), 2, "two flagged");
+        assertEq(ch.flaggedCount(), 2, "two flagged");
         assertGateMatchesFlags();
         usdc.mint(outsider, 1_002e6);
         vm.startPrank(outsider);
@@ -152,12 +152,12 @@ contract FlagsTest is BankruptcyFixture {
         ch.deposit(erin, 1_002e6);
         engine.clearFlag(erin, eatt, oracleSign(eatt));
         vm.stopPrank();
-        assertEq(engine.flaggedCount(), 1, "one left");
+        assertEq(ch.flaggedCount(), 1, "one left");
         assertTrue(ch.withdrawalsGated(), "still gated for alice");
         assertGateMatchesFlags();
         (MarginAttestation memory aatt, bytes memory asigs) = aliceAt(2_500e18);
         engine.clearFlag(alice, aatt, asigs);
-        assertEq(engine.flaggedCount(), 0, "none left");
+        assertEq(ch.flaggedCount(), 0, "none left");
         assertGateMatchesFlags();
         vm.expectRevert(abi.encodeWithSelector(ILiquidationEngine.NotFlagged.selector, alice));
         engine.clearFlag(alice, aatt, asigs);
@@ -168,7 +168,7 @@ contract FlagsTest is BankruptcyFixture {
         flagAlice();
         vm.warp(block.timestamp + 1);
         flagAlice();
-        assertEq(engine.flaggedCount(), 1, "counted once");
+        assertEq(ch.flaggedCount(), 1, "counted once");
         (MarginAttestation memory att, bytes memory sigs) = aliceAt(2_500e18);
         engine.clearFlag(alice, att, sigs);
         assertFalse(ch.withdrawalsGated(), "one clear lifts the gate");

@@ -49,7 +49,7 @@ contract OperationsTest is LiquidationFixture {
         vm.expectRevert(IClearinghouse.NotEngine.selector);
         ch.enginePayIn(bob, 1);
         vm.expectRevert(IClearinghouse.NotEngine.selector);
-        ch.engineSetWithdrawalsGated(true);
+        ch.engineSetFlag(bob, true);
         vm.expectRevert(IClearinghouse.NotEngine.selector);
         ch.verifyMarginAttestation(bob, none, "");
         vm.expectRevert(IClearinghouse.NotEngine.selector);

@@ -163,7 +163,7 @@ def test_a_flag_that_no_longer_holds_is_cleared(h_no_fund: Harness) -> None:
     cleared = events(h, "BankruptcyCleared", start)
     assert [e.args["account"] for e in cleared] == [x.address]
     assert desk.w3.eth.get_transaction(cleared[0].tx)["from"] == keeper_address(h)
-    assert int(engine.functions.flaggedCount().call()) == 0
+    assert int(desk.client.ch.functions.flaggedCount().call()) == 0
     assert_mined_clean(h, start)
 
 
