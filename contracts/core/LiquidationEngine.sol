@@ -378,6 +378,9 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         uint256 carry; // haircut that capped fills could not carry, moved down the queue
         address lastCounterparty;
         uint256 lastRoom; // what the last counterparty could still pay within its equity
+        address[] seen; // counterparties charged so far in this deleveraging ...
+        uint256[] seenRoom; // ... and what each can still pay (its first fill moved its state hash)
+        uint256 seenCount;
     }
 
     /// @inheritdoc ILiquidationEngine
@@ -386,6 +389,8 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         nonReentrant
     {
         Plan memory plan = _checkAdl(att, sigs);
+        plan.seen = new address[](fills.length);
+        plan.seenRoom = new uint256[](fills.length);
         (uint256 deficit, uint256 contribution) = _fundContribution(att, plan);
         for (uint256 i; i < fills.length; ++i) {
             _deleverageOne(att, plan, fills[i]);
@@ -533,11 +538,21 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         uint256 share = plan.gross != 0
             ? Math.mulDiv(amount.mulWadUp(mark), plan.haircut, plan.gross, Math.Rounding.Ceil)
             : Math.mulDiv(amount, plan.haircut, plan.totalSize, Math.Rounding.Ceil);
-        uint256 room = _room(fill);
+        // A counterparty on several legs: its first fill moved its state hash, so its room is
+        // what its leaf allowed less what it was charged already in this deleveraging.
+        uint256 k;
+        while (k < plan.seenCount && plan.seen[k] != fill.counterparty) ++k;
+        if (k == plan.seenCount) {
+            plan.seen[k] = fill.counterparty;
+            plan.seenRoom[k] = _room(fill);
+            ++plan.seenCount;
+        }
+        uint256 room = plan.seenRoom[k];
         uint256 wanted = share + plan.carry;
         charge = wanted < room ? wanted : room;
         plan.carry = wanted - charge;
         plan.charged += charge;
+        plan.seenRoom[k] = room - charge;
         plan.lastCounterparty = fill.counterparty;
         plan.lastRoom = room - charge;
     }

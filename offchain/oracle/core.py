@@ -580,36 +580,39 @@ class Oracle:
                 return -((-mul_wad_up(amount, marks[leg]) * haircut) // gross_w)
             return -((-amount * haircut) // total_size)
 
-        def room(other: str, used: set[str], value: int) -> int:
-            # the counterparty's equity while its portfolio is still the one its leaf describes
-            return 0 if other in used else max(0, state.accounts[other].cash + value)
+        def room(other: str, left: dict[str, int], value: int) -> int:
+            # the counterparty's equity at the marks (its leaf's value), less what this
+            # deleveraging already charged it on another leg (LiquidationEngine._charge)
+            return left[other] if other in left else max(0, state.accounts[other].cash + value)
 
         # Order across legs (rank order within each): fills that need more than their room first,
         # the ones with spare room last, so what a capped fill cannot carry reaches spare room.
-        heads, used, order = [0] * len(chains), set(), []
+        heads, order = [0] * len(chains), []
+        planned: dict[str, int] = {}
         while any(h < len(c) for h, c in zip(heads, chains)):
             best = None
             for leg, chain in enumerate(chains):
                 if heads[leg] < len(chain):
                     f = chain[heads[leg]]
-                    d = share(leg, f[6]) - room(f[1], used, f[4])
+                    d = share(leg, f[6]) - room(f[1], planned, f[4])
                     if best is None or d > best[0]:
                         best = (d, leg)
             assert best is not None
             f = chains[best[1]][heads[best[1]]]
             heads[best[1]] += 1
-            used.add(f[1])
+            planned[f[1]] = max(0, room(f[1], planned, f[4]) - share(best[1], f[6]))
             order.append(f)
 
         # what the contract will do with this order: charges capped at each room, carry forward
         carry = charged = 0
         cash = acct.cash + contribution
-        used, last_room = set(), 0
+        left: dict[str, int] = {}
+        last_room = 0
         for leg, other, _, _, value, _, amount in order:
             wanted = share(leg, amount) + carry
-            r = room(other, used, value)
-            used.add(other)
+            r = room(other, left, value)
             charge = min(wanted, r)
+            left[other] = r - charge
             carry, charged, last_room = wanted - charge, charged + charge, r - charge
             mark = marks[leg]
             cash += mul_wad_down(amount, mark) + charge if sizes[leg] > 0 else charge - mul_wad_up(amount, mark)
