@@ -340,11 +340,6 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         return clearinghouse.verifyMarginAttestation(account, att, sigs);
     }
 
-    /// @notice Whether `account` is flagged with unresolved bad debt (the clearinghouse's registry).
-    function flagged(address account) external view returns (bool) {
-        return clearinghouse.flagged(account);
-    }
-
     /// @dev A counterparty charged nothing (its leaf was stale, or its equity already below zero)
     ///      may be left flat with the negative cash it already had: that is bad debt, so flag it.
     function _flagIfBadDebt(address account) internal {
@@ -376,11 +371,10 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         uint256 haircut; // deficit left after the fund: taken from the counterparties
         uint256 charged; // haircut charged so far
         uint256 carry; // haircut that capped fills could not carry, moved down the queue
-        address lastCounterparty;
-        uint256 lastRoom; // what the last counterparty could still pay within its equity
         address[] seen; // counterparties charged so far in this deleveraging ...
         uint256[] seenRoom; // ... and what each can still pay (its first fill moved its state hash)
         uint256 seenCount;
+        uint256 last; // index in `seen` of the last fill's counterparty
     }
 
     /// @inheritdoc ILiquidationEngine
@@ -401,8 +395,8 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         // Per-fill rounding can leave the account a few wei short: the last counterparty pays it
         // within its equity. Anything beyond stays as bad debt, flagged until the fund covers it.
         int256 cash = clearinghouse.cashOf(att.account);
-        if (cash < 0 && uint256(-cash) <= plan.lastRoom) {
-            clearinghouse.engineMoveCash(plan.lastCounterparty, att.account, -cash);
+        if (cash < 0 && plan.seenCount != 0 && uint256(-cash) <= plan.seenRoom[plan.last]) {
+            clearinghouse.engineMoveCash(plan.seen[plan.last], att.account, -cash);
             plan.charged += uint256(-cash);
             cash = 0;
         }
@@ -553,8 +547,7 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         plan.carry = wanted - charge;
         plan.charged += charge;
         plan.seenRoom[k] = room - charge;
-        plan.lastCounterparty = fill.counterparty;
-        plan.lastRoom = room - charge;
+        plan.last = k;
     }
 
     /// @dev The counterparty's equity at the plan's marks: cash + the value its queue leaf

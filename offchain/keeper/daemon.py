@@ -597,7 +597,7 @@ class Keeper:
     # ------------------------------------------------------------------ bankruptcy beyond the fund
 
     def _flagged(self, account: str) -> bool:
-        return bool(self.client.engine.functions.flagged(account).call())
+        return bool(self.client.ch.functions.flagged(account).call())
 
     def _plan_flag(self, account: str) -> Plan | None:
         att, sigs = _signed(self._attest("margin", {"account": account, "min_block": self.seen_block})["items"]["margin"])

@@ -165,7 +165,7 @@ contract LiquidationGas is LiquidationFixture {
         (roots[0], fills) = queueWithValues(0, perpId, ranked, values);
         (AdlAttestation memory att, bytes memory sigs) = adlAttestation(alice, ids, marks, roots);
         engine.deleverage(att, sigs, fills);
-        assertTrue(engine.flagged(alice) && ch.openInstruments(alice).length == 0, "flagged, flat");
+        assertTrue(ch.flagged(alice) && ch.openInstruments(alice).length == 0, "flagged, flat");
         seedFund(30_000);
         MarginAttestation memory none;
         engine.clearFlag(alice, none, "");

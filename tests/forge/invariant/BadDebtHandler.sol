@@ -317,7 +317,7 @@ contract BadDebtHandler {
         address a;
         for (uint256 i; i < PROBE; ++i) {
             address c = accounts[(accountSeed % PROBE + i) % PROBE];
-            if (engine.flagged(c)) {
+            if (ch.flagged(c)) {
                 a = c;
                 break;
             }
@@ -356,7 +356,7 @@ contract BadDebtHandler {
         address to = accounts[accountSeed % PROBE];
         if (accountSeed % 2 == 0) {
             for (uint256 i; i < PROBE; ++i) {
-                if (engine.flagged(accounts[i])) to = accounts[i];
+                if (ch.flagged(accounts[i])) to = accounts[i];
             }
         }
         _deposit(to, 1 + amount % 5_000e6);
@@ -511,7 +511,7 @@ contract BadDebtHandler {
         if (ch.flaggedCount() == 0) return;
         for (uint256 i; i < PROBE; ++i) {
             address a = accounts[i];
-            if (!engine.flagged(a) || !_resolvable(a)) continue;
+            if (!ch.flagged(a) || !_resolvable(a)) continue;
             uint256 snap = vm.snapshotState();
             (MarginAttestation memory att, bytes memory sigs) = _attestNow(a);
             bool ok;

@@ -67,7 +67,7 @@ contract BadDebtInvariants is LiquidationFixture {
     function invariant_withdrawalGate() public view {
         uint256 flagged;
         for (uint256 i; i < handler.accountCount(); ++i) {
-            if (engine.flagged(handler.accounts(i))) ++flagged;
+            if (ch.flagged(handler.accounts(i))) ++flagged;
         }
         assertEq(flagged, ch.flaggedCount(), "flaggedCount counts the flagged accounts");
         assertEq(ch.withdrawalsGated(), ch.flaggedCount() > 0, "withdrawalsGated == (flaggedCount > 0)");
@@ -82,7 +82,7 @@ contract BadDebtInvariants is LiquidationFixture {
     function invariant_noHiddenBadDebt() public view {
         for (uint256 i; i < handler.accountCount(); ++i) {
             address a = handler.accounts(i);
-            if (ch.openInstruments(a).length != 0 || engine.flagged(a)) continue;
+            if (ch.openInstruments(a).length != 0 || ch.flagged(a)) continue;
             assertGe(ch.cashOf(a), 0, "negative cash, no positions, not flagged");
         }
     }

@@ -38,7 +38,7 @@ contract AdlSolvencyTest is BankruptcyFixture {
         assertEq(ch.positionOf(alice, perpId), 0, "alice flat");
         assertEq(ch.positionOf(carol, perpId), 0, "carol closed");
         assertEq(ch.positionOf(bob, perpId), 0, "bob closed");
-        assertFalse(engine.flagged(alice), "nothing left unresolved");
+        assertFalse(ch.flagged(alice), "nothing left unresolved");
         assertEq(usdc.balanceOf(address(ch)) * 1e12, uint256(ch.totalCash()) + ch.protocolFees(), "custody");
     }
 
@@ -54,7 +54,7 @@ contract AdlSolvencyTest is BankruptcyFixture {
         assertEq(equityAtMarks(bob), 0, "bob at zero");
         assertEq(ch.cashOf(alice), -4_415e18, "what the queue could not carry stays with alice");
         assertEq(ch.openInstruments(alice).length, 0, "but her positions are all closed");
-        assertTrue(engine.flagged(alice), "flagged");
+        assertTrue(ch.flagged(alice), "flagged");
         assertTrue(ch.withdrawalsGated(), "gated");
 
         MarginAttestation memory none;
@@ -128,7 +128,7 @@ contract AdlSolvencyTest is BankruptcyFixture {
         assertLt(ch.cashOf(alice), 10, "to the wei");
         assertEq(ch.openInstruments(frank).length, 0, "frank left flat");
         assertEq(ch.cashOf(frank), -4_004.5e18, "with his deficit as cash");
-        assertTrue(engine.flagged(frank), "frank's bad debt is not flagged");
+        assertTrue(ch.flagged(frank), "frank's bad debt is not flagged");
         assertTrue(ch.withdrawalsGated(), "withdrawals open over frank's bad debt");
     }
 }
@@ -161,7 +161,7 @@ contract AdlSolvencyFuzzTest is BankruptcyFixture {
         int256 charged = carolBefore - carolAfter + bobBefore - bobAfter;
         int256 uncovered = ch.cashOf(alice) < 0 ? -ch.cashOf(alice) : int256(0);
         assertEq(charged + uncovered, 9_915e18, "haircut charged or left flagged, nothing lost");
-        assertEq(engine.flagged(alice), uncovered > 0, "flagged iff something is left");
+        assertEq(ch.flagged(alice), uncovered > 0, "flagged iff something is left");
         assertEq(ch.withdrawalsGated(), uncovered > 0, "gated iff something is left");
         assertEq(usdc.balanceOf(address(ch)) * 1e12, uint256(ch.totalCash()) + ch.protocolFees(), "custody");
     }

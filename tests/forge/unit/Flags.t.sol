@@ -27,7 +27,7 @@ contract FlagsTest is BankruptcyFixture {
     /// Guards: a whole liquidation through the fund takes the flag down by itself.
     function test_fundGrowsAndWholeLiquidationClearsTheFlag() public {
         flagAlice();
-        assertTrue(engine.flagged(alice), "flagged");
+        assertTrue(ch.flagged(alice), "flagged");
         assertTrue(ch.withdrawalsGated(), "gated");
         seedFund(20_000); // now the fund can cover the 10,015
         vm.expectEmit(address(engine));
@@ -35,7 +35,7 @@ contract FlagsTest is BankruptcyFixture {
         liquidateAliceWhole();
         assertEq(ch.openInstruments(alice).length, 0, "taken whole");
         assertEq(ch.cashOf(alice), 0, "deficit paid by the fund");
-        assertFalse(engine.flagged(alice), "flag cleared");
+        assertFalse(ch.flagged(alice), "flag cleared");
         assertEq(ch.flaggedCount(), 0, "count");
         assertFalse(ch.withdrawalsGated(), "gate lifted");
         assertEq(fundContract.fundBalance(), 20_100e18 - 10_015e18, "fund paid exactly the deficit");
@@ -55,7 +55,7 @@ contract FlagsTest is BankruptcyFixture {
         vm.stopPrank();
         vm.prank(outsider);
         engine.clearFlag(alice, att, sigs);
-        assertFalse(engine.flagged(alice), "cleared by an outsider");
+        assertFalse(ch.flagged(alice), "cleared by an outsider");
         assertFalse(ch.withdrawalsGated(), "gate lifted");
         assertGateMatchesFlags();
     }
@@ -100,7 +100,7 @@ contract FlagsTest is BankruptcyFixture {
         engine.deleverage(att, sigs, fills);
         assertEq(ch.openInstruments(alice).length, 0, "no positions");
         assertEq(ch.cashOf(alice), -4_415e18, "uncovered remainder");
-        assertTrue(engine.flagged(alice), "flagged by the deleveraging");
+        assertTrue(ch.flagged(alice), "flagged by the deleveraging");
         MarginAttestation memory none;
         vm.prank(outsider);
         vm.expectRevert(abi.encodeWithSelector(ILiquidationEngine.StillBankrupt.selector, -4_415e18, 0));

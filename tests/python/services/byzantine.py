@@ -22,8 +22,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -35,18 +33,9 @@ from offchain.attest.messages import MarginAttestation, from_wire, to_wire
 from offchain.ops.httpserver import HttpError, JsonServer
 from offchain.oracle.server import ATTEST_ENDPOINTS
 from offchain.risk.units import WAD
+from tests.python.services.httpcalls import call
 
 MODES = ("copy", "impersonate", "conflict", "inflate")
-
-
-def relay(method: str, url: str, body: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
 
 
 def tampered(answer: dict[str, Any], mode: str, domain: Domain, key: str, impostor_key: str) -> dict[str, Any]:
@@ -90,14 +79,14 @@ def main() -> None:
 
     def post(path: str) -> Any:
         def handler(body: dict[str, Any], _p: Any, _q: Any) -> Any:
-            status, answer = relay("POST", args.upstream + path, body)
+            status, answer = call(args.upstream + path, "POST", body)
             if status != 200:
                 raise HttpError(status, answer.get("error", f"HTTP {status}"))
             return tampered(answer, state["mode"], domain, key, impostor_key)
         return handler
 
     server.route("POST", "/control", control)
-    server.route("GET", "/health", lambda b, p, q: relay("GET", args.upstream + "/health", None)[1])
+    server.route("GET", "/health", lambda b, p, q: call(args.upstream + "/health", "GET", None)[1])
     for name in ATTEST_ENDPOINTS:
         server.route("POST", f"/v1/attest/{name}", post(f"/v1/attest/{name}"))
     server.route("POST", "/v1/cosign", post("/v1/cosign"))
@@ -132,14 +121,14 @@ class Byzantine:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"byzantine signer exited; see {self.log_path}")
             try:
-                relay("GET", self.url + "/health", None)
+                call(self.url + "/health", "GET", None)
                 return self
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError("byzantine signer did not start")
 
     def set_mode(self, mode: str) -> None:
-        status, _ = relay("POST", self.url + "/control", {"mode": mode})
+        status, _ = call(self.url + "/control", "POST", {"mode": mode})
         assert status == 200
         self.mode = mode
 

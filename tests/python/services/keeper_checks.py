@@ -4,9 +4,6 @@
 from __future__ import annotations
 
 import json
-import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 from eth_account import Account
@@ -15,6 +12,7 @@ from offchain.sim.desk import trader_keys
 
 from .chainfaults import ManualChain
 from .harness import Harness, open_leveraged_longs
+from .httpcalls import call, wait_for
 
 
 def keeper_address(h: Harness) -> str:
@@ -22,20 +20,7 @@ def keeper_address(h: Harness) -> str:
 
 
 def health(h: Harness) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(h.stack.procs["keeper"].url + "/health", timeout=5) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    return call(h.stack.procs["keeper"].url + "/health", timeout=5)
 
 
 def liquidation_blocks(h: Harness, since: int) -> dict[str, list[int]]:

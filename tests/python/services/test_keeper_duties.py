@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import time
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,29 +20,11 @@ from offchain.risk.units import WAD
 from offchain.sim.desk import trader_keys
 
 from .chainfaults import ManualChain
-from .harness import Harness, open_leveraged_longs, start_harness, stop_harness
+from .harness import Harness, open_leveraged_longs
 from .keeper_checks import (assert_mined_clean, assert_nonce_in_sync, keeper_address, liquidation_blocks, wait_for,
                             wait_idle)
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
-
-
-@pytest.fixture
-def h(tmp_path: Path) -> Iterator[Harness]:
-    harness = start_harness(tmp_path, keeper=False)
-    try:
-        yield harness
-    finally:
-        stop_harness(harness)
-
-
-@pytest.fixture
-def h_no_fund(tmp_path: Path) -> Iterator[Harness]:
-    harness = start_harness(tmp_path, keeper=False, fund_seed_units=0)
-    try:
-        yield harness
-    finally:
-        stop_harness(harness)
 
 
 def start_keeper(h: Harness, extra: list[str] | None = None) -> None:
@@ -154,12 +134,12 @@ def test_a_flag_that_no_longer_holds_is_cleared(h_no_fund: Harness) -> None:
     resp = desk.oracle.post("/v1/attest/margin", {"account": x.address})
     att, sigs = from_wire(resp["items"]["margin"]), bytes.fromhex(resp["items"]["margin"]["signatures"][2:])
     desk.send(desk.deployer, engine.functions.flagBankruptcy(x.address, att.as_tuple(), sigs), "flag")
-    assert engine.functions.flagged(x.address).call()
+    assert desk.client.ch.functions.flagged(x.address).call()
     set_markets(h, 2_500.0, 0.8)
     set_markets(h, 2_900.0, 0.7)  # it recovers: equity ≥ 0, yet withdrawals stay gated for everyone
     start = desk.client.head()
     start_keeper(h)
-    wait_for(lambda: not engine.functions.flagged(x.address).call(), 60, "the keeper to clear the flag")
+    wait_for(lambda: not desk.client.ch.functions.flagged(x.address).call(), 60, "the keeper to clear the flag")
     cleared = events(h, "BankruptcyCleared", start)
     assert [e.args["account"] for e in cleared] == [x.address]
     assert desk.w3.eth.get_transaction(cleared[0].tx)["from"] == keeper_address(h)
@@ -184,7 +164,7 @@ def test_bankruptcy_beyond_the_fund_is_flagged_and_deleveraged_with_the_oracles_
     done = events(h, "DeleveragingCompleted", start)[0]
     assert int(done.args["uncovered"]) == 0 and int(done.args["haircut"]) > 0
     assert not desk.client.ch.functions.openInstruments(x.address).call()
-    wait_for(lambda: not engine.functions.flagged(x.address).call(), 30, "the flag cleared")
+    wait_for(lambda: not desk.client.ch.functions.flagged(x.address).call(), 30, "the flag cleared")
     assert_mined_clean(h, start)
     assert_nonce_in_sync(h)
 

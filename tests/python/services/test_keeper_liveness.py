@@ -9,27 +9,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from eth_account import Account
 
 from .chainfaults import FaultyRpc, ManualChain, set_market_urgently
-from .harness import Harness, start_harness, stop_harness
+from .harness import Harness
 from .keeper_checks import (assert_mined_clean, assert_nonce_in_sync, health, keeper_address, liquidation_blocks,
                             open_longs, wait_for, wait_idle)
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
-
-
-@pytest.fixture
-def h(tmp_path: Path) -> Iterator[Harness]:
-    harness = start_harness(tmp_path, keeper=False)
-    try:
-        yield harness
-    finally:
-        stop_harness(harness)
 
 
 # ---------------------------------------------------------------------------------- fee spike

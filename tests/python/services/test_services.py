@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from offchain.risk.units import WAD
 from offchain.sim.desk import trader_keys
 
 from .harness import Harness, liquidations, open_leveraged_longs, start_harness, stop_harness
+from .httpcalls import call, wait_for
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
 
@@ -31,25 +31,6 @@ def h(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
         yield harness
     finally:
         stop_harness(harness)
-
-
-def call(url: str, method: str = "GET", body: Any = None, raw: bytes | None = None) -> tuple[int, dict[str, Any]]:
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def metric(url: str, name: str) -> float:
