@@ -68,11 +68,13 @@ T = TypeVar("T")
 
 
 class OracleError(Exception):
-    """A request the oracle cannot answer; `status` is the HTTP status it maps to."""
+    """A request the oracle cannot answer; `status` is the HTTP status it maps to. A refusal that
+    only the passing of time can lift (`lasting=False`) is never cached."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, lasting: bool = True) -> None:
         super().__init__(message)
         self.status = status
+        self.lasting = lasting
 
 
 @dataclass
@@ -113,7 +115,7 @@ class AdlPlan:
 
 class Memo:
     """A bounded cache that computes each key once, even under concurrent requests (the others
-    wait for the first). Refusals (OracleError) are cached like answers."""
+    wait for the first). Lasting refusals (OracleError) are cached like answers."""
 
     def __init__(self, size: int = 256) -> None:
         self.size = size
@@ -144,7 +146,7 @@ class Memo:
                     break
             waiter.wait()
             with self._lock:
-                if key not in self._done:  # the first computation failed unexpectedly: compute here
+                if key not in self._done:  # the first computation failed or was not kept: compute here
                     self._pending.setdefault(key, threading.Event())
                     break
         try:
@@ -156,9 +158,10 @@ class Memo:
                 self._release(key)
             raise
         with self._lock:
-            self._done[key] = result
-            while len(self._done) > self.size:
-                self._done.popitem(last=False)
+            if result[0] or result[1].lasting:
+                self._done[key] = result
+                while len(self._done) > self.size:
+                    self._done.popitem(last=False)
             self._release(key)
         if result[0]:
             return result[1]  # type: ignore[no-any-return]
@@ -637,7 +640,9 @@ class Oracle:
                                    f"({-equity / WAD:.2f}): liquidate it whole instead of deleveraging")
         due = int(since) + int(engine.BACKSTOP_DELAY().call(block_identifier=ctx.block))
         if ctx.block_time < due:
-            raise OracleError(409, f"the backstop for {account} is due at {due} (block time now {ctx.block_time})")
+            # the same key becomes answerable with time alone: not a refusal to keep
+            raise OracleError(409, f"the backstop for {account} is due at {due} (block time now {ctx.block_time})",
+                              lasting=False)
         if equity >= int(mm):
             raise OracleError(409, f"{account} is no longer below the reported MM ({equity / WAD:.2f} ≥ {int(mm) / WAD:.2f})")
 

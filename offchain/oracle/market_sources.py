@@ -175,9 +175,10 @@ class FeedMarketSource:
         """The feeds at `block` (of time `timestamp`). Data older than `max_age` (the contract's
         maxSnapshotAge) or the feed's own max_age is stale: no attestation could use it."""
         readings, unavailable, rounds = {}, {}, []
+        seen: list[int] = []  # updatedAt of every fresh reading, trusted or held by the jump guard
         for u, cfg in self.feeds.items():
             try:
-                readings[u] = self._underlying(u, cfg, block, timestamp, max_age)
+                readings[u] = self._underlying(u, cfg, block, timestamp, max_age, seen)
                 rounds.append((u, readings[u][3], readings[u][4]))
                 self._status[u] = "ok"
             except MarketUnavailable as err:
@@ -186,8 +187,10 @@ class FeedMarketSource:
         # is the market. The oldest reading would pin every snapshot to a quiet feed's old time,
         # so a dip snapshot and the recovery after it would carry the same time and the on-chain
         # floor could not retire attestations hoarded from the dip. Each reading's own age is
-        # bounded above (stale feeds are unavailable).
-        snapshot_time = max(r[2] for r in readings.values()) if readings else timestamp
+        # bounded above (stale feeds are unavailable). A reading the jump guard holds back still
+        # counts: the other feeds are the market as of it, and dropping it would move the time
+        # backwards, below a floor that attestations or heartbeats of it may already have raised.
+        snapshot_time = max(seen) if seen else timestamp
         markets = {}
         for u, (price, vol, _, _, _) in readings.items():
             cfg = self.feeds[u]
@@ -198,7 +201,7 @@ class FeedMarketSource:
         return MarketSnapshot(MarketData(snapshot_time, markets, correlations), unavailable, key)
 
     def _underlying(self, u: str, cfg: FeedConfig, block: int, timestamp: int,
-                    max_age: int | None) -> tuple[float, float, int, int, int]:
+                    max_age: int | None, seen: list[int]) -> tuple[float, float, int, int, int]:
         """(price, vol, newest updatedAt of its feeds, price round, vol round); each feed's own
         reading must be within the max age."""
         limit = cfg.max_age if max_age is None else min(cfg.max_age, max_age)
@@ -208,6 +211,7 @@ class FeedMarketSource:
             raise MarketUnavailable(u, f"price feed unreadable: {str(err)[:120]}") from None
         if timestamp - updated > limit:
             raise MarketUnavailable(u, f"price feed stale: last update {timestamp - updated}s ago (max {limit}s)")
+        seen.append(updated)
         price = self.guards[u].check(u, price, round_id)
         vol, newest, vol_round = cfg.vol, updated, 0
         if cfg.vol_feed:
@@ -217,6 +221,7 @@ class FeedMarketSource:
                 raise MarketUnavailable(u, f"vol feed unreadable: {str(err)[:120]}") from None
             if timestamp - vol_updated > limit:
                 raise MarketUnavailable(u, f"vol feed stale: last update {timestamp - vol_updated}s ago (max {limit}s)")
+            seen.append(vol_updated)
             if not 0.01 <= vol <= 5.0:
                 raise MarketUnavailable(u, f"vol feed answer {vol:g} is implausible")
             newest = max(newest, vol_updated)

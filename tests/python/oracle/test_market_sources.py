@@ -113,3 +113,16 @@ def test_scenario_settlement_price_is_the_scenario_at_the_expiry() -> None:
     price, at = source.settlement_price("ETH", expiry, block=1)
     assert at == expiry
     assert price == to_wad_down(scenario.at((expiry - 1_000) / scenario.duration)["ETH"][0])
+
+
+def test_a_reading_the_jump_guard_holds_back_still_dates_the_snapshot() -> None:
+    """A crash print on one feed, held back by the jump guard until confirmed, must not move the
+    snapshot's time backwards: attestations or heartbeats of the newer time may already have
+    raised the on-chain floor, and everything signed below it would be refused."""
+    w3 = FakeW3({"eth": FakeFeed([(3000.0, 1_000)]), "btc": FakeFeed([(90_000.0, 990)])})
+    source = FeedMarketSource(w3, {"ETH": FeedConfig("eth", vol=0.6), "BTC": FeedConfig("btc", vol=0.5)})
+    assert source.snapshot(7, 1_010, {}).data.timestamp == 1_000
+    w3.feeds["btc"].rounds.append((45_000 * 10**8, 1_120))  # −50%: held back, unconfirmed
+    snap = source.snapshot(8, 1_125, {})
+    assert "BTC" in snap.unavailable and set(snap.data.underlyings) == {"ETH"}
+    assert snap.data.timestamp == 1_120, "the held-back reading still dates the snapshot"

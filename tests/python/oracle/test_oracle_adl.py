@@ -236,3 +236,21 @@ def test_backstop_plan_only_for_a_due_stall_report_of_the_current_state() -> Non
     with pytest.raises(OracleError) as refused:
         book.oracle(StaticSource(market(eth=2250.0)), client=client).attest_adl({"account": long})
     assert "no longer below" in str(refused.value)
+
+
+def test_a_refusal_only_time_lifts_is_not_cached() -> None:
+    """Asked just before the backstop is due, the refusal must not be served once it is due (the
+    plan's cache key — account, state, snapshot — does not move with the clock)."""
+    from tests.python.oracle.fakes import NOW, FakeClient
+
+    book, who = crash_book(fund=0.0)
+    long = who["long"]
+    client = FakeClient()
+    client.engine.stall_reports[long] = (book.state.accounts[long].state_hash, NOW - 30, 20_000 * WAD)
+    oracle = book.oracle(StaticSource(market(eth=2250.0)), client=client)
+    with pytest.raises(OracleError) as refused:
+        oracle.attest_adl({"account": long})
+    assert "due at" in str(refused.value)
+    client.block, client.now = client.block + 1, NOW + 40  # a later block, the same market snapshot
+    answer = oracle.attest_adl({"account": long})
+    assert answer["extra"]["fills"], "planned once due"
