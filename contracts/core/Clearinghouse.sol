@@ -297,6 +297,7 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
     /// @dev Receipts are exempt from `maxPositions` (up to the storage bound): a configuration
     ///      change or a padded book must never leave a position nobody can take.
     function engineMovePosition(address from, address to, uint256 instrumentId, int256 amount) external onlyEngine {
+        _requireLive(_instruments[instrumentId], instrumentId);
         _changePosition(from, instrumentId, -amount, PositionBook.MAX_POSITIONS);
         _changePosition(to, instrumentId, amount, PositionBook.MAX_POSITIONS);
     }
@@ -428,6 +429,15 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
 
     // ============================================================================ Internal
 
+    /// @dev An expired option never moves between accounts, only settles: settlement counts on its
+    ///      short open interest and each long's share of a shortfall, which netting a long against
+    ///      a short in a liquidation or ADL would bypass.
+    function _requireLive(Instrument storage inst, uint256 instrumentId) internal view {
+        if (inst.kind != InstrumentKind.Perpetual && inst.expiry <= block.timestamp) {
+            revert InstrumentExpired(instrumentId);
+        }
+    }
+
     function _instrument(uint256 instrumentId) internal view returns (Instrument storage inst) {
         inst = _instruments[instrumentId];
         if (inst.underlying == bytes32(0)) revert UnknownInstrument(instrumentId);
@@ -455,10 +465,7 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
     /// @dev Moves positions (maker ±fillAmount, taker the opposite) and cash (the buyer pays the
     ///      seller fillAmount × price; the taker pays the fee into protocolFees).
     function _applyFill(Order calldata order, uint256 fillAmount, bytes32 orderHash) internal {
-        Instrument storage inst = _instrument(order.instrumentId);
-        if (inst.kind != InstrumentKind.Perpetual && inst.expiry <= block.timestamp) {
-            revert InstrumentExpired(order.instrumentId);
-        }
+        _requireLive(_instrument(order.instrumentId), order.instrumentId);
         int256 makerDelta = order.size > 0 ? int256(fillAmount) : -int256(fillAmount);
         uint256 cap = _config.maxPositions;
         _changePosition(order.maker, order.instrumentId, makerDelta, cap);
@@ -520,6 +527,7 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
     function _transferOne(Transfer memory t, uint256 id) internal {
         PositionBook.Book storage fromBook = _books[t.from];
         PositionBook.Book storage toBook = _books[t.to];
+        _requireLive(_instruments[id], id);
         int256 size = fromBook.sizeOf(id);
         int256 slice = t.fraction >= WAD ? size : _sliceOf(size, t.fraction);
         int256 left = size - slice;

@@ -40,10 +40,12 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
     ///         the backstop may close it against the ADL queue.
     uint256 public constant BACKSTOP_DELAY = 60 seconds;
 
-    /// @notice A report that an account was below MM at `stateHash` since `since` (unix time).
+    /// @notice A report that an account was below MM at `stateHash` since `since` (unix time),
+    ///         last confirmed (still below `maintenanceMargin`, same state) at `confirmedAt`.
     struct Stall {
         bytes32 stateHash;
         uint64 since;
+        uint64 confirmedAt;
         uint128 maintenanceMargin;
     }
 
@@ -214,9 +216,7 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
             // The first settlement of an instrument records its open interest: no short has
             // settled yet, so the shorts' total is the longs' total.
             if (settlementOpenInterest[id] == 0) settlementOpenInterest[id] = clearinghouse.shortOpenInterest(id);
-            uint256 intrinsic = inst.kind == InstrumentKind.Call
-                ? (price > inst.strike ? price - inst.strike : 0)
-                : (inst.strike > price ? inst.strike - price : 0);
+            uint256 intrinsic = _intrinsic(inst, price);
             int256 payout;
             if (size < 0) {
                 // Shorts pay rounded up, and always can settle: their loss stays in the waterfall.
@@ -228,7 +228,9 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
             }
             clearinghouse.engineSettle(account, id, payout);
         }
-        if (clearinghouse.openInstruments(account).length == 0 && clearinghouse.cashOf(account) < 0) {
+        uint256[] memory open = clearinghouse.openInstruments(account);
+        if (totalPaid != 0) _requireNoPayerLegLeft(account, open);
+        if (open.length == 0 && clearinghouse.cashOf(account) < 0) {
             _absorbSettlementDeficit(account, instrumentIds, paid, totalPaid);
             // What neither the fund nor this expiry's winners can carry is bad debt: flagged,
             // gating withdrawals until the fund covers it (clearFlag).
@@ -238,6 +240,25 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
                 emit BankruptcyFlagged(account, uint256(-left));
             }
         }
+    }
+
+    /// @dev A payer settles all its in-the-money expired shorts in one call: a deficit is shared
+    ///      by the winners of what it paid on in the call that left it flat, so settling its legs
+    ///      one by one would let the caller choose whose payouts absorb it.
+    function _requireNoPayerLegLeft(address account, uint256[] memory open) internal view {
+        for (uint256 i; i < open.length; ++i) {
+            Instrument memory inst = clearinghouse.instrument(open[i]);
+            if (inst.kind == InstrumentKind.Perpetual || inst.expiry > block.timestamp) continue;
+            uint256 price = clearinghouse.settlementPrices(inst.underlying, inst.expiry);
+            if (price != 0 && _intrinsic(inst, price) != 0 && clearinghouse.positionOf(account, open[i]) < 0) {
+                revert PayerLegsSettleTogether(open[i]);
+            }
+        }
+    }
+
+    function _intrinsic(Instrument memory inst, uint256 price) internal pure returns (uint256) {
+        if (inst.kind == InstrumentKind.Call) return price > inst.strike ? price - inst.strike : 0;
+        return inst.strike > price ? inst.strike - price : 0;
     }
 
     /// @dev A long is paid once every short of its instrument has settled (so the instrument's
@@ -306,15 +327,23 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
     /// @inheritdoc ILiquidationEngine
     function clearFlag(address account, MarginAttestation calldata att, bytes calldata sigs) external nonReentrant {
         if (!clearinghouse.flagged(account)) revert NotFlagged(account);
-        bool hasPositions = clearinghouse.openInstruments(account).length != 0;
-        int256 equity = _equityOf(account, att, sigs);
-        if (equity < 0) {
-            uint256 available = fund.fundBalance();
-            if (uint256(-equity) > available) revert StillBankrupt(equity, available);
-            // Without positions the deficit is plain cash: the fund pays it now. With positions
-            // the keeper liquidates the account whole, through the fund.
-            if (!hasPositions) _coverDeficit(account);
+        if (clearinghouse.openInstruments(account).length == 0) {
+            // Plain cash: the fund pays a deficit it can cover now, or the flag stays.
+            int256 cash = clearinghouse.cashOf(account);
+            if (cash < 0 && uint256(-cash) > fund.fundBalance()) revert StillBankrupt(cash, fund.fundBalance());
+            _coverDeficit(account);
+            _unflag(account, clearinghouse.cashOf(account));
+            return;
         }
+        int256 equity = clearinghouse.verifyMarginAttestation(account, att, sigs);
+        // No tolerance here: an attestation older than the newest data already seen (the one that
+        // flagged the account, a heartbeat) could show a solvency that no longer holds.
+        uint64 latest = clearinghouse.latestSnapshotTime();
+        if (att.snapshotTime < latest) revert ClearingWithOlderSnapshot(att.snapshotTime, latest);
+        // Still in deficit: a deficit the fund can cover is resolved by liquidating the account
+        // whole through the fund (which clears the flag), never by a promise of the fund's
+        // balance that several flags could count on at once.
+        if (equity < 0) revert StillBankrupt(equity, fund.fundBalance());
         _unflag(account, equity);
     }
 
@@ -324,9 +353,10 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         uint256 mm = att.maintenanceMargin;
         if (equity >= int256(mm)) revert NotLiquidatable(equity, mm);
         Stall storage st = stalls[account];
-        // A repeated report of the same state keeps the first time: the delay runs from there.
-        if (st.since != 0 && st.stateHash == att.stateHash) return;
-        stalls[account] = Stall(att.stateHash, uint64(block.timestamp), uint128(mm));
+        // A repeated report of the same state keeps the first time (the delay runs from there)
+        // and confirms it: still below this MM now.
+        uint64 since = st.since != 0 && st.stateHash == att.stateHash ? st.since : uint64(block.timestamp);
+        stalls[account] = Stall(att.stateHash, since, uint64(block.timestamp), uint128(mm));
         emit StallReported(account, att.stateHash, mm);
     }
 
@@ -389,21 +419,34 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         for (uint256 i; i < fills.length; ++i) {
             _deleverageOne(att, plan, fills[i]);
         }
+        // What is left of the account at the plan's marks. A queue member that closed, flipped,
+        // rotated its position away or changed its portfolio since the plan is skipped, so a
+        // deleveraging may end partial: the rest stays with the account, flagged, for the next
+        // plan — no one can make it revert (only a plan that moves nothing does).
+        int256 equity = clearinghouse.cashOf(att.account);
+        bool moved;
+        bool complete = true;
         for (uint256 leg; leg < plan.remaining.length; ++leg) {
-            if (plan.remaining[leg] != 0) revert AdlIncomplete(att.instrumentIds[leg], plan.remaining[leg]);
+            int256 size = plan.sizes[leg];
+            uint256 left = plan.remaining[leg];
+            if (left != uint256(size > 0 ? size : -size)) moved = true;
+            if (left == 0) continue;
+            complete = false;
+            equity += _mulWadFloor(size > 0 ? int256(left) : -int256(left), att.marks[leg]);
         }
-        // Per-fill rounding can leave the account a few wei short: the last counterparty pays it
-        // within its equity. Anything beyond stays as bad debt, flagged until the fund covers it.
-        int256 cash = clearinghouse.cashOf(att.account);
-        if (cash < 0 && plan.seenCount != 0 && uint256(-cash) <= plan.seenRoom[plan.last]) {
-            clearinghouse.engineMoveCash(plan.seen[plan.last], att.account, -cash);
-            plan.charged += uint256(-cash);
-            cash = 0;
+        if (!moved) revert AdlIncomplete(att.instrumentIds[0], plan.remaining[0]);
+        // Per-fill rounding (and what capped fills carried down) can leave a whole deleveraging a
+        // little short: the last counterparty pays it within its equity. Anything beyond — or the
+        // part of a partial one that stayed with the account — is flagged until resolved.
+        if (complete && equity < 0 && plan.seenCount != 0 && uint256(-equity) <= plan.seenRoom[plan.last]) {
+            clearinghouse.engineMoveCash(plan.seen[plan.last], att.account, -equity);
+            plan.charged += uint256(-equity);
+            equity = 0;
         }
-        uint256 uncovered = cash < 0 ? uint256(-cash) : 0;
+        uint256 uncovered = equity < 0 ? uint256(-equity) : 0;
         delete stalls[att.account];
         if (uncovered != 0) _flag(att.account);
-        else if (clearinghouse.flagged(att.account)) _unflag(att.account, cash);
+        else if (clearinghouse.flagged(att.account)) _unflag(att.account, equity);
         emit DeleveragingCompleted(att.account, deficit, contribution, plan.charged, uncovered);
     }
 
@@ -466,8 +509,9 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
     }
 
     /// @dev The backstop applies to an account reported stalled (`reportStall`) at this very
-    ///      portfolio state — no liquidation has touched it since — at least BACKSTOP_DELAY ago,
-    ///      and still below the reported MM at the plan's marks.
+    ///      portfolio state — no liquidation has touched it since — and confirmed below MM again
+    ///      at least BACKSTOP_DELAY after the first report and at most BACKSTOP_DELAY ago (so the
+    ///      MM it is held to is recent), and still below that MM at the plan's marks.
     function _requireBackstopDue(AdlAttestation calldata att, int256 equity, uint256 available) internal view {
         Stall memory st = stalls[att.account];
         if (st.since == 0 || st.stateHash != att.stateHash) {
@@ -475,7 +519,9 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
             revert FundCanCover(uint256(-equity), available);
         }
         uint256 due = uint256(st.since) + BACKSTOP_DELAY;
-        if (block.timestamp < due) revert BackstopNotDue(due);
+        if (st.confirmedAt < due || block.timestamp > uint256(st.confirmedAt) + BACKSTOP_DELAY) {
+            revert BackstopNotDue(due);
+        }
         if (equity >= int256(uint256(st.maintenanceMargin))) revert NotLiquidatable(equity, st.maintenanceMargin);
     }
 
@@ -499,6 +545,11 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         );
         if (!MerkleProof.verifyCalldata(fill.proof, att.queueRoots[leg], leaf)) revert AdlInvalidProof(leg, fill.rank);
         if (fill.counterparty == plan.account) return 0;
+        // A member whose portfolio changed since the plan is skipped (its leaf's value no longer
+        // describes it) — unless that change is its own fill on an earlier leg of this plan.
+        if (_seenAt(plan, fill.counterparty) == plan.seenCount && clearinghouse.stateHashOf(fill.counterparty) != fill.stateHash) {
+            return 0;
+        }
         int256 size = plan.sizes[leg];
         int256 theirs = clearinghouse.positionOf(fill.counterparty, id);
         if (theirs == 0 || (theirs > 0) == (size > 0)) return 0;
@@ -534,8 +585,7 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
             : Math.mulDiv(amount, plan.haircut, plan.totalSize, Math.Rounding.Ceil);
         // A counterparty on several legs: its first fill moved its state hash, so its room is
         // what its leaf allowed less what it was charged already in this deleveraging.
-        uint256 k;
-        while (k < plan.seenCount && plan.seen[k] != fill.counterparty) ++k;
+        uint256 k = _seenAt(plan, fill.counterparty);
         if (k == plan.seenCount) {
             plan.seen[k] = fill.counterparty;
             plan.seenRoom[k] = _room(fill);
@@ -551,11 +601,15 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
     }
 
     /// @dev The counterparty's equity at the plan's marks: cash + the value its queue leaf
-    ///      commits to, while its portfolio is still the one that value describes; 0 otherwise.
+    ///      commits to (`_admit` has checked its portfolio is still the one that value describes).
     function _room(AdlFill calldata fill) internal view returns (uint256) {
-        if (clearinghouse.stateHashOf(fill.counterparty) != fill.stateHash) return 0;
         int256 equity = clearinghouse.cashOf(fill.counterparty) + fill.value;
         return equity > 0 ? uint256(equity) : 0;
+    }
+
+    /// @dev The counterparty's place in `plan.seen`, or `plan.seenCount` if it has no fill yet.
+    function _seenAt(Plan memory plan, address counterparty) internal pure returns (uint256 k) {
+        while (k < plan.seenCount && plan.seen[k] != counterparty) ++k;
     }
 
     /// @notice The EIP-712 struct hash of an ADL attestation (signed under the clearinghouse's domain).

@@ -31,9 +31,11 @@ struct AdlAttestation {
 
 /// @notice One step of a deleveraging: the counterparty at `rank` of leg `leg`'s queue, with
 ///         the state hash and portfolio value its queue leaf commits to.
-/// @dev The counterparty's share of the haircut is capped at its equity (cash + `value` while
-///      its state hash is still `stateHash`; 0 once it has changed), so deleveraging never
-///      pushes a counterparty below zero; what a capped fill cannot carry moves down the queue.
+/// @dev The counterparty's share of the haircut is capped at its equity (cash + `value`), so
+///      deleveraging never pushes a counterparty below zero; what a capped fill cannot carry
+///      moves down the queue. A counterparty whose state hash is no longer `stateHash` (its
+///      portfolio changed since the plan, other than by its own fill on an earlier leg) is
+///      skipped: it neither takes the position nor pays.
 struct AdlFill {
     uint256 leg;
     address counterparty;
@@ -70,6 +72,8 @@ interface ILiquidationEngine {
     error StillBankrupt(int256 equity, uint256 fundBalance);
     error NotFlagged(address account);
     error BackstopNotDue(uint256 dueAt);
+    error ClearingWithOlderSnapshot(uint64 snapshotTime, uint64 latestSnapshotTime);
+    error PayerLegsSettleTogether(uint256 instrumentId);
     error NotExpired(uint64 expiry);
     error SettlementPriceMissing(bytes32 underlying, uint64 expiry);
     error PayersNotSettled(uint256 instrumentId, uint256 shortOpenInterest);
@@ -107,7 +111,9 @@ interface ILiquidationEngine {
         uint256 rank
     );
     /// @notice `haircut` was charged to counterparties; `uncovered` (0 unless the queue's equity
-    ///         ran out) stays as the account's negative cash, flagged until the fund covers it.
+    ///         ran out, or members were skipped and part of the portfolio stays with the account)
+    ///         is the account's remaining deficit at the plan's marks, flagged until a next plan
+    ///         or the fund resolves it.
     event DeleveragingCompleted(
         address indexed account, uint256 deficit, uint256 fundContribution, uint256 haircut, uint256 uncovered
     );
@@ -124,6 +130,8 @@ interface ILiquidationEngine {
     ///      a batch that executes nothing reverts. Receiving a slice is exempt from
     ///      `maxPositions` (up to the 64-position storage bound). The bonus of a whole-portfolio
     ///      liquidation is capped at the account's equity: the fund pays deficits, never bonuses.
+    ///      An account holding an expired option is settled first: expired positions never move
+    ///      (InstrumentExpired), or settlement's accounting could be bypassed by netting.
     function liquidate(
         LiquidationRequest[] calldata requests,
         MarginAttestation calldata liquidatorAtt,
@@ -135,22 +143,29 @@ interface ILiquidationEngine {
     ///         positions needs no attestation (its equity is its cash).
     function flagBankruptcy(address account, MarginAttestation calldata att, bytes calldata sigs) external;
 
-    /// @notice Clears the flag of an account that is no longer bankrupt beyond the fund: its
-    ///         equity is ≥ 0, or the fund can cover its deficit (then, without positions, the fund
-    ///         pays it at once). Anyone may call; without positions no attestation is needed.
+    /// @notice Clears the flag of an account whose bad debt is resolved. With positions: its
+    ///         equity is ≥ 0 per an attestation at least as new as the newest snapshot seen (no
+    ///         tolerance). Without positions (no attestation needed): its cash is ≥ 0, or the fund
+    ///         pays the deficit at once. Anyone may call. A flagged account in a deficit the fund
+    ///         can cover is cleared by liquidating it whole through the fund.
     /// @dev Withdrawals are gated if and only if some flagged account exists.
     function clearFlag(address account, MarginAttestation calldata att, bytes calldata sigs) external;
 
     /// @notice Records that `account` is below MM at its current state. Anyone may call; a repeat
-    ///         for the same state keeps the first time. The backstop: once BACKSTOP_DELAY has
-    ///         passed with the state unchanged (no liquidation took any of it), `deleverage` may
-    ///         close the account against the ADL queue at the marks even though it is solvent.
+    ///         for the same state keeps the first time and confirms it. The backstop: once the
+    ///         report has been confirmed BACKSTOP_DELAY or more after it was first made, with the
+    ///         state unchanged (no liquidation took any of it), `deleverage` may close the account
+    ///         against the ADL queue at the marks even though it is solvent — within
+    ///         BACKSTOP_DELAY of that confirmation, and only while equity at the marks is below
+    ///         the confirmed MM (`BackstopNotDue` otherwise).
     function reportStall(address account, MarginAttestation calldata att, bytes calldata sigs) external;
 
     /// @notice Closes a bankrupt account's positions against the ranked opposite-side accounts at
     ///         the bankruptcy price, after the fund has paid what it has. Anyone may call.
     /// @dev Also the backstop for a stalled account (see `reportStall`): closed at the marks, no
-    ///      haircut, the fund paying a deficit it can cover.
+    ///      haircut, the fund paying a deficit it can cover. May end partial when queue members
+    ///      moved since the plan (what is left stays with the account, flagged, for the next
+    ///      plan); reverts `AdlIncomplete` only when it moves nothing.
     function deleverage(AdlAttestation calldata att, bytes calldata sigs, AdlFill[] calldata fills) external;
 
     /// @notice Settles `account`'s expired options in cash at the posted settlement prices.
@@ -161,7 +176,9 @@ interface ILiquidationEngine {
     ///      no positions and negative cash has its deficit paid by the insurance fund, and what
     ///      the fund cannot pay is shared by the winners of the instruments it paid on in this
     ///      call, so settlement never creates an account with negative cash and no positions
-    ///      (a deficit with no instrument to share it stays flaggable bad debt).
+    ///      (a deficit with no instrument to share it is flagged bad debt). A call that settles a
+    ///      payer leg must settle all the account's in-the-money expired shorts whose price is
+    ///      posted (`PayerLegsSettleTogether`), so no caller chooses whose payouts absorb a deficit.
     function settle(address account, uint256[] calldata instrumentIds) external;
 
     /// @notice The fraction, bonus and insurance fee a liquidation of an account with `equity`

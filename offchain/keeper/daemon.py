@@ -671,7 +671,8 @@ class Keeper:
                 self.duties.forget(key)
                 continue
             self.flag_watch.add(account)
-            if not self.client.ch.functions.openInstruments(account).call():
+            has_positions = bool(self.client.ch.functions.openInstruments(account).call())
+            if not has_positions:
                 equity = int(self.client.ch.functions.cashOf(account).call()) / WAD  # no positions: its cash
             elif account in listed:
                 equity = float(listed[account]["equity"])
@@ -681,8 +682,10 @@ class Keeper:
                 except OracleRefused as err:
                     self.duties.failed(key, self.head, str(err))
                     continue
-            if equity < 0 and -equity > fund:
-                continue  # still bankrupt beyond the fund: deleveraging's job
+            if equity < 0 and (has_positions or -equity > fund):
+                # in deficit with positions: liquidated whole through the fund (which clears the
+                # flag) or deleveraged; without positions: waits for the fund to cover it
+                continue
             self.duties.ensure(key, self.head)
             try:
                 plan = self._plan_clear_flag(account)
@@ -706,7 +709,8 @@ class Keeper:
     def backstop(self) -> None:
         """The accounts below MM the keeper could not liquidate `backstop_after` times in a row
         (no capital, no one else either) are reported stalled on-chain; once BACKSTOP_DELAY has
-        passed with their state untouched, they are closed against the ADL queue at the marks
+        passed with their state untouched, the report is confirmed (still below MM now) and they
+        are closed against the ADL queue at the marks within BACKSTOP_DELAY of the confirmation
         (the oracle plans it; no haircut, the fund paying a deficit it can cover)."""
         if self.config.backstop_after <= 0:
             return
@@ -718,17 +722,21 @@ class Keeper:
             if not self.duties.due(key, self.head) or not self._room():
                 continue
             try:
-                state_hash, since, _ = self.client.engine.functions.stalls(account).call()
-                if since == 0 or "0x" + bytes(state_hash).hex() != row["state_hash"]:
+                state_hash, since, confirmed_at, _ = self.client.engine.functions.stalls(account).call()
+                if self._backstop_delay is None:
+                    self._backstop_delay = int(self.client.engine.functions.BACKSTOP_DELAY().call())
+                due = int(since) + self._backstop_delay
+                fresh = since != 0 and "0x" + bytes(state_hash).hex() == row["state_hash"]
+                if fresh and self.head_time < due:
+                    item.info["backstop_due_at"] = due
+                    continue
+                # a first report, or its confirmation once due (the contract holds the account to
+                # the confirmed MM, within BACKSTOP_DELAY of the confirmation)
+                if not fresh or int(confirmed_at) < due or self.head_time > int(confirmed_at) + self._backstop_delay // 2:
                     plan = self._plan_stall_report(account)
                     self.duties.ensure(key, self.head)
                     if plan is not None:
                         self._send(plan, self.duties, [key])
-                    continue
-                if self._backstop_delay is None:
-                    self._backstop_delay = int(self.client.engine.functions.BACKSTOP_DELAY().call())
-                if self.head_time < int(since) + self._backstop_delay:
-                    item.info["backstop_due_at"] = int(since) + self._backstop_delay
                     continue
                 if self.sender.serial_in_flight() is not None:
                     continue

@@ -469,6 +469,7 @@ class Oracle:
             for account in targets:
                 self._known(self.state, account)
                 acct = self.state.accounts[account]
+                self._refuse_expired_legs(ctx, account, acct.positions)
                 att = self._attestation(ctx, account, acct.state_hash, dict(acct.positions))
                 equity = acct.cash + att.value
                 try:
@@ -518,9 +519,18 @@ class Oracle:
                              ctx.block_time + self.ttl, ctx.params.version)
         return self._response(ctx, {"adl": att}, {"fills": list(plan.fills_wire), "expected": dict(plan.expected)})
 
+    def _refuse_expired_legs(self, ctx: Context, account: str, positions: dict[int, int]) -> None:
+        """An expired option never moves between accounts (Clearinghouse._requireLive): an account
+        holding one is settled first (LiquidationEngine.settle), then liquidated or deleveraged."""
+        for i in sorted(positions):
+            inst = ctx.state.instruments.get(i)
+            if inst is not None and inst.is_option and inst.expiry <= ctx.block_time:
+                raise OracleError(409, f"{account} holds {inst.name}, expired and not settled yet: settle it first")
+
     def _plan_adl(self, ctx: Context, account: str) -> AdlPlan:
         state = ctx.state
         acct = state.accounts[account]
+        self._refuse_expired_legs(ctx, account, acct.positions)
         ids = tuple(sorted(acct.positions))
         mark_of = self._marks(ctx)
         marks = tuple(max(0, to_wad_down(mark_of[i])) for i in ids)
@@ -629,20 +639,23 @@ class Oracle:
 
     def _require_backstop_due(self, ctx: Context, account: str, state_hash: bytes, equity: int, fund: int) -> None:
         """LiquidationEngine._requireBackstopDue: a stall report for the account's current state,
-        at least BACKSTOP_DELAY old at the snapshot's block, and equity still below its MM."""
+        confirmed at least BACKSTOP_DELAY after it was made and at most BACKSTOP_DELAY before
+        the snapshot's block, and equity still below the confirmed MM."""
         engine = self.client.engine.functions
-        reported_hash, since, mm = engine.stalls(account).call(block_identifier=ctx.block)
+        reported_hash, since, confirmed_at, mm = engine.stalls(account).call(block_identifier=ctx.block)
         if not since or bytes(reported_hash) != state_hash:
             if equity >= 0:
                 raise OracleError(409, f"{account} is not bankrupt at the current marks (equity {equity / WAD:.2f} "
                                        f"≥ 0) and has no stall report for its current state: liquidate it instead")
             raise OracleError(409, f"the insurance fund ({fund / WAD:.2f}) covers the deficit of {account} "
                                    f"({-equity / WAD:.2f}): liquidate it whole instead of deleveraging")
-        due = int(since) + int(engine.BACKSTOP_DELAY().call(block_identifier=ctx.block))
-        if ctx.block_time < due:
+        delay = int(engine.BACKSTOP_DELAY().call(block_identifier=ctx.block))
+        due = int(since) + delay
+        if int(confirmed_at) < due or ctx.block_time > int(confirmed_at) + delay:
             # the same key becomes answerable with time alone: not a refusal to keep
-            raise OracleError(409, f"the backstop for {account} is due at {due} (block time now {ctx.block_time})",
-                              lasting=False)
+            raise OracleError(409, f"the backstop for {account} needs a stall report confirmed between {due} and "
+                                   f"{delay}s before the block (confirmed at {int(confirmed_at)}, block time "
+                                   f"{ctx.block_time})", lasting=False)
         if equity >= int(mm):
             raise OracleError(409, f"{account} is no longer below the reported MM ({equity / WAD:.2f} ≥ {int(mm) / WAD:.2f})")
 

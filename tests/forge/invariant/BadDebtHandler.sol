@@ -500,9 +500,13 @@ contract BadDebtHandler {
 
     // ------------------------------------------------------------------ flags
 
+    /// @dev What clearFlag must accept: with positions, equity ≥ 0 (a deficit the fund can cover is
+    ///      resolved by a whole liquidation through the fund, which the probes check); without,
+    ///      cash ≥ 0 or a deficit the fund pays at once.
     function _resolvable(address a) internal view returns (bool) {
         int256 equity = _equity(a);
-        return equity >= 0 || uint256(-equity) <= fund.fundBalance();
+        if (equity >= 0) return true;
+        return ch.openInstruments(a).length == 0 && uint256(-equity) <= fund.fundBalance();
     }
 
     /// @dev Every flagged account that is no longer bankrupt beyond the fund must be clearable

@@ -126,12 +126,21 @@ contract AdlTest is LiquidationFixture {
         engine.deleverage(att, sigs, fills);
     }
 
-    function test_incompleteDeleveragingRejected() public {
+    /// A deleveraging that covers part of the position leaves the rest with the account, flagged
+    /// (nobody can make it revert by moving away); one that moves nothing is refused.
+    function test_partialDeleveragingLeavesTheRestFlagged() public {
         (AdlAttestation memory att, bytes memory sigs, AdlFill[] memory fills) = plan(carolThenBob());
         AdlFill[] memory first = new AdlFill[](1);
         first[0] = fills[0];
-        vm.expectRevert(abi.encodeWithSelector(ILiquidationEngine.AdlIncomplete.selector, perpId, 6e18));
         engine.deleverage(att, sigs, first);
+        assertEq(ch.positionOf(alice, perpId), 6e18, "carol's 4 taken, 6 left");
+        assertTrue(ch.flagged(alice), "the rest stays flagged for the next plan");
+        assertTrue(ch.withdrawalsGated(), "gated");
+        (att, sigs, fills) = plan(carolThenBob()); // carol has nothing left on the opposite side
+        AdlFill[] memory none = new AdlFill[](1);
+        none[0] = fills[0];
+        vm.expectRevert(abi.encodeWithSelector(ILiquidationEngine.AdlIncomplete.selector, perpId, 6e18));
+        engine.deleverage(att, sigs, none);
     }
 
     function test_counterpartyOutsideTheQueueRejected() public {

@@ -69,21 +69,25 @@ contract AdlSolvencyTest is BankruptcyFixture {
         assertEq(usdc.balanceOf(address(ch)) * 1e12, uint256(ch.totalCash()) + ch.protocolFees(), "custody");
     }
 
-    /// Guards: a stale leaf (state changed since the plan) is charged nothing but takes the position at the mark.
-    function test_staleLeafChargedNothingButTakesThePositionAtTheMark() public {
+    /// Guards: a counterparty whose portfolio changed since the plan (a cheap trade in front of the
+    /// keeper) is skipped, not let off the haircut while still closing at the mark; the rest stays
+    /// with the bankrupt account, flagged, and the deleveraging does not revert.
+    function test_staleLeafIsSkippedAndTheRestStaysFlagged() public {
         (AdlAttestation memory att, bytes memory sigs, AdlFill[] memory fills) = alicePlan();
-        // carol trades after the plan: one more deep call from dave
+        // carol trades after the plan: one more deep call from dave (a 1-unit trade would do)
         fill(order(carol, deepCallId, 1e18, 999e18, 3), carolKey, dave, 1e18, quote(2_993e18, 0, 0, 0));
         assertTrue(ch.stateHashOf(carol) != fills[0].stateHash, "carol's leaf is stale");
         int256 carolCash = ch.cashOf(carol);
         int256 bobCash = ch.cashOf(bob);
         engine.deleverage(att, sigs, fills);
-        assertEq(carolCash - ch.cashOf(carol), 4_000e18, "carol pays exactly 4 x mark: no haircut");
-        assertEq(ch.positionOf(carol, perpId), 0, "carol still took her 4 back");
-        // bob carries the whole 9,915
-        assertEq(bobCash - ch.cashOf(bob), 6_000e18 + 9_915e18, "bob: 6 x mark + the whole haircut");
-        assertEq(ch.cashOf(alice), 0, "resolved");
-        assertFalse(ch.withdrawalsGated(), "not gated");
+        // carol neither pays a haircut she was never checked against nor escapes with the
+        // position taken at the mark: she is skipped, and keeps her rank for the next plan
+        assertEq(ch.cashOf(carol), carolCash, "carol skipped: pays nothing");
+        assertEq(ch.positionOf(carol, perpId), -4e18, "and keeps her short");
+        assertEq(bobCash - ch.cashOf(bob), 6_000e18 + 5_949e18, "bob: 6 x mark + his own share only");
+        assertEq(ch.positionOf(alice, perpId), 4e18, "carol's part stays with alice");
+        assertTrue(ch.flagged(alice), "still flagged: the next plan takes the rest");
+        assertTrue(ch.withdrawalsGated(), "gated meanwhile");
     }
 
     /// Guards: a leaf value other than the one the oracle committed to is refused.

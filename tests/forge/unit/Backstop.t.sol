@@ -70,6 +70,9 @@ contract BackstopTest is LiquidationFixture {
 
         vm.warp(due);
         (att, sigs, fills) = plan(); // a fresh plan (the old one has expired)
+        vm.expectRevert(abi.encodeWithSelector(ILiquidationEngine.BackstopNotDue.selector, due));
+        engine.deleverage(att, sigs, fills); // not yet confirmed after the delay
+        report(); // still below MM, same state: confirmed
         int256 equity = ch.cashOf(alice) + int256(10 * MARK);
         int256 bobCash = ch.cashOf(bob);
         uint256 fundBefore = fundContract.fundBalance();
@@ -80,7 +83,7 @@ contract BackstopTest is LiquidationFixture {
         assertEq(ch.cashOf(bob) - bobCash, -int256(6 * MARK), "bob paid exactly the mark, no haircut");
         assertEq(fundContract.fundBalance(), fundBefore, "the fund paid nothing");
         assertFalse(ch.withdrawalsGated(), "no gate");
-        (, uint64 since,) = engine.stalls(alice);
+        (, uint64 since,,) = engine.stalls(alice);
         assertEq(since, 0, "stall record cleared");
     }
 
@@ -113,11 +116,12 @@ contract BackstopTest is LiquidationFixture {
     /// Guards: a repeated report does not restart the clock, and a report needs equity < MM.
     function test_reportRules() public {
         report();
-        (, uint64 first,) = engine.stalls(alice);
+        (, uint64 first,,) = engine.stalls(alice);
         vm.warp(block.timestamp + 30);
         report();
-        (, uint64 again,) = engine.stalls(alice);
+        (, uint64 again, uint64 confirmed,) = engine.stalls(alice);
         assertEq(again, first, "first report time kept");
+        assertEq(confirmed, block.timestamp, "and confirmed now");
         MarginAttestation memory healthy = attestation(bob, 0, 1_000e18, 800e18);
         bytes memory hsigs = oracleSign(healthy);
         vm.expectRevert(); // NotLiquidatable
@@ -127,11 +131,31 @@ contract BackstopTest is LiquidationFixture {
     /// Guards: a deposit that cures the account (equity ≥ the reported MM at the marks) stops it.
     function test_curedAccountIsNotClosed() public {
         report();
-        fund(alice, 5_000);
         vm.warp(block.timestamp + engine.BACKSTOP_DELAY());
+        report(); // confirmed
+        fund(alice, 5_000); // then cured: same state, more cash
         (AdlAttestation memory att, bytes memory sigs, AdlFill[] memory fills) = plan();
         int256 equity = ch.cashOf(alice) + int256(10 * MARK);
         vm.expectRevert(abi.encodeWithSelector(ILiquidationEngine.NotLiquidatable.selector, equity, MM));
         engine.deleverage(att, sigs, fills);
+    }
+
+    /// Guards: a confirmation older than BACKSTOP_DELAY does not count — an account that has since
+    /// recovered (its MM fell with the price) cannot be closed on the MM of an hour ago, and a
+    /// fresh confirmation needs equity below MM now.
+    function test_staleConfirmationDoesNotCloseARecoveredAccount() public {
+        report();
+        uint256 due = block.timestamp + engine.BACKSTOP_DELAY();
+        vm.warp(due);
+        report(); // confirmed below MM at 2,300
+        vm.warp(block.timestamp + 1 hours);
+        (AdlAttestation memory att, bytes memory sigs, AdlFill[] memory fills) = plan();
+        vm.expectRevert(abi.encodeWithSelector(ILiquidationEngine.BackstopNotDue.selector, due));
+        engine.deleverage(att, sigs, fills);
+        // now healthy (MM 2,900 at a lower vol): no new confirmation is possible
+        MarginAttestation memory now_ = attestation(alice, int256(10 * MARK), 3_625e18, 2_900e18);
+        bytes memory nsigs = oracleSign(now_);
+        vm.expectRevert(); // NotLiquidatable
+        engine.reportStall(alice, now_, nsigs);
     }
 }

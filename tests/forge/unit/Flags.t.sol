@@ -74,22 +74,20 @@ contract FlagsTest is BankruptcyFixture {
     }
 
     /// Guards: clearFlag refuses (StillBankrupt) while the deficit is beyond the fund, not after.
-    function test_clearRefusedWhileBeyondTheFundThenAllowedOnceCoverable() public {
+    function test_clearRefusedWhileInDeficitTheFundPaysByTheWholeLiquidation() public {
         flagAlice();
         (MarginAttestation memory att, bytes memory sigs) = aliceAt(MARK);
         vm.expectRevert(abi.encodeWithSelector(ILiquidationEngine.StillBankrupt.selector, -10_015e18, 100e18));
         engine.clearFlag(alice, att, sigs);
-        seedFund(9_914); // 10,014: one short
-        vm.expectRevert(abi.encodeWithSelector(ILiquidationEngine.StillBankrupt.selector, -10_015e18, 10_014e18));
+        seedFund(9_915); // the fund can cover now: but a flag is cleared by paying, not by a promise
+        vm.prank(outsider);
+        vm.expectRevert(abi.encodeWithSelector(ILiquidationEngine.StillBankrupt.selector, -10_015e18, 10_015e18));
         engine.clearFlag(alice, att, sigs);
         assertTrue(ch.withdrawalsGated(), "still gated");
-        seedFund(1);
-        vm.prank(outsider);
-        engine.clearFlag(alice, att, sigs);
-        assertFalse(ch.withdrawalsGated(), "the fund can cover: no longer unresolved");
         liquidateAliceWhole();
-        assertEq(ch.cashOf(alice), 0, "then liquidated whole through the fund");
-        assertEq(fundContract.fundBalance(), 0, "fund paid the deficit");
+        assertFalse(ch.withdrawalsGated(), "liquidated whole through the fund: cleared");
+        assertEq(ch.cashOf(alice), 0, "deficit paid");
+        assertEq(fundContract.fundBalance(), 0, "by the fund");
     }
 
     /// Guards: an account without positions needs no attestation to be flagged or cleared.

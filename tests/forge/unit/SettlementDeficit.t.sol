@@ -173,12 +173,16 @@ contract SettlementDeficitTest is LiquidationFixture {
         // carol also sells one 3,900 call to bob at 10: cash 510
         fill(order(carol, highCall, -1e18, 10e18, 3), carolKey, bob, 1e18, quote(-300e18, 0, 0, 0));
         postPrice(SETTLE); // 3,000 calls pay 1,000; the 3,900 call pays 100
-        engine.settle(carol, ids1(callId)); // carol pays 2,000: cash −1,490, the 3,900 call still open
+        // one leg alone is refused: a payer settles all its in-the-money shorts together
+        vm.expectRevert(abi.encodeWithSelector(ILiquidationEngine.PayerLegsSettleTogether.selector, highCall));
+        engine.settle(carol, ids1(callId));
+        uint256[] memory both = new uint256[](2);
+        (both[0], both[1]) = (callId, highCall);
+        engine.settle(carol, both); // carol pays 2,100: −1,590, shared pro rata, capped at what she paid
         engine.settle(bob, ids1(callId));
-        engine.settle(alice, ids1(callId)); // the 3,000 calls' longs are paid in full
+        engine.settle(alice, ids1(callId));
         engine.settle(erin, ids1(callId));
-        engine.settle(carol, ids1(highCall)); // carol pays 100 more: −1,590, shared on the 3,900 call
-        engine.settle(bob, ids1(highCall)); // bob's payout (100) is all that can be taken back
+        engine.settle(bob, ids1(highCall)); // bob's payout (100) is all that can be taken back there
         address[4] memory all = [alice, bob, carol, erin];
         for (uint256 i; i < 4; ++i) assertEq(ch.openInstruments(all[i]).length, 0, "everyone settled");
         assertLe(ch.netSettlementPayouts(), 0, "settlement paid out more than it took in");

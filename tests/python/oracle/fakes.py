@@ -41,11 +41,11 @@ class FakeEngine:
     """The liquidation engine's two views the backstop check reads: stall reports set by the test."""
 
     def __init__(self) -> None:
-        self.stall_reports: dict[str, tuple[bytes, int, int]] = {}
+        self.stall_reports: dict[str, tuple[bytes, int, int, int]] = {}  # (state hash, since, confirmed at, mm)
         self.functions = self
 
     def stalls(self, account: str) -> _Call:
-        return _Call(self.stall_reports.get(account, (b"\x00" * 32, 0, 0)))
+        return _Call(self.stall_reports.get(account, (b"\x00" * 32, 0, 0, 0)))
 
     def BACKSTOP_DELAY(self) -> _Call:  # noqa: N802
         return _Call(60)

@@ -216,41 +216,54 @@ def test_backstop_plan_only_for_a_due_stall_report_of_the_current_state() -> Non
     assert refused.value.status == 409 and "no stall report" in str(refused.value)
 
     state_hash = book.state.accounts[long].state_hash
-    client.engine.stall_reports[long] = (state_hash, NOW - 30, 20_000 * WAD)
+    client.engine.stall_reports[long] = (state_hash, NOW - 30, NOW - 30, 20_000 * WAD)
     with pytest.raises(OracleError) as refused:
         book.oracle(StaticSource(market(eth=2250.0)), client=client).attest_adl({"account": long})
-    assert "due at" in str(refused.value), "not before BACKSTOP_DELAY"
+    assert "confirmed" in str(refused.value), "not before BACKSTOP_DELAY"
 
-    client.engine.stall_reports[long] = (b"\x01" * 32, NOW - 120, 20_000 * WAD)
+    client.engine.stall_reports[long] = (b"\x01" * 32, NOW - 120, NOW - 10, 20_000 * WAD)
     with pytest.raises(OracleError) as refused:
         book.oracle(StaticSource(market(eth=2250.0)), client=client).attest_adl({"account": long})
     assert "no stall report" in str(refused.value), "a report of another state does not count"
 
-    client.engine.stall_reports[long] = (state_hash, NOW - 120, 20_000 * WAD)
+    client.engine.stall_reports[long] = (state_hash, NOW - 120, NOW - 100, 20_000 * WAD)
+    with pytest.raises(OracleError) as refused:
+        book.oracle(StaticSource(market(eth=2250.0)), client=client).attest_adl({"account": long})
+    assert "confirmed" in str(refused.value), "a confirmation before the delay passed does not count"
+
+    client.engine.stall_reports[long] = (state_hash, NOW - 200, NOW - 100, 20_000 * WAD)
+    with pytest.raises(OracleError) as refused:
+        book.oracle(StaticSource(market(eth=2250.0)), client=client).attest_adl({"account": long})
+    assert "confirmed" in str(refused.value), "nor one older than the delay"
+
+    client.engine.stall_reports[long] = (state_hash, NOW - 120, NOW - 10, 20_000 * WAD)
     answer = book.oracle(StaticSource(market(eth=2250.0)), client=client).attest_adl({"account": long})
     expected = answer["extra"]["expected"]
     assert (expected["haircut"], expected["fund_contribution"], expected["uncovered"]) == ("0", "0", "0")
     assert answer["extra"]["fills"], "closed against the queue"
 
-    client.engine.stall_reports[long] = (state_hash, NOW - 120, 16_000 * WAD)
+    client.engine.stall_reports[long] = (state_hash, NOW - 120, NOW - 10, 16_000 * WAD)
     with pytest.raises(OracleError) as refused:
         book.oracle(StaticSource(market(eth=2250.0)), client=client).attest_adl({"account": long})
     assert "no longer below" in str(refused.value)
 
 
 def test_a_refusal_only_time_lifts_is_not_cached() -> None:
-    """Asked just before the backstop is due, the refusal must not be served once it is due (the
-    plan's cache key — account, state, snapshot — does not move with the clock)."""
+    """Asked before the backstop is due, the refusal must not be served once it is due (the plan's
+    cache key — account, state, snapshot — need not move when the stall report is confirmed)."""
     from tests.python.oracle.fakes import NOW, FakeClient
 
     book, who = crash_book(fund=0.0)
     long = who["long"]
     client = FakeClient()
-    client.engine.stall_reports[long] = (book.state.accounts[long].state_hash, NOW - 30, 20_000 * WAD)
+    state_hash = book.state.accounts[long].state_hash
+    client.engine.stall_reports[long] = (state_hash, NOW - 70, NOW - 70, 20_000 * WAD)
     oracle = book.oracle(StaticSource(market(eth=2250.0)), client=client)
     with pytest.raises(OracleError) as refused:
         oracle.attest_adl({"account": long})
-    assert "due at" in str(refused.value)
-    client.block, client.now = client.block + 1, NOW + 40  # a later block, the same market snapshot
+    assert "confirmed" in str(refused.value)
+    # a later block confirms it (the same state and market snapshot: the same cache key)
+    client.engine.stall_reports[long] = (state_hash, NOW - 70, NOW + 5, 20_000 * WAD)
+    client.block, client.now = client.block + 1, NOW + 10
     answer = oracle.attest_adl({"account": long})
     assert answer["extra"]["fills"], "planned once due"

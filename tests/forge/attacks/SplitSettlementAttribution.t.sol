@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {LiquidationFixture} from "../utils/LiquidationFixture.sol";
+import {ILiquidationEngine} from "../../../contracts/interfaces/ILiquidationEngine.sol";
+import {InstrumentKind, SettlementPrice} from "../../../contracts/interfaces/IClearinghouse.sol";
+
+/// @notice Carol (deposit 300) is short one 3,000 call (sold to alice) and one 3,500 call (sold to
+///         erin), both at 100. ETH settles at 4,000: she owes 1,000 + 500 and is 1,000 short. Settled in
+///         one call, the 1,000 is shared pro rata to what she paid (2/3 on the 3,000 call, 1/3 on the
+///         3,500 call). Anyone may instead settle her legs one call at a time, choosing who eats the loss:
+///         settling the 3,000 call alone first lets its longs (alice) be paid in full; the 3,500 call's
+///         longs (erin) then absorb up to their whole payout, and the rest is flagged, gating all
+///         withdrawals with an empty fund.
+contract SplitSettlementAttributionTest is LiquidationFixture {
+    event log_named_int(string key, int256 val);
+    event log_named_uint(string key, uint256 val);
+
+    address internal erin;
+    uint256 internal call3500;
+
+    function setUp() public {
+        setUpLiquidation(3, 2);
+        erin = vm.addr(0xE41);
+        vm.prank(owner);
+        call3500 = ch.listInstrument(ETH, InstrumentKind.Call, 3_500e18, expiry);
+        fund(alice, 10_000);
+        fund(erin, 10_000);
+        fund(carol, 300);
+        fill(order(carol, callId, -1e18, 100e18, 1), carolKey, alice, 1e18, quote(-100e18, 0, 100e18, 0));
+        fill(order(carol, call3500, -1e18, 100e18, 2), carolKey, erin, 1e18, quote(-100e18, 0, 100e18, 0));
+        vm.warp(expiry + 1);
+        SettlementPrice memory sp = SettlementPrice({underlying: ETH, expiry: expiry, price: 4_000e18, snapshotTime: expiry});
+        ch.postSettlementPrice(sp, oracleSignPrice(sp));
+    }
+
+    function ids1(uint256 id) internal pure returns (uint256[] memory ids) {
+        ids = new uint256[](1);
+        ids[0] = id;
+    }
+
+    function ids2(uint256 a, uint256 b) internal pure returns (uint256[] memory ids) {
+        ids = new uint256[](2);
+        ids[0] = a;
+        ids[1] = b;
+    }
+
+    function _settleLongs() internal returns (int256 aliceGot, int256 erinGot) {
+        int256 a = ch.cashOf(alice);
+        int256 e = ch.cashOf(erin);
+        engine.settle(alice, ids1(callId));
+        engine.settle(erin, ids1(call3500));
+        return (ch.cashOf(alice) - a, ch.cashOf(erin) - e);
+    }
+
+    /// Reference: one call, the deficit is shared pro rata to what was paid on each instrument.
+    function test_reference_oneCall() public {
+        engine.settle(carol, ids2(callId, call3500));
+        (int256 aliceGot, int256 erinGot) = _settleLongs();
+        emit log_named_int("alice (fair)", aliceGot);
+        emit log_named_int("erin (fair)", erinGot);
+        assertFalse(ch.withdrawalsGated(), "no gate");
+    }
+
+    /// Attack (blocked): alice (or anyone) settles carol's 3,000 call alone first; a payer's
+    /// in-the-money legs settle together (PayerLegsSettleTogether), so the split is refused and
+    /// the settlement proceeds as in the reference.
+    function test_payerLegsCannotBeSettledOneByOne() public {
+        vm.expectRevert(abi.encodeWithSelector(ILiquidationEngine.PayerLegsSettleTogether.selector, call3500));
+        engine.settle(carol, ids1(callId));
+        engine.settle(carol, ids2(callId, call3500));
+        (int256 aliceGot, int256 erinGot) = _settleLongs();
+        emit log_named_int("alice (attack)", aliceGot);
+        emit log_named_int("erin (attack)", erinGot);
+        emit log_named_int("carol cash left flagged", ch.cashOf(carol));
+        // Property: the attribution does not depend on how a third party splits the calls.
+        assertLe(aliceGot, 333_333_333_333_333_333_334, "alice paid more than her fair share");
+        assertFalse(ch.withdrawalsGated(), "split settlement froze withdrawals");
+    }
+}
