@@ -126,8 +126,11 @@ def transfer_slice(
     return ({k: v for k, v in src.items() if v}, {k: v for k, v in dst.items() if v}, src_updates, dst_updates)
 
 
+def mul_wad_floor(x: int, y: int) -> int:
+    """x × y / WAD rounded toward −∞ (LiquidationEngine._mulWadFloor)."""
+    return mul_wad_down(x, y) if x >= 0 else -mul_wad_up(-x, y)
+
+
 def slice_value(value: int, f: int) -> int:
-    """value × f rounded toward −∞ (LiquidationEngine._mulWadFloor)."""
-    if f >= WAD:
-        return value
-    return mul_wad_down(value, f) if value >= 0 else -mul_wad_up(-value, f)
+    """The value of a slice f of a portfolio worth `value`, as the engine credits it."""
+    return value if f >= WAD else mul_wad_floor(value, f)

@@ -35,6 +35,7 @@ from offchain.attest.liquidation import (
     NotLiquidatable,
     liquidator_check,
     mul_wad_down,
+    mul_wad_floor,
     mul_wad_up,
     slice_im,
     terms,
@@ -166,11 +167,6 @@ class Memo:
         if result[0]:
             return result[1]  # type: ignore[no-any-return]
         raise result[1]
-
-
-def mul_wad_floor(x: int, y: int) -> int:
-    """x × y / WAD rounded toward −∞ (LiquidationEngine._mulWadFloor)."""
-    return mul_wad_down(x, y) if x >= 0 else -mul_wad_up(-x, y)
 
 
 class Oracle:
