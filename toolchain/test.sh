@@ -19,6 +19,11 @@ echo "== forge gas snapshots (isolated transactions; rewrites snapshots/*.json) 
 if ! FOUNDRY_PROFILE=gas forge test --match-path 'tests/forge/gas/*'; then
   echo "forge gas snapshots FAILED" >&2
   status=1
+elif git rev-parse --git-dir >/dev/null 2>&1 && ! git diff --quiet -- snapshots/; then
+  # Checked like a lock file: a change in gas is committed with the change that caused it.
+  git diff --stat -- snapshots/
+  echo "gas snapshots differ from the committed ones: review 'git diff snapshots/' and commit them" >&2
+  status=1
 fi
 
 echo

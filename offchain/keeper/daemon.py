@@ -831,7 +831,8 @@ class Keeper:
             self.sync()
         prices = self.state.settlement_prices
         # payers (shorts of an in-the-money option) first: the longs of an instrument are paid
-        # only once all its shorts have settled
+        # only once all its shorts have settled; a payer settles all its expired shorts at once,
+        # so it waits until every one of them has a posted price
         def pays(account: str) -> bool:
             acct = self.state.accounts[account]
             for i in holders[account]:
@@ -861,6 +862,11 @@ class Keeper:
                     if shorts and len(shorts) < len(ready):
                         ids = shorts  # pay now what it owes; collect once the other payers have
                         call = self.client.engine.functions.settle(account, ids)
+                        try:
+                            self.sender.simulate(call)
+                        except SimulationFailed as err2:  # e.g. a short whose price is not posted yet
+                            self.duties.failed(key, self.head, err2.reason)
+                            continue
                     elif any(t.key.startswith("settle:") and t.in_flight is not None for t in self.duties.items.values()):
                         continue  # the payers' settlements are in flight: retry after them
                     else:

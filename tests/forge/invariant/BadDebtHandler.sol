@@ -71,6 +71,7 @@ contract BadDebtHandler {
     uint256 public flagsSet;
     uint256 public flagsCleared;
     uint256 public settlements;
+    uint256 public settlementsLent; // payer calls that left a deficit lent against pending longs
     uint256 public probes;
     uint256 public configChanges;
 
@@ -89,6 +90,7 @@ contract BadDebtHandler {
     bool public adlWhileFundCouldCover;
     bool public previousVersionRefused;
     bool public settlementStuck;
+    bool public debtKeptCash;
     bytes public lastFailure; // revert data behind the last breach, for the report
 
     constructor(
@@ -554,7 +556,8 @@ contract BadDebtHandler {
 
     /// @dev At or after the expiry: posts the oracle's price of the market at the expiry (the
     ///      perpetual's mark, read up to maxSnapshotAge before it), settles the payers and then
-    ///      the longs (each account in one call), and lists the next expiry.
+    ///      the longs (each account in one call, or its shorts first and its longs later), and
+    ///      lists the next expiry.
     function _settleIfExpired(uint256 seed) internal {
         if (block.timestamp < expiry) return;
         uint256 price = mark[perpId];
@@ -567,7 +570,7 @@ contract BadDebtHandler {
         ids[0] = live[1];
         ids[1] = live[2];
         for (uint256 pass; pass < 3; ++pass) {
-            for (uint256 i; i < ACCOUNTS; ++i) _settleAccount(accounts[i], ids, price, pass);
+            for (uint256 i; i < ACCOUNTS; ++i) _settleAccount(accounts[i], ids, price, pass, (seed >> (8 + i)) % 2 == 1);
         }
         for (uint256 i; i < ACCOUNTS; ++i) {
             if (ch.positionOf(accounts[i], ids[0]) != 0 || ch.positionOf(accounts[i], ids[1]) != 0) settlementStuck = true;
@@ -576,16 +579,19 @@ contract BadDebtHandler {
         _listOptions(price);
     }
 
-    /// @dev Pass 0 settles the accounts that pay on some leg; later passes everyone left.
-    function _settleAccount(address a, uint256[] memory ids, uint256 price, uint256 pass) internal {
+    /// @dev Pass 0 settles the accounts that pay on some leg; later passes everyone left. With
+    ///      `split`, pass 0 settles a payer's shorts alone and its longs come later (its deficit
+    ///      is then lent against them and repaid to the fund from their payouts).
+    function _settleAccount(address a, uint256[] memory ids, uint256 price, uint256 pass, bool split) internal {
         int256 gross;
         bool pays;
-        bool holds;
         uint256 cuts;
+        uint256[] memory sel = new uint256[](ids.length);
+        uint256 n;
         for (uint256 j; j < ids.length; ++j) {
             int256 s = ch.positionOf(a, ids[j]);
-            if (s == 0) continue;
-            holds = true;
+            if (s == 0 || (split && pass == 0 && s > 0)) continue;
+            sel[n++] = ids[j];
             uint256 intrinsic = _intrinsic(ids[j], price);
             if (s < 0) {
                 uint256 paid = (uint256(-s) * intrinsic + WAD - 1) / WAD;
@@ -596,10 +602,18 @@ contract BadDebtHandler {
                 if (intrinsic != 0 && engine.settlementShortfall(ids[j]) != 0) cuts++;
             }
         }
-        if (!holds || (pass == 0 && !pays)) return;
-        try engine.settle(a, ids) {
+        if (n == 0 || (pass == 0 && !pays)) return;
+        assembly {
+            mstore(sel, n)
+        }
+        try engine.settle(a, sel) {
             ghostGrossPayouts += gross;
             ghostShortfallCuts += cuts;
+            if (engine.settlementDebt(a) != 0) {
+                settlementsLent++;
+                // payouts repay the fund first: a lent account keeps no cash while it owes
+                if (ch.cashOf(a) > 0) debtKeptCash = true;
+            }
         } catch (bytes memory err) {
             _noteRevert(err);
         }

@@ -145,8 +145,14 @@ contract SettlementDeficitTest is LiquidationFixture {
         fill(order(bob, putId, -1e18, 50e18, 3), bobKey, carol, 1e18, quote(-50e18, 0, -150e18, 250e18));
         seedFund(600);
         postPrice(SETTLE);
-        engine.settle(carol, ids1(callId)); // the call alone: carol keeps her put, nothing is absorbed
+        // the call alone: only her expired long put is left, so her deficit is absorbed now and
+        // what was lent is repaid from the put's payout (nothing: it expired worthless)
+        engine.settle(carol, ids1(callId));
+        assertGe(ch.cashOf(carol), 0, "deficit absorbed when only expired longs remain");
+        // bob is short the call and the put: every expired short of a payer settles together
+        vm.expectRevert(abi.encodeWithSelector(ILiquidationEngine.PayerLegsSettleTogether.selector, putId));
         engine.settle(bob, ids1(callId));
+        engine.settle(bob, ids2(callId, putId));
         engine.settle(alice, ids1(callId));
         engine.settle(erin, ids1(callId));
         engine.settle(carol, ids1(putId)); // her last position: the put, on which she paid nothing
