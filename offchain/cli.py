@@ -65,8 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     from offchain.keeper.daemon import add_commands as add_keeper
     from offchain.oracle.run import add_commands as add_oracle
 
+    from offchain.marketmaker import add_commands as add_market_maker
+
     add_oracle(sub)
     add_keeper(sub)
+    add_market_maker(sub)
     return parser
 
 

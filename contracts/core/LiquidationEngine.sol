@@ -59,9 +59,6 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
     mapping(uint256 => uint256) public settlementShortfall;
     /// @notice Shortfall credited to payers but not yet recovered from longs' payouts (WAD).
     uint256 public outstandingShortfall;
-    /// @notice What the fund and the winners lent an account's settlement deficit while it still
-    ///         held expired longs: repaid to the fund from its later payouts (WAD).
-    mapping(address => uint256) public settlementDebt;
 
     constructor(Clearinghouse clearinghouse_, IInsuranceFund fund_) {
         clearinghouse = clearinghouse_;
@@ -230,10 +227,10 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
             }
             clearinghouse.engineSettle(account, id, payout);
         }
-        // Settled to the end when only expired longs (credits to come) remain.
-        bool done = _onlyExpiredLongsLeft(account, totalPaid != 0);
-        int256 cash = clearinghouse.cashOf(account);
-        if (done && cash < 0) {
+        if (totalPaid != 0) _requireNoShortLeft(account);
+        // A deficit is final only once the account holds nothing: an expired long it still holds
+        // may yet be paid (its shorts settle later), so until then its negative cash waits.
+        if (clearinghouse.openInstruments(account).length == 0 && clearinghouse.cashOf(account) < 0) {
             _absorbSettlementDeficit(account, instrumentIds, paid, totalPaid);
             // What neither the fund nor this expiry's winners can carry is bad debt: flagged,
             // gating withdrawals until the fund covers it (clearFlag).
@@ -243,37 +240,18 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
                 emit BankruptcyFlagged(account, uint256(-left));
             }
         }
-        uint256 owed = settlementDebt[account];
-        cash = clearinghouse.cashOf(account);
-        if (owed != 0 && cash > 0) {
-            // Cash it holds (its later payouts, or any settle call after a deposit) first repays,
-            // to the fund, what was lent against its expired longs.
-            uint256 debited = clearinghouse.enginePayOut(account, address(fund), owed < uint256(cash) ? owed : uint256(cash));
-            fund.recordFee(account, debited);
-            _setDebt(account, owed - debited);
-        }
     }
 
-    function _setDebt(address account, uint256 debt) internal {
-        settlementDebt[account] = debt;
-        emit SettlementDebtUpdated(account, debt);
-    }
-
-    /// @dev Whether `account` holds nothing but expired longs. A call that paid on a short must
-    ///      settle every expired short of the account (priced or not: `PayerLegsSettleTogether`),
-    ///      since a deficit is shared only by the winners of what was paid in the call that ends
-    ///      the account's settlement: settling legs apart would let the caller pick who absorbs it.
-    function _onlyExpiredLongsLeft(address account, bool paidOnAShort) internal view returns (bool done) {
+    /// @dev A call that pays on a short settles every expired short of the account, priced or not
+    ///      (`PayerLegsSettleTogether`): a deficit is shared by the winners of what was paid in the
+    ///      call that leaves the account flat, so settling its shorts apart would let the caller
+    ///      pick who absorbs it.
+    function _requireNoShortLeft(address account) internal view {
         uint256[] memory open = clearinghouse.openInstruments(account);
-        done = true;
         for (uint256 i; i < open.length; ++i) {
             Instrument memory inst = clearinghouse.instrument(open[i]);
-            bool live = inst.kind == InstrumentKind.Perpetual || inst.expiry > block.timestamp;
-            if (!live && clearinghouse.positionOf(account, open[i]) < 0) {
-                if (paidOnAShort) revert PayerLegsSettleTogether(open[i]);
-                done = false;
-            }
-            if (live) done = false;
+            if (inst.kind == InstrumentKind.Perpetual || inst.expiry > block.timestamp) continue;
+            if (clearinghouse.positionOf(account, open[i]) < 0) revert PayerLegsSettleTogether(open[i]);
         }
     }
 
@@ -326,8 +304,6 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
             outstandingShortfall += shared;
             clearinghouse.engineCreditSettlement(account, int256(shared));
         }
-        // Expired longs still to settle will pay back what was lent against them.
-        if (clearinghouse.openInstruments(account).length != 0) _setDebt(account, settlementDebt[account] + covered + shared);
         emit SettlementDeficitAbsorbed(account, deficit, covered, shared);
     }
 
@@ -377,12 +353,14 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         if (equity >= int256(mm)) revert NotLiquidatable(equity, mm);
         Stall storage st = stalls[account];
         // Dated by the snapshot, not the block: a hoarded attestation proves the account was below
-        // MM when it was taken, never later. A repeated report of the same state keeps the first
-        // time (the delay runs from there) and confirms it with newer data only.
+        // MM when it was taken, never later. A report of the same state within STALL_REPORT_GAP of
+        // the last confirmation continues the episode (the delay runs from its first report);
+        // after a longer silence — the account may have been healthy meanwhile — one starts anew.
         uint64 t = att.snapshotTime;
         bool repeat = st.since != 0 && st.stateHash == att.stateHash;
         if (repeat && t <= st.confirmedAt) revert StaleStallReport(t, st.confirmedAt);
-        stalls[account] = Stall(att.stateHash, repeat ? st.since : t, t, uint128(mm));
+        bool continues = repeat && t <= uint256(st.confirmedAt) + 2 * BACKSTOP_DELAY;
+        stalls[account] = Stall(att.stateHash, continues ? st.since : t, t, uint128(mm));
         emit StallReported(account, att.stateHash, mm);
     }
 

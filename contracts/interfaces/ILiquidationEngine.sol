@@ -96,9 +96,6 @@ interface ILiquidationEngine {
     ///         fund paid `coveredByFund`, and `shared` is taken from the payouts of the winners
     ///         of the instruments it paid on (see `settlementShortfall`).
     event SettlementDeficitAbsorbed(address indexed account, uint256 deficit, uint256 coveredByFund, uint256 shared);
-    /// @notice What `account` owes the fund for a settlement deficit lent against its expired
-    ///         longs; attestations count it against the account's value.
-    event SettlementDebtUpdated(address indexed account, uint256 debt);
     /// @notice `account` was shown below MM at `stateHash`; if no liquidation touches it for
     ///         BACKSTOP_DELAY, the backstop may close it against the ADL queue.
     event StallReported(address indexed account, bytes32 stateHash, uint256 maintenanceMargin);
@@ -156,13 +153,14 @@ interface ILiquidationEngine {
     function clearFlag(address account, MarginAttestation calldata att, bytes calldata sigs) external;
 
     /// @notice Records that `account` was below MM at its current state, dated by the
-    ///         attestation's snapshot time. Anyone may call; a repeat for the same state keeps the
-    ///         first time and confirms it with a newer snapshot (`StaleStallReport` otherwise). The
-    ///         backstop: once a confirming snapshot is BACKSTOP_DELAY or more newer than the first,
-    ///         with the state unchanged (no liquidation took any of it), `deleverage` may close the
-    ///         account against the ADL queue at the marks even though it is solvent — within
-    ///         BACKSTOP_DELAY of that snapshot, and only while equity at the marks is below the
-    ///         confirmed MM (`BackstopNotDue` otherwise).
+    ///         attestation's snapshot time. Anyone may call. A report of the same state with a
+    ///         newer snapshot (`StaleStallReport` otherwise) within 2 × BACKSTOP_DELAY of the last
+    ///         confirmation continues the episode; after a longer gap one starts anew. The
+    ///         backstop: once an episode has been confirmed on a snapshot BACKSTOP_DELAY or more
+    ///         after its first, with the state unchanged (no liquidation took any of it),
+    ///         `deleverage` may close the account against the ADL queue at the marks even though
+    ///         it is solvent — within BACKSTOP_DELAY of that confirmation, and only while equity at
+    ///         the marks is below the confirmed MM (`BackstopNotDue` otherwise).
     function reportStall(address account, MarginAttestation calldata att, bytes calldata sigs) external;
 
     /// @notice Closes a bankrupt account's positions against the ranked opposite-side accounts at
@@ -179,13 +177,14 @@ interface ILiquidationEngine {
     ///      instrument settle once every short of it has (`PayersNotSettled` until then), and are
     ///      paid in full less their pro-rata share of `settlementShortfall`. A call that pays on a
     ///      short must settle every expired short of the account, priced or not
-    ///      (`PayerLegsSettleTogether`), so no caller chooses whose payouts absorb a deficit. An
-    ///      account left with nothing but expired longs and negative cash has its deficit paid by
-    ///      the insurance fund, and what the fund cannot pay is shared by the winners of the
-    ///      instruments it paid on in this call (a deficit with no instrument to share it is
-    ///      flagged bad debt); what was lent while expired longs remain (`settlementDebt`) is
-    ///      repaid to the fund from their payouts. An account that keeps live positions keeps its
-    ///      negative cash: its equity answers for it through liquidation.
+    ///      (`PayerLegsSettleTogether`), so no caller splits a payer's shorts to choose whose
+    ///      payouts absorb its deficit. An account left with no positions and negative cash has
+    ///      its deficit paid by the insurance fund, and what the fund cannot pay is shared by the
+    ///      winners of the instruments it paid on in this call, so settlement never creates an
+    ///      account with negative cash and no positions (a deficit with no instrument to share it,
+    ///      e.g. found only when its last long settles, is flagged bad debt until the fund covers
+    ///      it). An account that keeps positions keeps its negative cash: its expired longs may
+    ///      still pay, and its equity answers for it through liquidation.
     function settle(address account, uint256[] calldata instrumentIds) external;
 
     /// @notice The fraction, bonus and insurance fee a liquidation of an account with `equity`

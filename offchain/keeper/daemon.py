@@ -39,11 +39,13 @@ from offchain.attest.liquidation import NotLiquidatable, slice_im, terms
 from offchain.attest.messages import AdlFill, MarginAttestation, from_wire
 from offchain.chain.contracts import RPC_FAILURES, SystemClient
 from offchain.chain.deploy import Deployment
+from offchain.errors import UserError
 from offchain.keeper.errors import ErrorDecoder
 from offchain.keeper.fees import GWEI, FeePolicy
 from offchain.keeper.journal import Journal
 from offchain.keeper.notify import MarginCallNotifier
 from offchain.keeper.tracker import RetryTracker
+from offchain.keeper.unwind import MarketMakerClient, QuoteRefused, check_quote, largest_position
 from offchain.keeper.txsender import Pending, Plan, Result, SendFailed, SimulationFailed, TxSender, Unaffordable
 from offchain.ops.httpserver import HttpError, JsonServer
 from offchain.ops.logs import event, setup
@@ -74,6 +76,9 @@ class KeeperConfig:
     bump_blocks: int = 2  # blocks a transaction may stay unmined before its fees are raised
     max_pending: int = 16  # transactions in flight at once
     backstop_after: int = 3  # failed attempts before an account is reported stalled (0: never)
+    market_maker: str | None = None  # URL of a market maker that takes what the keeper liquidated
+    unwind_max_spread_bps: int = 100  # worst price accepted from it, from the oracle's mark
+    risk_budget: float = 1.0  # liquidations keep the keeper's requirement within this share of its equity
 
 
 class OracleClient:
@@ -149,6 +154,7 @@ class Keeper:
         self.notifier = MarginCallNotifier(state_dir / "margin-calls.jsonl", config.webhooks)
         self.accounts = RetryTracker(config.retry_max_blocks)  # accounts below MM (liquidation, ADL)
         self.duties = RetryTracker(config.retry_max_blocks)  # prices, settlements, flags, heartbeats
+        self.market_maker = MarketMakerClient(config.market_maker) if config.market_maker else None
         self.stop = threading.Event()
         self.last_loop = 0.0
         self.loops = 0
@@ -157,6 +163,7 @@ class Keeper:
         self.seen_block = -1  # the newest block known to hold the keeper's own mined transactions
         self.progress_block = -1  # the last block where it liquidated, flagged or deleveraged something
         self.sent_this_step = False
+        self.no_room_for_slice = False  # this loop, a slice did not fit the keeper's capital
         self.below: dict[str, dict[str, Any]] = {}  # below MM, weakest first (latest risk list)
         self._fund: tuple[int, float] | None = None
         self.capital: dict[str, Any] = {}
@@ -223,6 +230,7 @@ class Keeper:
 
     def step(self) -> None:
         self.sent_this_step = False
+        self.no_room_for_slice = False
         self.warnings = []
         head = self.sync()
         self._drain(head)
@@ -245,7 +253,15 @@ class Keeper:
         self.m_unhandled.set(len(self.accounts.stalled(head, self.config.stall_blocks, self.progress_block)))
 
         self.heartbeat()
+        # Over its risk budget the keeper unwinds before it takes more; otherwise it liquidates
+        # first and unwinds once nobody waits for a liquidation or it has no room for the next
+        # slice (so what it does follows the chain's state, not the timing of its loop).
+        first = self._over_budget()
+        if first:
+            self.unwind()
         self.liquidate_all(head)
+        if not first and (not self.partial or self.no_room_for_slice):
+            self.unwind()
         self.backstop()
         for r in list(self.bankrupt.values()):
             self.deleverage(r)
@@ -533,12 +549,13 @@ class Keeper:
                     continue
                 att = from_wire(items[a])
                 bonus, need = int(fractions[a]["bonus"]), slice_im(att.initial_margin, int(fractions[a]["fraction"]))
-                if equity + bonus >= requirement + need:
+                if equity + bonus >= requirement + need and requirement + need <= self.config.risk_budget * (equity + bonus):
                     chosen.append(a)
                     equity, requirement = equity + bonus, requirement + need
                 else:
-                    errors[a] = (f"keeper capital: equity {(equity + bonus) / WAD:,.2f} after the bonus is below "
-                                 f"its IM bound {(requirement + need) / WAD:,.2f} with this slice (deposit collateral)")
+                    errors[a] = (f"keeper capital: equity {(equity + bonus) / WAD:,.2f} after the bonus does not cover "
+                                 f"its IM bound {(requirement + need) / WAD:,.2f} with this slice within the risk "
+                                 f"budget {self.config.risk_budget:.0%} (deposit collateral, or unwind)")
         plan = None
         while chosen:
             plan, failed = self._build_liquidation(chosen, items, fractions)
@@ -557,6 +574,7 @@ class Keeper:
             event(log, "liquidation not possible now; will retry", logging.WARNING, account=a, error=error[:300],
                   retry_at_block=nxt)
         if any("keeper capital" in e for e in errors.values()):
+            self.no_room_for_slice = True
             self.warnings.append("the keeper's equity cannot absorb the next liquidation slice")
 
     def _build_liquidation(self, accounts: list[str], items: dict[str, Any], fractions: dict[str, Any]) -> tuple[Plan | None, dict[str, str]]:
@@ -729,7 +747,10 @@ class Keeper:
                 fresh = since != 0 and "0x" + bytes(state_hash).hex() == row["state_hash"]
                 if fresh and self.head_time < due:
                     item.info["backstop_due_at"] = due
-                    continue
+                    # a report every half delay keeps the episode going (a gap over 2 × the delay
+                    # starts a new one); each needs a newer snapshot than the last
+                    if self.head_time < int(confirmed_at) + self._backstop_delay // 2:
+                        continue
                 # a first report, or its confirmation once due (the contract holds the account to
                 # the confirmed MM, within BACKSTOP_DELAY of the confirmation)
                 if not fresh or int(confirmed_at) < due or self.head_time > int(confirmed_at) + self._backstop_delay // 2:
@@ -795,6 +816,55 @@ class Keeper:
         self._send(self.sender.plan(call, "snapshot heartbeat", meta={"kind": "heartbeat", "snapshot_time": heartbeat.snapshot_time}),
                    self.duties, [key])
 
+    # ------------------------------------------------------------------ unwinding
+
+    def _over_budget(self) -> bool:
+        """Whether the keeper's own requirement is above its risk budget (only asked when it
+        holds positions and has a market maker to unwind to)."""
+        own = self.state.accounts.get(self.me)
+        if self.market_maker is None or own is None or not own.positions:
+            return False
+        try:
+            report = self.oracle.get(f"/v1/accounts/{self.me}")
+        except (OracleRefused, OSError):
+            return False
+        return float(report["initial_margin"]) > self.config.risk_budget * float(report["equity"])
+
+    def unwind(self) -> None:
+        """Trades the keeper's largest live position to the market maker (see offchain/keeper/unwind.py)."""
+        own = self.state.accounts.get(self.me)
+        if self.market_maker is None or own is None or not own.positions or not self._room():
+            return
+        if self.sender.serial_in_flight() is not None or not self.duties.due("unwind", self.head):
+            return
+        self.duties.ensure("unwind", self.head)
+        try:
+            marks = {int(i): float(m) for i, m in self.oracle.get("/v1/marks")["marks"].items()}
+            live = {i: z for i, z in own.positions.items()
+                    if (inst := self.state.instruments.get(i)) is not None and not (inst.is_option and inst.expiry <= self.head_time)}
+            picked = largest_position(live, marks)
+            if picked is None:
+                self.duties.forget("unwind")
+                return  # expired options settle instead
+            instrument_id, size = picked
+            quote = self.market_maker.quote(instrument_id, size, self.me)
+            check_quote(quote, instrument_id, size, marks[instrument_id], self.config.unwind_max_spread_bps)
+            resp = self._attest("trade", {"order": quote.wire_order(), "fill_amount": str(abs(size)), "taker": self.me,
+                                          "min_block": self.seen_block})
+            ma, msigs = _signed(resp["items"]["maker"])
+            ta, tsigs = _signed(resp["items"]["taker"])
+            call = self.client.ch.functions.fillOrder(quote.order.as_tuple(), quote.signature, abs(size),
+                                                      ma.as_tuple(), msigs, ta.as_tuple(), tsigs)
+            self.sender.simulate(call)
+            plan = self.sender.plan(call, "unwind", deadline=min(quote.order.deadline, ma.deadline, ta.deadline),
+                                    serial=True, meta={"kind": "unwind", "instrument": instrument_id, "size": size / WAD,
+                                                       "price": quote.order.price / WAD, "mark": marks[instrument_id]})
+        except (QuoteRefused, OracleRefused, SimulationFailed, OSError, KeyError, ValueError) as err:
+            nxt = self.duties.failed("unwind", self.head, f"{type(err).__name__}: {err}")
+            event(log, "unwind not possible now; will retry", logging.WARNING, error=str(err)[:300], retry_at_block=nxt)
+            return
+        self._send(plan, self.duties, ["unwind"])
+
     # ------------------------------------------------------------------ settlement
 
     def settle_expired(self) -> None:
@@ -842,7 +912,10 @@ class Keeper:
                     return True
             return False
 
-        payers = [a for a in holders if pays(a)]
+        # payers holding expired longs last: their longs pay once the other payers are in, and a
+        # payer settled whole (shorts and longs in one call) shares a deficit with its winners
+        payers = sorted((a for a in holders if pays(a)),
+                        key=lambda a: any(self.state.accounts[a].positions.get(i, 0) > 0 for i in holders[a]))
         for account in payers + [a for a in holders if a not in payers]:
             key = f"settle:{account}"
             acct = self.state.accounts[account]
@@ -859,6 +932,8 @@ class Keeper:
             except SimulationFailed as err:
                 shorts = [i for i in ready if acct.positions.get(i, 0) < 0]
                 if err.error_name == "PayersNotSettled":
+                    if self._payers_to_wait_for(account, holders):
+                        continue  # they settle first: then this account settles whole, in one call
                     if shorts and len(shorts) < len(ready):
                         ids = shorts  # pay now what it owes; collect once the other payers have
                         call = self.client.engine.functions.settle(account, ids)
@@ -867,8 +942,6 @@ class Keeper:
                         except SimulationFailed as err2:  # e.g. a short whose price is not posted yet
                             self.duties.failed(key, self.head, err2.reason)
                             continue
-                    elif any(t.key.startswith("settle:") and t.in_flight is not None for t in self.duties.items.values()):
-                        continue  # the payers' settlements are in flight: retry after them
                     else:
                         self.duties.failed(key, self.head, f"waiting for the payers: {err.reason}")
                         continue
@@ -881,6 +954,20 @@ class Keeper:
             self._send(self.sender.plan(call, "settlement", serial=account == self.me,
                                         meta={"kind": "settle", "account": account, "instruments": ids}),
                        self.duties, [key])
+
+    def _payers_to_wait_for(self, account: str, holders: dict[str, list[int]]) -> bool:
+        """Whether a short still open on one of `account`'s expired longs belongs to an account
+        with no expired long of its own (it settles without waiting for anyone). Otherwise the
+        payers wait on each other, and `account` pays its shorts alone to break the circle. Read
+        from the replica at the loop's block, so the order follows the chain, not timing."""
+        accounts = self.state.accounts
+        longs = [i for i in holders[account] if accounts[account].positions.get(i, 0) > 0]
+        for other, ids in holders.items():
+            if other == account or not any(accounts[other].positions.get(i, 0) < 0 for i in longs):
+                continue
+            if not any(accounts[other].positions.get(i, 0) > 0 for i in ids):
+                return True
+        return False
 
     # ------------------------------------------------------------------ capital
 
@@ -992,7 +1079,10 @@ def run_keeper(args: argparse.Namespace) -> int:
         webhooks=[w for w in (args.webhook or []) if w], stall_blocks=args.stall_blocks,
         retry_max_blocks=args.retry_max_blocks, max_fee_gwei=args.max_fee_gwei, tip_percentile=args.tip_percentile,
         bump_blocks=args.bump_blocks, max_pending=args.max_pending, backstop_after=args.backstop_after,
+        market_maker=args.market_maker, unwind_max_spread_bps=args.unwind_max_spread_bps, risk_budget=args.risk_budget,
     )
+    if not 0 < config.risk_budget <= 1:
+        raise UserError(f"--risk-budget: {config.risk_budget} is not in (0, 1]")
     keeper = Keeper(client, OracleClient(args.oracle), account, config, Path(args.state_dir))
     server = JsonServer(args.host, args.port, keeper.registry)
     server.route("GET", "/health", lambda b, p, q: keeper.health_response())
@@ -1030,6 +1120,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     k.add_argument("--stall-blocks", type=int, default=20,
                    help="/health answers 503 when an account stays below MM unhandled this many blocks")
     k.add_argument("--retry-max-blocks", type=int, default=8, help="longest backoff between attempts on one account")
+    k.add_argument("--market-maker", help="URL of a market maker (POST /v1/quote) to unwind liquidated positions to")
+    k.add_argument("--unwind-max-spread-bps", type=int, default=100,
+                   help="worst unwind price accepted, in basis points from the oracle's mark")
+    k.add_argument("--risk-budget", type=float, default=1.0,
+                   help="share of its equity the keeper's margin requirement may use after a liquidation (0-1]")
     k.add_argument("--backstop-after", type=int, default=3,
                    help="failed attempts before an account is reported stalled for the ADL backstop (0: never)")
     k.add_argument("--webhook", action="append", help="URL to POST margin-call warnings to (repeatable)")

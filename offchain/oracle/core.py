@@ -303,14 +303,11 @@ class Oracle:
             raise OracleError(503, f"no attestation: no usable market data ({reasons})")
 
     @staticmethod
-    def _cut(ctx: Context, account: str, positions: dict[int, int]) -> int:
-        """What the contract will take from this account's value: the settlement shortfall it
-        withholds from the expired longs' payouts, and the settlement debt the account owes the
-        fund (LiquidationEngine.settlementDebt)."""
-        state = ctx.state
-        total = state.settlement_debt.get(account, 0)
+    def _cut(ctx: Context, positions: dict[int, int]) -> int:
+        """Settlement shortfall the contract will withhold from this portfolio's expired longs."""
+        state, total = ctx.state, 0
         if not state.settlement_shortfall:
-            return total
+            return 0
         for instrument_id, size in positions.items():
             inst = state.instruments.get(instrument_id)
             if size <= 0 or instrument_id not in state.settlement_shortfall or inst is None or not inst.is_option \
@@ -323,14 +320,14 @@ class Oracle:
             total += state.settlement_cut(instrument_id, size, payout)
         return total
 
-    def _numbers(self, ctx: Context, account: str, positions: dict[int, int]) -> tuple[int, int, int]:
+    def _numbers(self, ctx: Context, positions: dict[int, int]) -> tuple[int, int, int]:
         self._needs(ctx, positions)
         try:
             value, im, mm = margin_numbers(positions, ctx.state.instruments, ctx.market.data, ctx.params,
                                            ctx.state.settlement_prices)
         except UserError as err:
             raise OracleError(503, f"cannot value the portfolio: {err}") from None
-        return value - self._cut(ctx, account, positions), im, mm
+        return value - self._cut(ctx, positions), im, mm
 
     def _numbers_batch(self, ctx: Context, portfolios: dict[str, dict[int, int]]) -> dict[str, tuple[int, int, int]]:
         """The same integers as _numbers, for many accounts at once (accounts holding an
@@ -339,12 +336,12 @@ class Oracle:
             return {}
         numbers = margin_numbers_batch(portfolios, ctx.state.instruments, ctx.market.data, ctx.params,
                                        ctx.state.settlement_prices)
-        if ctx.state.settlement_shortfall or ctx.state.settlement_debt:
-            numbers = {a: (v - self._cut(ctx, a, portfolios[a]), im, mm) for a, (v, im, mm) in numbers.items()}
+        if ctx.state.settlement_shortfall:
+            numbers = {a: (v - self._cut(ctx, portfolios[a]), im, mm) for a, (v, im, mm) in numbers.items()}
         return numbers
 
     def _attestation(self, ctx: Context, account: str, state_hash: bytes, positions: dict[int, int]) -> MarginAttestation:
-        value, im, mm = self._numbers(ctx, account, positions)
+        value, im, mm = self._numbers(ctx, positions)
         return MarginAttestation(account, state_hash, value, im, mm, ctx.snapshot_time, ctx.block_time + self.ttl,
                                  ctx.params.version)
 
@@ -742,6 +739,12 @@ class Oracle:
         rows.sort(key=lambda r: r["ratio"])
         return rows, sorted(set(portfolios) - set(numbers))
 
+    def marks(self) -> dict[str, Any]:
+        """Marks of every listed instrument at the snapshot (unsigned: for quoting, not settling)."""
+        ctx = self._snapshot_context()
+        return {"block": ctx.block, "block_time": ctx.block_time, "snapshot_time": ctx.snapshot_time,
+                "marks": {str(i): m for i, m in sorted(self._marks(ctx).items())}}
+
     def account_report(self, account: str) -> dict[str, Any]:
         account = self.address(account, "address")
         with self.lock:
@@ -749,7 +752,7 @@ class Oracle:
             self._known(self.state, account)
             ctx = self._context()
             acct = self.state.accounts[account]
-            value, im, mm = self._numbers(ctx, account, dict(acct.positions)) if acct.positions else (0, 0, 0)
+            value, im, mm = self._numbers(ctx, dict(acct.positions)) if acct.positions else (0, 0, 0)
             return {
                 "account": account, "block": self.state.block, "cash": acct.cash / WAD, "value": value / WAD,
                 "equity": (acct.cash + value) / WAD, "initial_margin": im / WAD, "maintenance_margin": mm / WAD,

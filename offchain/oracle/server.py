@@ -48,6 +48,8 @@ def openapi(title: str, signer: bool = False) -> dict[str, Any]:
                                            "parameters": [{"name": "address", "in": "path", "required": True}],
                                            "responses": {"200": {"description": "ok"}, "400": {"description": "malformed address"},
                                                          "404": {"description": "unknown account"}}}},
+        "/v1/marks": {"get": {"summary": "Mark of one contract of every listed instrument at the oracle's snapshot",
+                              "responses": {"200": {"description": "{block, snapshot_time, marks: {instrument id: mark}}"}}}},
         "/v1/risk/accounts": {"get": {"summary": "Accounts whose equity / MM is below max_ratio, weakest first",
                                       "parameters": [{"name": "max_ratio", "in": "query", "required": False}],
                                       "responses": {"200": {"description": "ok"}}}},
@@ -120,6 +122,7 @@ def signer_server(oracle: Oracle, host: str, port: int, rate: float = 200.0) -> 
                  lambda b, p, q: _timed(metrics, "account", lambda: oracle.account_report(p["address"])))
     server.route("GET", "/v1/risk/accounts", lambda b, p, q: _timed(
         metrics, "risk", lambda: oracle.risk_accounts(float(q.get("max_ratio", ["1.25"])[0]))))
+    server.route("GET", "/v1/marks", lambda b, p, q: _timed(metrics, "marks", oracle.marks))
     for name in ATTEST_ENDPOINTS:
         fn = getattr(oracle, f"attest_{name}")
         server.route("POST", f"/v1/attest/{name}", lambda b, p, q, fn=fn, name=name: _timed(metrics, name, lambda: fn(b)))
@@ -395,6 +398,7 @@ def gateway_server(gateway: Gateway, host: str, port: int, rate: float = 200.0) 
         metrics, "account", lambda: gateway.forward(f"/v1/accounts/{p['address']}")))
     server.route("GET", "/v1/risk/accounts", lambda b, p, q: _timed(
         metrics, "risk", lambda: gateway.forward("/v1/risk/accounts?max_ratio=" + q.get("max_ratio", ["1.25"])[0])))
+    server.route("GET", "/v1/marks", lambda b, p, q: _timed(metrics, "marks", lambda: gateway.forward("/v1/marks")))
     for name in ATTEST_ENDPOINTS:
         server.route("POST", f"/v1/attest/{name}",
                      lambda b, p, q, name=name: _timed(metrics, name, lambda: gateway.attest(name, b)))

@@ -78,7 +78,6 @@ class ChainState:
     # option settlement: open interest when an instrument's settlement started, and its shortfall
     settlement_open_interest: dict[int, int] = field(default_factory=dict)
     settlement_shortfall: dict[int, int] = field(default_factory=dict)
-    settlement_debt: dict[str, int] = field(default_factory=dict)  # LiquidationEngine.settlementDebt
     # every event applied bumps this: two states with the same version (in one process) are equal
     version: int = 0
     _settling: tuple[str, str, list[tuple[int, int]]] | None = field(default=None, repr=False)
@@ -134,7 +133,6 @@ class ChainState:
         view.risk_config = None if self.risk_config is None else dict(self.risk_config)
         view.settlement_open_interest = dict(self.settlement_open_interest)
         view.settlement_shortfall = dict(self.settlement_shortfall)
-        view.settlement_debt = dict(self.settlement_debt)
         view._settling = None
         return view
 
@@ -168,11 +166,6 @@ class ChainState:
             self._apply_settled(entry)
         elif name == "engine.SettlementDeficitAbsorbed":
             self._apply_deficit_absorbed(entry)
-        elif name == "engine.SettlementDebtUpdated":
-            if int(a["debt"]):
-                self.settlement_debt[a["account"]] = int(a["debt"])
-            else:
-                self.settlement_debt.pop(a["account"], None)
         elif name == "clearinghouse.RiskConfigUpdated":
             self._apply_risk_config(entry)
         elif name == "clearinghouse.SnapshotPosted":
@@ -297,7 +290,6 @@ class ChainState:
             "latest_posted_snapshot": self.latest_posted_snapshot,
             "settlement_open_interest": {str(k): str(v) for k, v in self.settlement_open_interest.items()},
             "settlement_shortfall": {str(k): str(v) for k, v in self.settlement_shortfall.items()},
-            "settlement_debt": {k: str(v) for k, v in self.settlement_debt.items()},
         }
 
     @classmethod
@@ -327,7 +319,6 @@ class ChainState:
         s.latest_posted_snapshot = int(d.get("latest_posted_snapshot", 0))
         s.settlement_open_interest = {int(k): int(v) for k, v in d.get("settlement_open_interest", {}).items()}
         s.settlement_shortfall = {int(k): int(v) for k, v in d.get("settlement_shortfall", {}).items()}
-        s.settlement_debt = {k: int(v) for k, v in d.get("settlement_debt", {}).items()}
         return s
 
     def save(self, path: Path) -> None:

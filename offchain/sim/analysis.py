@@ -28,6 +28,7 @@ def analyze_run(run: "ScenarioRun", desk: "Desk", deployment: Deployment, plans:
     client = desk.client
     logs = client.logs(deployment.deploy_block, client.head())
     _events(data, logs)
+    _unwinds(data, logs, people, client)
     _gas(data, desk, logs)
     _reconcile(data, desk, logs, deployment)
     _coverage_and_efficiency(run, market0)
@@ -66,6 +67,16 @@ def _events(data: Any, logs: list[Any]) -> None:
         "settlement_payouts": round(sum(max(0, int(e.args["payout"])) for e in settled) / WAD, 6),
         "trades": sum(1 for e in logs if e.name == "OrderFilled"),
     }
+
+
+def _unwinds(data: Any, logs: list[Any], people: dict[str, Any], client: Any) -> None:
+    """What the keeper traded away to the market maker, and what it still holds at the end."""
+    keeper, mm = people["keeper"].address, people["market_maker"].address
+    fills = [e for e in logs if e.name == "OrderFilled" and e.args["taker"] == keeper and e.args["maker"] == mm]
+    data.events["keeper_unwinds"] = len(fills)
+    data.events["keeper_unwound_notional"] = round(
+        sum(abs(int(e.args["makerSizeDelta"])) * int(e.args["price"]) for e in fills) / WAD / WAD, 6)
+    data.events["keeper_positions_at_end"] = len(client.ch.functions.openInstruments(keeper).call())
 
 
 def _gas(data: Any, desk: "Desk", logs: list[Any]) -> None:

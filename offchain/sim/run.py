@@ -198,9 +198,10 @@ class ScenarioRun:
         makers = [Account.from_key(_key(self.config.seed, f"maker-{i}")) for i in range(self.config.market_makers)]
         traders = [Account.from_key(_key(self.config.seed, f"trader-{p.index}")) for p in plans]
         keeper = Account.from_key(self.keeper_key)
-        desk.fund_gas([a.address for a in makers + traders + [keeper]])
+        unwinder = Account.from_key(_key(self.config.seed, "unwind-market-maker"))
+        desk.fund_gas([a.address for a in makers + traders + [keeper, unwinder]])
         scale = max(1.0, self.config.traders / 100)
-        for m in makers:
+        for m in makers + [unwinder]:
             desk.deposit(m, 5_000_000 * scale)
         desk.deposit(keeper, 5_000_000 * scale)
         listed = sorted({inst for p in plans for inst, _ in p.legs}, key=lambda i: i.name)
@@ -225,7 +226,7 @@ class ScenarioRun:
                 # attestations carry the feeds' own time: a new round (same values) keeps it fresh
                 self._set_markets(desk, 0.0)
         self.data.rejected_trades = rejected
-        return {"makers": makers, "traders": traders, "keeper": keeper}
+        return {"makers": makers, "traders": traders, "keeper": keeper, "market_maker": unwinder}
 
     # ------------------------------------------------------------------ the run
 
@@ -270,8 +271,11 @@ class ScenarioRun:
             plans = make_population(cfg.traders, cfg.seed, instruments, market0, PARAMS, delta)
             self.say(f"opening the books of {cfg.traders} traders and {cfg.market_makers} market makers ...")
             people = self._open_books(desk, plans, ids, market0)
-            self.say("starting the keeper ...")
-            stack.keeper(["--batch-size", "10"]).start().wait_healthy()
+            self.say("starting the market maker the keeper unwinds to, and the keeper ...")
+            mm = people["market_maker"]
+            stack.market_maker(mm.key.hex(), ["--spread-bps", "25", "--max-notional", "5000000"]).start().wait_healthy()
+            stack.keeper(["--batch-size", "10", "--market-maker", stack.procs["market-maker"].url,
+                          "--risk-budget", "0.8"]).start().wait_healthy()
             keeper_url = stack.procs["keeper"].url
             self._wait_idle(desk, keeper_url)
             self._record_initial(plans, people["traders"])

@@ -114,6 +114,14 @@ class LocalStack:
             "--state-dir", str(self.workdir / "keeper"), "--liquidate-unprofitable", *(extra or []),
         ], {"DPRE_KEEPER_KEY": self.keeper_key}, int(port))
 
+    def market_maker(self, key: str, extra: list[str] | None = None) -> Proc:
+        """The reference market maker (offchain/marketmaker.py), quoting from the gateway's marks."""
+        port = free_port()
+        return self._proc("market-maker", [
+            "market-maker", "--deployment", str(self.deployment_path), "--oracle", self.procs["gateway"].url,
+            "--key-env", "DPRE_MM_KEY", "--port", str(port), *(extra or []),
+        ], {"DPRE_MM_KEY": key}, port)
+
     def start_all(self, signer_extra: list[str] | None = None, keeper: bool = True, keeper_extra: list[str] | None = None) -> None:
         for i in range(len(self.signer_keys)):
             self.signer(i, signer_extra).start()

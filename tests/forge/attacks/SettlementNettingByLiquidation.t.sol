@@ -28,11 +28,6 @@ contract SettlementNettingByLiquidationTest is LiquidationFixture {
         fill(order(bob, callId, -2e18, 100e18, 1), bobKey, keeper, 2e18, quote(-200e18, 200e18, 200e18, 0));
     }
 
-    function ids1(uint256 id) internal pure returns (uint256[] memory ids) {
-        ids = new uint256[](1);
-        ids[0] = id;
-    }
-
     function test_expiredPositionsCannotBeNettedAwayByALiquidation() public {
         vm.warp(expiry + 1);
         SettlementPrice memory sp = SettlementPrice({underlying: ETH, expiry: expiry, price: SETTLE, snapshotTime: expiry});

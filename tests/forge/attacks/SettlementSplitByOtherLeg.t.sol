@@ -27,17 +27,6 @@ contract SettlementSplitByOtherLegTest is LiquidationFixture {
         fund(carol, 300);
     }
 
-    function ids1(uint256 id) internal pure returns (uint256[] memory ids) {
-        ids = new uint256[](1);
-        ids[0] = id;
-    }
-
-    function ids2(uint256 a, uint256 b) internal pure returns (uint256[] memory ids) {
-        ids = new uint256[](2);
-        ids[0] = a;
-        ids[1] = b;
-    }
-
     function post(bytes32 u, uint256 price) internal {
         SettlementPrice memory sp = SettlementPrice({underlying: u, expiry: expiry, price: price, snapshotTime: expiry});
         ch.postSettlementPrice(sp, oracleSignPrice(sp));
@@ -92,62 +81,5 @@ contract SettlementSplitByOtherLegTest is LiquidationFixture {
         assertEq(aliceGot, erinGot, "who absorbs the deficit depends on posting order");
         assertEq(aliceGot, 250e18, "each winner carries half of carol's 1,500 shortfall");
         assertFalse(ch.withdrawalsGated(), "settlement froze withdrawals");
-    }
-
-    /// carol: short ETH call (to alice, pays 1,000) + long BTC call (from erin, receives 1,000 once
-    /// erin has paid). Her deficit is covered when her last short settles; her long's payout then
-    /// repays the fund what it lent, never carol.
-    function test_pendingLongPayoutRepaysTheFund() public {
-        seedFund(1_000);
-        fill(order(carol, callId, -1e18, 100e18, 1), carolKey, alice, 1e18, quote(-100e18, 0, 100e18, 0));
-        fill(order(erin, btcCall, -1e18, 100e18, 2), 0xE41, carol, 1e18, quote(-100e18, 0, 100e18, 0));
-        vm.warp(expiry + 1);
-        post(ETH, 4_000e18);
-        post(BTC, 51_000e18);
-        uint256 fundBefore = fundContract.fundBalance();
-        engine.settle(carol, ids1(callId)); // cash 300 - 1,000: the fund lends 700, her long stays
-        uint256 lent = engine.settlementDebt(carol);
-        assertGt(lent, 0, "deficit lent against the pending long");
-        assertEq(ch.cashOf(carol), 0, "deficit covered");
-        assertEq(gain(alice, callId), 1_000e18, "alice paid in full by the fund");
-
-        engine.settle(erin, ids1(btcCall));
-        int256 carolGot = gain(carol, btcCall);
-        assertEq(engine.settlementDebt(carol), 0, "debt repaid");
-        assertEq(fundContract.fundBalance(), fundBefore, "the fund got back all it lent");
-        assertEq(carolGot, 1_000e18 - int256(lent), "carol keeps only what exceeds her debt");
-        assertFalse(ch.withdrawalsGated(), "gated");
-    }
-
-    /// Any deposit, fund and payout: carol ends with exactly her net settlement (never below zero),
-    /// the fund gets back what it lent up to her payout, and nothing is flagged.
-    function testFuzz_lentDeficitIsRepaidFromPayouts(uint256 deposit, uint256 fundSeed, uint256 btcPrice) public {
-        deposit = bound(deposit, 0, 2_000);
-        fundSeed = bound(fundSeed, 0, 2_000);
-        if (fundSeed != 0) seedFund(fundSeed);
-        btcPrice = bound(btcPrice, 49_000, 53_000) * 1e18;
-        if (deposit != 0) fund(carol, deposit); // on top of setUp's 300
-        fill(order(carol, callId, -1e18, 100e18, 1), carolKey, alice, 1e18, quote(-100e18, 0, 100e18, 0));
-        fill(order(erin, btcCall, -1e18, 100e18, 2), 0xE41, carol, 1e18, quote(-100e18, 0, 100e18, 0));
-        vm.warp(expiry + 1);
-        post(ETH, 4_000e18);
-        post(BTC, btcPrice);
-        int256 net = ch.cashOf(carol) - 1_000e18 + int256(btcPrice > 50_000e18 ? btcPrice - 50_000e18 : 0);
-        uint256 f0 = fundContract.fundBalance();
-
-        engine.settle(carol, ids1(callId));
-        uint256 lent = engine.settlementDebt(carol);
-        uint256 fromFund = f0 - fundContract.fundBalance();
-        assertLe(fromFund, lent, "the fund lent no more than the debt");
-        engine.settle(erin, ids1(btcCall));
-        engine.settle(carol, ids1(btcCall));
-        gain(alice, callId);
-
-        assertEq(ch.cashOf(carol), net > 0 ? net : int256(0), "carol keeps exactly her net settlement");
-        uint256 payout = btcPrice > 50_000e18 ? btcPrice - 50_000e18 : 0;
-        assertEq(fundContract.fundBalance(), f0 - fromFund + (payout < lent ? payout : lent), "fund repaid up to the payout");
-        assertEq(engine.settlementDebt(carol), payout < lent ? lent - payout : 0, "debt left");
-        assertFalse(ch.withdrawalsGated(), "gated");
-        assertEq(int256(usdc.balanceOf(address(ch)) * 1e12), ch.totalCash() + int256(ch.protocolFees()) - ch.netSettlementPayouts(), "custody");
     }
 }

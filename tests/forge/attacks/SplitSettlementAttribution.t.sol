@@ -34,17 +34,6 @@ contract SplitSettlementAttributionTest is LiquidationFixture {
         ch.postSettlementPrice(sp, oracleSignPrice(sp));
     }
 
-    function ids1(uint256 id) internal pure returns (uint256[] memory ids) {
-        ids = new uint256[](1);
-        ids[0] = id;
-    }
-
-    function ids2(uint256 a, uint256 b) internal pure returns (uint256[] memory ids) {
-        ids = new uint256[](2);
-        ids[0] = a;
-        ids[1] = b;
-    }
-
     function _settleLongs() internal returns (int256 aliceGot, int256 erinGot) {
         int256 a = ch.cashOf(alice);
         int256 e = ch.cashOf(erin);

@@ -71,7 +71,6 @@ contract BadDebtHandler {
     uint256 public flagsSet;
     uint256 public flagsCleared;
     uint256 public settlements;
-    uint256 public settlementsLent; // payer calls that left a deficit lent against pending longs
     uint256 public probes;
     uint256 public configChanges;
 
@@ -90,7 +89,6 @@ contract BadDebtHandler {
     bool public adlWhileFundCouldCover;
     bool public previousVersionRefused;
     bool public settlementStuck;
-    bool public debtKeptCash;
     bytes public lastFailure; // revert data behind the last breach, for the report
 
     constructor(
@@ -580,8 +578,8 @@ contract BadDebtHandler {
     }
 
     /// @dev Pass 0 settles the accounts that pay on some leg; later passes everyone left. With
-    ///      `split`, pass 0 settles a payer's shorts alone and its longs come later (its deficit
-    ///      is then lent against them and repaid to the fund from their payouts).
+    ///      `split`, pass 0 settles a payer's shorts alone and its longs come later (a deficit is
+    ///      then found only when its last long settles: the fund's or flagged, never hidden).
     function _settleAccount(address a, uint256[] memory ids, uint256 price, uint256 pass, bool split) internal {
         int256 gross;
         bool pays;
@@ -609,11 +607,6 @@ contract BadDebtHandler {
         try engine.settle(a, sel) {
             ghostGrossPayouts += gross;
             ghostShortfallCuts += cuts;
-            if (engine.settlementDebt(a) != 0) {
-                settlementsLent++;
-                // payouts repay the fund first: a lent account keeps no cash while it owes
-                if (ch.cashOf(a) > 0) debtKeptCash = true;
-            }
         } catch (bytes memory err) {
             _noteRevert(err);
         }

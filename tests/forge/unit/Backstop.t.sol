@@ -1,55 +1,16 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
-import {LiquidationFixture} from "../utils/LiquidationFixture.sol";
+import {BackstopFixture} from "../utils/BackstopFixture.sol";
 import {MarginAttestation} from "../../../contracts/interfaces/IClearinghouse.sol";
 import {
     AdlAttestation, AdlFill, ILiquidationEngine, LiquidationRequest
 } from "../../../contracts/interfaces/ILiquidationEngine.sol";
 
 /// @notice The backstop: an account below MM that no liquidator takes for BACKSTOP_DELAY is closed
-///         against the ADL queue at the marks. Alice is long 10 ETH perpetuals at 3,000 (6 from
-///         bob, 4 from carol); at a mark of 2,300 her equity (~2,985) is below MM (3,680) but
-///         positive: an ordinary liquidation case that no keeper takes.
-contract BackstopTest is LiquidationFixture {
-    uint256 internal constant MARK = 2_300e18;
-    uint256 internal constant MM = 3_680e18; // 16% of 23,000
-
-    function setUp() public {
-        setUpLiquidation(3, 2);
-        fund(alice, 10_000);
-        fund(bob, 100_000);
-        fund(carol, 100_000);
-        fund(keeper, 100_000);
-        seedFund(1_000);
-        fill(order(bob, perpId, -6e18, 3_000e18, 1), bobKey, alice, 6e18, quote(-18_000e18, 4_000e18, 18_000e18, 4_000e18));
-        fill(order(carol, perpId, -4e18, 3_000e18, 1), carolKey, alice, 4e18, quote(-12_000e18, 3_000e18, 30_000e18, 6_000e18));
-    }
-
-    function aliceAtt() internal view returns (MarginAttestation memory att, bytes memory sigs) {
-        att = attestation(alice, int256(10 * MARK), MM * 5 / 4, MM);
-        sigs = oracleSign(att);
-    }
-
-    function report() internal {
-        (MarginAttestation memory att, bytes memory sigs) = aliceAtt();
-        vm.prank(carol); // anyone
-        engine.reportStall(alice, att, sigs);
-    }
-
-    function plan() internal view returns (AdlAttestation memory att, bytes memory sigs, AdlFill[] memory fills) {
-        address[] memory ranked = new address[](2);
-        ranked[0] = carol;
-        ranked[1] = bob;
-        uint256[] memory ids = new uint256[](1);
-        ids[0] = perpId;
-        uint256[] memory marks = new uint256[](1);
-        marks[0] = MARK;
-        bytes32[] memory roots = new bytes32[](1);
-        (roots[0], fills) = queue(0, perpId, ranked);
-        (att, sigs) = adlAttestation(alice, ids, marks, roots);
-    }
-
+///         against the ADL queue at the marks (the book: BackstopFixture — an ordinary liquidation
+///         case that no keeper takes).
+contract BackstopTest is BackstopFixture {
     /// Guards: a solvent account below MM cannot be deleveraged without a stall report (ADL is
     /// for bankruptcies beyond the fund only).
     function test_solventAccountNeedsAStallReport() public {
@@ -122,6 +83,19 @@ contract BackstopTest is LiquidationFixture {
         (, uint64 again, uint64 confirmed,) = engine.stalls(alice);
         assertEq(again, first, "first report time kept");
         assertEq(confirmed, block.timestamp, "and confirmed now");
+        // the same snapshot again confirms nothing new
+        (MarginAttestation memory same, bytes memory ssigs) = aliceAt(MM);
+        vm.expectRevert(abi.encodeWithSelector(ILiquidationEngine.StaleStallReport.selector, confirmed, confirmed));
+        engine.reportStall(alice, same, ssigs);
+        // a report within 2 × BACKSTOP_DELAY of the last continues the episode; a longer silence ends it
+        vm.warp(block.timestamp + 2 * engine.BACKSTOP_DELAY());
+        report();
+        (, again,,) = engine.stalls(alice);
+        assertEq(again, first, "continued at the gap's limit");
+        vm.warp(block.timestamp + 2 * engine.BACKSTOP_DELAY() + 1);
+        report();
+        (, again,,) = engine.stalls(alice);
+        assertEq(again, block.timestamp, "a new episode after a longer silence");
         MarginAttestation memory healthy = attestation(bob, 0, 1_000e18, 800e18);
         bytes memory hsigs = oracleSign(healthy);
         vm.expectRevert(); // NotLiquidatable

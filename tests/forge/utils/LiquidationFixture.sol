@@ -36,6 +36,18 @@ abstract contract LiquidationFixture is ClearinghouseFixture {
         fundContract.deposit(amount);
     }
 
+    /// @dev Instrument id lists for `settle`.
+    function ids1(uint256 id) internal pure returns (uint256[] memory ids) {
+        ids = new uint256[](1);
+        ids[0] = id;
+    }
+
+    function ids2(uint256 a, uint256 b) internal pure returns (uint256[] memory ids) {
+        ids = new uint256[](2);
+        ids[0] = a;
+        ids[1] = b;
+    }
+
     // ------------------------------------------------------------------ liquidation helpers
 
     function request(address account, int256 value, uint256 mm) internal view returns (LiquidationRequest memory r) {

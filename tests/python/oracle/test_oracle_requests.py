@@ -157,18 +157,3 @@ def test_signs_the_params_version_in_force_or_the_previous_one_during_its_grace(
     with pytest.raises(OracleError) as refused:
         lagging.attest_margin({"account": who["a"]})
     assert refused.value.status == 503 and "no longer accepted" in str(refused.value)
-
-
-def test_settlement_debt_counts_against_the_attested_value_and_the_risk_table() -> None:
-    book, who = liquidation_book()
-    oracle = book.oracle(StaticSource(market(eth=2250.0)))
-    before = from_wire(oracle.attest_margin({"account": who["a"]})["items"]["margin"])
-    row_before = next(r for r in oracle.risk_accounts(10.0)["accounts"] if r["account"] == who["a"])
-    # LiquidationEngine.settlementDebt, as the replica learns it from SettlementDebtUpdated
-    book.state.settlement_debt[who["a"]] = 700 * WAD
-    book.state.version += 1
-    after = from_wire(oracle.attest_margin({"account": who["a"]})["items"]["margin"])
-    assert before.value - after.value == 700 * WAD, "what the account owes the fund is not its value"
-    assert (after.initial_margin, after.maintenance_margin) == (before.initial_margin, before.maintenance_margin)
-    row_after = next(r for r in oracle.risk_accounts(10.0)["accounts"] if r["account"] == who["a"])
-    assert row_before["equity"] - row_after["equity"] == pytest.approx(700.0)

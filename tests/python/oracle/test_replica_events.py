@@ -72,13 +72,3 @@ def test_settlement_shortfall_is_split_over_what_the_payer_paid_on() -> None:
     assert s.settlement_cut(3, WAD, 150 * WAD) == 15 * WAD
     assert s.settlement_cut(4, WAD, 5 * WAD) == 5 * WAD
     assert s.settlement_cut(3, -WAD, 150 * WAD) == 0
-
-
-def test_settlement_debt_follows_its_event_and_survives_a_restart() -> None:
-    s = ChainState()
-    s.apply(log(3, "engine", "SettlementDebtUpdated", account=ALICE, debt=700 * WAD))
-    s.apply(log(3, "engine", "SettlementDebtUpdated", account=BOB, debt=5 * WAD))
-    s.apply(log(4, "engine", "SettlementDebtUpdated", account=BOB, debt=0))
-    assert s.settlement_debt == {ALICE: 700 * WAD}, "repaid in full: no entry left"
-    assert ChainState.from_json(s.to_json()).settlement_debt == {ALICE: 700 * WAD}
-    assert s.snapshot().settlement_debt == s.settlement_debt

@@ -233,3 +233,56 @@ def test_journal_holds_only_what_is_mined_or_in_flight(tmp_path: Path) -> None:
     again = Journal(tmp_path / "journal.json", keep=3)
     assert sorted(again.entries) == [Journal.nonce_key(n) for n in (2, 3, 4)]
     assert again.in_flight() == {}
+
+
+# ---------------------------------------------------------------------------------- unwinding
+
+
+def test_market_maker_prices_on_the_tick_at_the_mark_less_or_plus_its_spread() -> None:
+    from offchain.marketmaker import quote_price
+
+    assert quote_price(2_500.0, 10 * 10**18, 25) == 2_493_750_000 * 10**12  # buys 0.25% below
+    assert quote_price(2_500.0, -10 * 10**18, 25) == 2_506_250_000 * 10**12  # sells 0.25% above
+    assert quote_price(0.0000001, 10**18, 25) == 10**12, "never below one tick"
+
+
+def test_market_maker_refuses_bad_requests_naming_the_field() -> None:
+    from offchain.attest.eip712 import Domain
+    from offchain.marketmaker import MarketMaker
+    from offchain.ops.httpserver import HttpError
+
+    class Marks:  # the oracle's GET /v1/marks
+        def get(self, path: str) -> dict[str, object]:
+            assert path == "/v1/marks"
+            return {"block_time": 1_000, "marks": {"1": 2_500.0}}
+
+    mm = MarketMaker("0x" + "11" * 32, Domain(31337, "0x" + "22" * 20), Marks(), 25, max_notional=100_000.0)  # type: ignore[arg-type]
+    taker = "0x" + "33" * 20
+    for body, field in [({"instrument_id": 1, "size": "0", "taker": taker}, "size"),
+                        ({"instrument_id": "x", "size": "1", "taker": taker}, "instrument_id"),
+                        ({"instrument_id": 1, "size": str(10**18), "taker": "bob"}, "taker"),
+                        ({"instrument_id": 9, "size": str(10**18), "taker": taker}, "instrument_id"),
+                        ({"instrument_id": 1, "size": str(41 * 10**18), "taker": taker}, "size")]:
+        with pytest.raises(HttpError) as refused:
+            mm.quote(body)
+        assert str(refused.value).startswith(field + ":"), refused.value
+    answer = mm.quote({"instrument_id": 1, "size": str(2 * 10**18), "taker": taker})
+    assert answer["order"]["price"] == str(2_493_750_000 * 10**12) and answer["order"]["deadline"] == 1_120
+
+
+def test_the_keeper_checks_a_quote_against_the_mark_and_picks_its_largest_position() -> None:
+    from offchain.attest.messages import Order
+    from offchain.keeper.unwind import Quote, QuoteRefused, check_quote, largest_position
+
+    assert largest_position({1: 10 * 10**18, 2: -2 * 10**18, 3: 5 * 10**18}, {1: 2_500.0, 2: 90_000.0}) == (2, -2 * 10**18)
+    assert largest_position({3: 10**18}, {1: 1.0}) is None, "no mark: expired or unpriced"
+    maker = "0x" + "44" * 20
+
+    def q(size: int, price: float, instrument: int = 1) -> Quote:
+        return Quote(Order(maker, instrument, size, int(price * 10**6) * 10**12, 1, 10), b"")
+
+    check_quote(q(10**18, 2_490.0), 1, 10**18, 2_500.0, 50)  # sells 0.4% below: within 50 bps
+    check_quote(q(-10**18, 2_510.0), 1, -10**18, 2_500.0, 50)  # buys back 0.4% above
+    for bad in (q(10**18, 2_480.0), q(-10**18, 2_520.0), q(2 * 10**18, 2_500.0), q(10**18, 2_500.0, instrument=2)):
+        with pytest.raises(QuoteRefused):
+            check_quote(bad, 1, bad.order.size if bad.order.size < 0 else 10**18, 2_500.0, 50)

@@ -1,0 +1,90 @@
+"""Unwinding: the keeper trades away what its liquidations left in its book, so its capacity does
+not shrink as the crash goes on (`./dpre bench keeper-capacity` measures the difference).
+
+The keeper asks a configured market maker (`--market-maker URL`, the adapter in
+`offchain/marketmaker.py`) to take its largest live position at a signed price, checks the price
+against the oracle's mark (`--unwind-max-spread-bps`), and fills that order as the taker with the
+oracle's trade attestations. One unwind at a time, between liquidations: both change the keeper's
+portfolio, which its next liquidation attests.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from eth_utils import to_checksum_address
+
+from offchain.attest.messages import Order
+from offchain.risk.units import WAD
+
+
+class QuoteRefused(Exception):
+    """No usable quote: the market maker refused or was unreachable, or its price is too far off."""
+
+
+@dataclass(frozen=True)
+class Quote:
+    order: Order
+    signature: bytes
+
+    def wire_order(self) -> dict[str, Any]:
+        o = self.order
+        return {"maker": o.maker, "instrument_id": o.instrument_id, "size": str(o.size), "price": str(o.price),
+                "nonce": o.nonce, "deadline": o.deadline}
+
+
+class MarketMakerClient:
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        self.url, self.timeout = url.rstrip("/"), timeout
+
+    def quote(self, instrument_id: int, size: int, taker: str) -> Quote:
+        """A signed order by which the market maker takes `size` (+ it buys) from `taker`."""
+        body = json.dumps({"instrument_id": instrument_id, "size": str(size), "taker": taker}).encode()
+        req = urllib.request.Request(self.url + "/v1/quote", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                data = json.loads(r.read())
+        except urllib.error.HTTPError as err:
+            try:
+                detail = json.loads(err.read() or b"{}").get("error", "")
+            except ValueError:
+                detail = ""
+            raise QuoteRefused(f"market maker answered {err.code}: {detail}") from None
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            raise QuoteRefused(f"market maker unreachable: {getattr(err, 'reason', err)}") from None
+        try:
+            o = data["order"]
+            order = Order(to_checksum_address(o["maker"]), int(o["instrument_id"]), int(o["size"]), int(o["price"]),
+                          int(o["nonce"]), int(o["deadline"]))
+            return Quote(order, bytes.fromhex(str(data["signature"]).removeprefix("0x")))
+        except (KeyError, TypeError, ValueError) as err:
+            raise QuoteRefused(f"market maker answered a malformed quote: {err}") from None
+
+
+def largest_position(positions: dict[int, int], marks: dict[int, float]) -> tuple[int, int] | None:
+    """(instrument id, size) of the position worth most at the marks, among those with a mark
+    (live instruments); None when there is none."""
+    priced = [(abs(size) * abs(marks[i]), i, size) for i, size in positions.items() if size and i in marks]
+    if not priced:
+        return None
+    _, instrument_id, size = max(priced)
+    return instrument_id, size
+
+
+def check_quote(quote: Quote, instrument_id: int, size: int, mark: float, max_spread_bps: int) -> None:
+    """The quote must take exactly the position asked, at no worse than the mark by
+    `max_spread_bps` (raises QuoteRefused why not)."""
+    o = quote.order
+    if o.instrument_id != instrument_id or o.size != size:
+        raise QuoteRefused(f"quote is for {o.size / WAD} of instrument {o.instrument_id}, "
+                           f"asked {size / WAD} of {instrument_id}")
+    price = o.price / WAD
+    # the keeper sells (market maker buys, size > 0) at no less than mark − spread, buys at no more than mark + spread
+    worst = abs(mark) * max_spread_bps / 10_000
+    if (size > 0 and price < mark - worst) or (size < 0 and price > mark + worst):
+        raise QuoteRefused(f"quote price {price:,.6f} is more than {max_spread_bps} bps from the mark {mark:,.6f}")
