@@ -7,8 +7,11 @@ EIP-712 `Order` signed by the market maker's account, `{"order": {...}, "signatu
 which the taker fills with the oracle's trade attestations (`Clearinghouse.fillOrder`). A venue
 plugs in its own market makers behind that call; this reference one, for local runs and tests,
 prices at the oracle's mark (`GET /v1/marks`) less `spread_bps` when it buys and plus when it
-sells, refuses notionals above its limit, and leaves its own margin to the oracle (a trade that
-would put it below IM gets no attestation).
+sells, and leaves its own margin to the oracle (a trade that would put it below IM gets no
+attestation). An order names no taker: whoever holds it may fill it until its deadline. So the
+market maker keeps the notional of its unexpired quotes, at the quoted prices, within its limit,
+quotes for `ttl` seconds only, bids nothing for an option marked below one price tick, and
+should listen where only its keepers reach it (127.0.0.1 by default).
 """
 
 from __future__ import annotations
@@ -31,12 +34,12 @@ from offchain.attest.eip712 import Domain, sign
 from offchain.attest.messages import Order
 from offchain.chain.deploy import Deployment
 from offchain.keeper.daemon import OracleClient, OracleRefused
+from offchain.keeper.unwind import PRICE_TICK
 from offchain.ops.httpserver import HttpError, JsonServer
 from offchain.ops.logs import event, setup
 from offchain.risk.units import WAD
 
 log = logging.getLogger("dpre.marketmaker")
-PRICE_TICK = 10**12  # quotes in millionths of a collateral unit
 
 
 def quote_price(mark: float, size: int, spread_bps: int) -> int:
@@ -51,12 +54,13 @@ def quote_price(mark: float, size: int, spread_bps: int) -> int:
 
 class MarketMaker:
     def __init__(self, key: str, domain: Domain, oracle: OracleClient, spread_bps: int = 25,
-                 max_notional: float = 1_000_000.0, ttl_seconds: int = 120) -> None:
+                 max_notional: float = 1_000_000.0, ttl_seconds: int = 30) -> None:
         self.account = Account.from_key(key)
         self.domain, self.oracle = domain, oracle
         self.spread_bps, self.max_notional, self.ttl = spread_bps, max_notional, ttl_seconds
         self._nonces = itertools.count(int(time.time() * 1000))  # unique across restarts
         self._lock = threading.Lock()
+        self._live: list[tuple[int, float]] = []  # (deadline, notional) of the quotes signed
         self.quotes = 0
 
     def quote(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -74,14 +78,21 @@ class MarketMaker:
         mark = marks["marks"].get(str(instrument_id))
         if mark is None:
             raise HttpError(404, f"instrument_id: {instrument_id} has no mark (unknown, expired or unpriced)")
-        notional = abs(size) / WAD * abs(float(mark))
-        if notional > self.max_notional:
-            raise HttpError(409, f"size: notional {notional:,.2f} exceeds this market maker's limit {self.max_notional:,.2f}")
+        price = quote_price(float(mark), size, self.spread_bps)
+        if size > 0 and price / WAD > float(mark):
+            raise HttpError(409, f"instrument_id: {instrument_id} is marked {mark}, below one price tick: no bid")
+        notional = abs(size) / WAD * price / WAD  # what the order commits at its own price
+        now = int(marks["block_time"])
         with self._lock:
+            self._live = [(d, n) for d, n in self._live if d > now]
+            live = sum(n for _, n in self._live)
+            if live + notional > self.max_notional:
+                raise HttpError(409, f"size: notional {notional:,.2f} with {live:,.2f} of live quotes exceeds this "
+                                     f"market maker's limit {self.max_notional:,.2f}")
+            self._live.append((now + self.ttl, notional))
             nonce = next(self._nonces)
             self.quotes += 1
-        order = Order(self.account.address, instrument_id, size, quote_price(float(mark), size, self.spread_bps),
-                      nonce, int(marks["block_time"]) + self.ttl)
+        order = Order(self.account.address, instrument_id, size, price, nonce, now + self.ttl)
         event(log, "quoted", instrument_id=instrument_id, size=size / WAD, price=order.price / WAD, mark=mark,
               taker=taker)
         return {"order": {"maker": order.maker, "instrument_id": order.instrument_id, "size": str(order.size),
@@ -134,8 +145,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     m.add_argument("--oracle", required=True, help="oracle gateway base URL (for marks)")
     m.add_argument("--key-env", required=True, help="environment variable holding the market maker's hex private key")
     m.add_argument("--spread-bps", type=int, default=25, help="below the mark when buying, above when selling")
-    m.add_argument("--max-notional", type=float, default=1_000_000.0, help="largest quote, in collateral units")
-    m.add_argument("--ttl", type=int, default=120, help="seconds a quote stays fillable")
+    m.add_argument("--max-notional", type=float, default=1_000_000.0,
+                   help="most notional of unexpired quotes at once, in collateral units")
+    m.add_argument("--ttl", type=int, default=30, help="seconds a quote stays fillable")
     m.add_argument("--host", default="127.0.0.1")
     m.add_argument("--port", type=int, default=8700)
     m.add_argument("--log-level", default="INFO")

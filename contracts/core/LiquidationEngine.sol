@@ -227,7 +227,7 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
             }
             clearinghouse.engineSettle(account, id, payout);
         }
-        if (totalPaid != 0) _requireNoShortLeft(account);
+        if (totalPaid != 0) _requireNothingLeftToSettle(account);
         // A deficit is final only once the account holds nothing: an expired long it still holds
         // may yet be paid (its shorts settle later), so until then its negative cash waits.
         if (clearinghouse.openInstruments(account).length == 0 && clearinghouse.cashOf(account) < 0) {
@@ -242,16 +242,23 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         }
     }
 
-    /// @dev A call that pays on a short settles every expired short of the account, priced or not
-    ///      (`PayerLegsSettleTogether`): a deficit is shared by the winners of what was paid in the
-    ///      call that leaves the account flat, so settling its shorts apart would let the caller
-    ///      pick who absorbs it.
-    function _requireNoShortLeft(address account) internal view {
+    /// @dev A call that pays on a short leaves nothing of the account's that could settle with it:
+    ///      every expired short (priced or not) and every expired long whose payout is known (priced,
+    ///      and out of the money or with all its shorts settled) — `PayerLegsSettleTogether`. A
+    ///      deficit is shared by the winners of what was paid in the call that leaves the account
+    ///      flat, so a leg left behind would let the caller pick who absorbs it. Only a long still
+    ///      waiting for its own payers may stay.
+    function _requireNothingLeftToSettle(address account) internal view {
         uint256[] memory open = clearinghouse.openInstruments(account);
         for (uint256 i; i < open.length; ++i) {
-            Instrument memory inst = clearinghouse.instrument(open[i]);
+            uint256 id = open[i];
+            Instrument memory inst = clearinghouse.instrument(id);
             if (inst.kind == InstrumentKind.Perpetual || inst.expiry > block.timestamp) continue;
-            if (clearinghouse.positionOf(account, open[i]) < 0) revert PayerLegsSettleTogether(open[i]);
+            if (clearinghouse.positionOf(account, id) > 0) {
+                uint256 price = clearinghouse.settlementPrices(inst.underlying, inst.expiry);
+                if (price == 0 || (_intrinsic(inst, price) != 0 && clearinghouse.shortOpenInterest(id) != 0)) continue;
+            }
+            revert PayerLegsSettleTogether(id);
         }
     }
 

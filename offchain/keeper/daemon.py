@@ -934,8 +934,10 @@ class Keeper:
                 if err.error_name == "PayersNotSettled":
                     if self._payers_to_wait_for(account, holders):
                         continue  # they settle first: then this account settles whole, in one call
-                    if shorts and len(shorts) < len(ready):
-                        ids = shorts  # pay now what it owes; collect once the other payers have
+                    # pay now what it owes, with every long whose payout is known (the contract
+                    # wants those in the same call); collect the rest once its payers are in
+                    ids = [i for i in ready if acct.positions.get(i, 0) < 0 or not self._long_waits(i, expired[i], prices)]
+                    if shorts and len(ids) < len(ready):
                         call = self.client.engine.functions.settle(account, ids)
                         try:
                             self.sender.simulate(call)
@@ -954,6 +956,14 @@ class Keeper:
             self._send(self.sender.plan(call, "settlement", serial=account == self.me,
                                         meta={"kind": "settle", "account": account, "instruments": ids}),
                        self.duties, [key])
+
+    def _long_waits(self, instrument_id: int, inst: Any, prices: dict[tuple[str, int], float]) -> bool:
+        """Whether a long of this expired option waits for its payers: in the money, and some
+        account still short of it."""
+        price = prices.get((inst.underlying, inst.expiry))
+        if price is None or not _in_the_money(inst, price):
+            return price is None
+        return any(a.positions.get(instrument_id, 0) < 0 for a in self.state.accounts.values())
 
     def _payers_to_wait_for(self, account: str, holders: dict[str, list[int]]) -> bool:
         """Whether a short still open on one of `account`'s expired longs belongs to an account

@@ -22,6 +22,9 @@ from offchain.attest.messages import Order
 from offchain.risk.units import WAD
 
 
+PRICE_TICK = 10**12  # prices are quoted in millionths of a collateral unit
+
+
 class QuoteRefused(Exception):
     """No usable quote: the market maker refused or was unreachable, or its price is too far off."""
 
@@ -68,8 +71,10 @@ class MarketMakerClient:
 
 def largest_position(positions: dict[int, int], marks: dict[int, float]) -> tuple[int, int] | None:
     """(instrument id, size) of the position worth most at the marks, among those with a mark
-    (live instruments); None when there is none."""
-    priced = [(abs(size) * abs(marks[i]), i, size) for i, size in positions.items() if size and i in marks]
+    (live instruments) and a bid (a long marked below one price tick is left to expire); None
+    when there is none."""
+    priced = [(abs(size) * abs(marks[i]), i, size) for i, size in positions.items()
+              if size and i in marks and not (size > 0 and abs(marks[i]) < PRICE_TICK / WAD)]
     if not priced:
         return None
     _, instrument_id, size = max(priced)
@@ -84,7 +89,8 @@ def check_quote(quote: Quote, instrument_id: int, size: int, mark: float, max_sp
         raise QuoteRefused(f"quote is for {o.size / WAD} of instrument {o.instrument_id}, "
                            f"asked {size / WAD} of {instrument_id}")
     price = o.price / WAD
-    # the keeper sells (market maker buys, size > 0) at no less than mark − spread, buys at no more than mark + spread
-    worst = abs(mark) * max_spread_bps / 10_000
+    # the keeper sells (market maker buys, size > 0) at no less than mark − spread, buys at no
+    # more than mark + spread; one price tick always passes (an option marked below it costs one)
+    worst = max(abs(mark) * max_spread_bps / 10_000, PRICE_TICK / WAD)
     if (size > 0 and price < mark - worst) or (size < 0 and price > mark + worst):
         raise QuoteRefused(f"quote price {price:,.6f} is more than {max_spread_bps} bps from the mark {mark:,.6f}")

@@ -128,7 +128,7 @@ def write_report(data: RunData, out: Path) -> str:
         f"60 s of a stall report: closed against the ADL queue at the marks) {e.get('backstop_closures', 0)} accounts "
         f"({e.get('stalls_reported', 0)} stall reports); ADL for bankruptcies beyond the fund "
         f"{e.get('adl_events', 0) - e.get('backstop_closures', 0)} |",
-        f"| keeper unwinding (what it took, traded to a market maker at the mark less 25 bps) | "
+        f"| keeper unwinding (what it took, traded to a market maker 25 bps from the mark) | "
         f"{e.get('keeper_unwinds', 0)} trades, notional {e.get('keeper_unwound_notional', 0):,.2f}; "
         f"positions the keeper holds at the end: {e.get('keeper_positions_at_end', 0)} |",
         f"| bad debt left unresolved (flagged, waiting for the fund) | {e.get('adl_uncovered', 0):,.2f} |",

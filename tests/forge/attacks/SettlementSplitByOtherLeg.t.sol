@@ -82,4 +82,28 @@ contract SettlementSplitByOtherLegTest is LiquidationFixture {
         assertEq(aliceGot, 250e18, "each winner carries half of carol's 1,500 shortfall");
         assertFalse(ch.withdrawalsGated(), "settlement froze withdrawals");
     }
+
+    /// A long still waiting for its own payers may stay behind (or two payers holding each
+    /// other's longs would deadlock): carol's deficit then waits for that long's payout.
+    function test_aLongWaitingForItsPayersMayStay() public {
+        fill(order(carol, callId, -1e18, 100e18, 1), carolKey, alice, 1e18, quote(-100e18, 0, 100e18, 0));
+        fill(order(erin, btcCall, -1e18, 100e18, 2), 0xE41, carol, 1e18, quote(-100e18, 0, 100e18, 0));
+        vm.warp(expiry + 1);
+        post(ETH, 4_000e18);
+        post(BTC, 50_500e18); // carol: pays 1,000 on ETH, receives 500 on BTC once erin has paid
+        engine.settle(carol, ids1(callId)); // erin has not paid yet: the BTC long stays
+        assertEq(ch.positionOf(carol, btcCall), 1e18, "the pending long stays");
+        assertEq(ch.cashOf(carol), -700.05e18, "her deficit (and her taker fee) waits for it");
+        assertFalse(ch.withdrawalsGated(), "nothing flagged while a payout may come");
+        engine.settle(erin, ids1(btcCall));
+        engine.settle(carol, ids1(btcCall));
+        // her long covered 500; what is left was found only now, with no payment to share it:
+        // the fund's, here flagged until the fund covers it
+        assertEq(ch.cashOf(carol), -200.05e18);
+        assertTrue(ch.flagged(carol) && ch.withdrawalsGated(), "bad debt beyond the fund is flagged");
+        seedFund(201);
+        engine.clearFlag(carol, attestation(carol, 0, 0, 0), "");
+        assertFalse(ch.withdrawalsGated(), "cleared once the fund pays");
+        assertEq(ch.cashOf(carol), 0);
+    }
 }

@@ -128,22 +128,23 @@ contract SettlementDeficitTest is LiquidationFixture {
         assertCustody(-1_000e18);
     }
 
-    /// Guards: settling a payer's legs one call at a time does not leave its deficit unflagged.
+    /// Guards: a payer's legs cannot be settled one call at a time, and its deficit is not left unflagged.
     function test_splitSettlementDoesNotLetTheDeficitEscape() public {
         // carol also bought one 3,000 put from bob (worthless at 4,000): cash 450
         fill(order(bob, putId, -1e18, 50e18, 3), bobKey, carol, 1e18, quote(-50e18, 0, -150e18, 250e18));
         seedFund(600);
         postPrice(SETTLE);
-        // the call alone: carol keeps her long put (it may still pay), so nothing is absorbed yet
+        // the call alone is refused: her put's payout is known (nothing), so it settles with it
+        vm.expectRevert(abi.encodeWithSelector(ILiquidationEngine.PayerLegsSettleTogether.selector, putId));
         engine.settle(carol, ids1(callId));
-        assertLt(ch.cashOf(carol), 0, "her deficit waits for her last position");
+        engine.settle(carol, ids2(callId, putId));
+        assertGe(ch.cashOf(carol), 0, "her deficit absorbed when the call leaves her flat");
         // bob is short the call and the put: every expired short of a payer settles together
         vm.expectRevert(abi.encodeWithSelector(ILiquidationEngine.PayerLegsSettleTogether.selector, putId));
         engine.settle(bob, ids1(callId));
         engine.settle(bob, ids2(callId, putId));
         engine.settle(alice, ids1(callId));
         engine.settle(erin, ids1(callId));
-        engine.settle(carol, ids1(putId)); // her last position: the put, on which she paid nothing
         assertEq(ch.openInstruments(carol).length, 0, "carol has no positions");
         assertNoNegativeCashWithoutPositions(carol);
     }
@@ -173,10 +174,11 @@ contract SettlementDeficitTest is LiquidationFixture {
         uint256[] memory both = new uint256[](2);
         (both[0], both[1]) = (callId, highCall);
         engine.settle(carol, both); // carol pays 2,100: −1,590, shared pro rata, capped at what she paid
-        engine.settle(bob, ids1(callId));
+        // bob pays on the 3,000 call and collects on the 3,900 call in one call (its payout is
+        // known); his payout (100) is all that can be taken back there
+        engine.settle(bob, ids2(callId, highCall));
         engine.settle(alice, ids1(callId));
         engine.settle(erin, ids1(callId));
-        engine.settle(bob, ids1(highCall)); // bob's payout (100) is all that can be taken back there
         address[4] memory all = [alice, bob, carol, erin];
         for (uint256 i; i < 4; ++i) assertEq(ch.openInstruments(all[i]).length, 0, "everyone settled");
         assertLe(ch.netSettlementPayouts(), 0, "settlement paid out more than it took in");

@@ -267,7 +267,7 @@ def test_market_maker_refuses_bad_requests_naming_the_field() -> None:
             mm.quote(body)
         assert str(refused.value).startswith(field + ":"), refused.value
     answer = mm.quote({"instrument_id": 1, "size": str(2 * 10**18), "taker": taker})
-    assert answer["order"]["price"] == str(2_493_750_000 * 10**12) and answer["order"]["deadline"] == 1_120
+    assert answer["order"]["price"] == str(2_493_750_000 * 10**12) and answer["order"]["deadline"] == 1_030
 
 
 def test_the_keeper_checks_a_quote_against_the_mark_and_picks_its_largest_position() -> None:
@@ -286,3 +286,53 @@ def test_the_keeper_checks_a_quote_against_the_mark_and_picks_its_largest_positi
     for bad in (q(10**18, 2_480.0), q(-10**18, 2_520.0), q(2 * 10**18, 2_500.0), q(10**18, 2_500.0, instrument=2)):
         with pytest.raises(QuoteRefused):
             check_quote(bad, 1, bad.order.size if bad.order.size < 0 else 10**18, 2_500.0, 50)
+
+
+def _reference_mm(marks: dict[str, float], max_notional: float = 100_000.0) -> "object":
+    from offchain.attest.eip712 import Domain
+    from offchain.marketmaker import MarketMaker
+
+    class Marks:  # the oracle's GET /v1/marks
+        def get(self, path: str) -> dict[str, object]:
+            return {"block_time": 1_000, "marks": marks}
+
+    return MarketMaker("0x" + "11" * 32, Domain(31337, "0x" + "22" * 20), Marks(), 25,  # type: ignore[arg-type]
+                       max_notional=max_notional)
+
+
+@pytest.mark.parametrize(("mark", "contracts"), [(0.0, 10**12), (4e-7, 2 * 10**11)])
+def test_market_maker_bids_nothing_for_an_option_marked_below_one_tick(mark: float, contracts: int) -> None:
+    from offchain.ops.httpserver import HttpError
+
+    mm = _reference_mm({"7": mark})
+    with pytest.raises(HttpError) as refused:  # one tick each would pay far more than they are worth
+        mm.quote({"instrument_id": 7, "size": str(contracts * 10**18), "taker": "0x" + "33" * 20})  # type: ignore[attr-defined]
+    assert refused.value.status == 409 and "below one price tick" in str(refused.value)
+
+
+def test_market_maker_keeps_its_live_quotes_within_its_limit() -> None:
+    """Orders name no taker: the limit binds the notional of all unexpired quotes together."""
+    from offchain.ops.httpserver import HttpError
+
+    mm = _reference_mm({"1": 2_500.0})
+    signed = 0.0
+    with pytest.raises(HttpError) as refused:
+        for i in range(10):
+            answer = mm.quote({"instrument_id": 1, "size": str(39 * 10**18), "taker": "0x" + f"{i + 0x50:02x}" * 20})  # type: ignore[attr-defined]
+            signed += 39 * int(answer["order"]["price"]) / 10**18
+    assert signed <= 100_000.0 and "live quotes" in str(refused.value)
+    mm.oracle.get = lambda path: {"block_time": 1_000 + 31, "marks": {"1": 2_500.0}}  # type: ignore[attr-defined]
+    assert mm.quote({"instrument_id": 1, "size": str(39 * 10**18), "taker": "0x" + "33" * 20})  # type: ignore[attr-defined]
+
+
+def test_the_keeper_buys_back_an_option_marked_below_one_tick_at_one_tick() -> None:
+    from offchain.attest.messages import Order
+    from offchain.keeper.unwind import Quote, QuoteRefused, check_quote, largest_position
+
+    mm = _reference_mm({"9": 4e-7})
+    o = mm.quote({"instrument_id": 9, "size": str(-5 * 10**18), "taker": "0x" + "33" * 20})["order"]  # type: ignore[attr-defined]
+    quote = Quote(Order(o["maker"], 9, int(o["size"]), int(o["price"]), o["nonce"], o["deadline"]), b"")
+    check_quote(quote, 9, -5 * 10**18, 4e-7, 100)  # one tick: accepted
+    with pytest.raises(QuoteRefused):
+        check_quote(Quote(Order(o["maker"], 9, -5 * 10**18, 3 * 10**12, 1, 1), b""), 9, -5 * 10**18, 4e-7, 100)
+    assert largest_position({9: 5 * 10**18}, {9: 4e-7}) is None, "a long with no bid is left to expire"
