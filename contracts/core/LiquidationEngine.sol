@@ -242,12 +242,12 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         }
     }
 
-    /// @dev A call that pays on a short leaves nothing of the account's that could settle with it:
-    ///      every expired short (priced or not) and every expired long whose payout is known (priced,
-    ///      and out of the money or with all its shorts settled) — `PayerLegsSettleTogether`. A
-    ///      deficit is shared by the winners of what was paid in the call that leaves the account
-    ///      flat, so a leg left behind would let the caller pick who absorbs it. Only a long still
-    ///      waiting for its own payers may stay.
+    /// @dev A call that pays on a short leaves nothing of the account's expired legs behind but a
+    ///      long still waiting for its own payers (priced, in the money, shorts outstanding):
+    ///      every other leg, priced or not, goes in the same call (`PayerLegsSettleTogether`; an
+    ///      unpriced one makes the payer wait for its price). A deficit is shared by the winners of
+    ///      what was paid in the call that leaves the account flat, so a leg left behind would let
+    ///      the caller pick who absorbs it.
     function _requireNothingLeftToSettle(address account) internal view {
         uint256[] memory open = clearinghouse.openInstruments(account);
         for (uint256 i; i < open.length; ++i) {
@@ -256,7 +256,7 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
             if (inst.kind == InstrumentKind.Perpetual || inst.expiry > block.timestamp) continue;
             if (clearinghouse.positionOf(account, id) > 0) {
                 uint256 price = clearinghouse.settlementPrices(inst.underlying, inst.expiry);
-                if (price == 0 || (_intrinsic(inst, price) != 0 && clearinghouse.shortOpenInterest(id) != 0)) continue;
+                if (price != 0 && _intrinsic(inst, price) != 0 && clearinghouse.shortOpenInterest(id) != 0) continue;
             }
             revert PayerLegsSettleTogether(id);
         }

@@ -176,9 +176,8 @@ interface ILiquidationEngine {
     /// @dev Payers (shorts of an in-the-money option) settle first and always can; the longs of an
     ///      instrument settle once every short of it has (`PayersNotSettled` until then), and are
     ///      paid in full less their pro-rata share of `settlementShortfall`. A call that pays on a
-    ///      short must settle every expired short of the account, priced or not, and every expired
-    ///      long whose payout is known — all but a long still waiting for its own payers
-    ///      (`PayerLegsSettleTogether`) — so no caller splits a payer's legs to choose whose
+    ///      short must settle every other expired leg of the account, priced or not, but a long still
+    ///      waiting for its own payers (`PayerLegsSettleTogether`) — so no caller splits a payer's legs to choose whose
     ///      payouts absorb its deficit. An account left with no positions and negative cash has
     ///      its deficit paid by the insurance fund, and what the fund cannot pay is shared by the
     ///      winners of the instruments it paid on in this call, so settlement never creates an
