@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
-import {LiquidationFixture} from "../utils/LiquidationFixture.sol";
-import {InstrumentKind, SettlementPrice} from "../../../contracts/interfaces/IClearinghouse.sol";
+import {SettlementFixture} from "../utils/SettlementFixture.sol";
+import {InstrumentKind} from "../../../contracts/interfaces/IClearinghouse.sol";
 import {ILiquidationEngine} from "../../../contracts/interfaces/ILiquidationEngine.sol";
 
 /// @notice Carol (deposit 300) holds a call spread: short one 3,000 call (sold to alice at 100) and
@@ -13,35 +13,22 @@ import {ILiquidationEngine} from "../../../contracts/interfaces/ILiquidationEngi
 ///         absorption, alice paid 1,000 in full, and when the 5,000 call settles (payout 0) carol
 ///         is flat with -610 and nothing to share it with — flagged, withdrawals gated. A payer's
 ///         call must take every expired long whose payout is already known as well.
-contract SettlementSplitByLongLegTest is LiquidationFixture {
-    event log_named_int(string key, int256 val);
-
-    address internal erin;
+contract SettlementSplitByLongLegTest is SettlementFixture {
     uint256 internal call5000;
 
     function setUp() public {
-        setUpLiquidation(3, 2);
-        erin = vm.addr(0xE41);
-        vm.prank(owner);
-        call5000 = ch.listInstrument(ETH, InstrumentKind.Call, 5_000e18, expiry);
-        fund(alice, 10_000);
-        fund(erin, 10_000);
-        fund(carol, 300);
-        // carol sells the 3,000 call to alice at 100
+        setUpSettlement();
+        call5000 = listOption(ETH, InstrumentKind.Call, 5_000e18);
+        // carol sells the 3,000 call to alice at 100 and buys the 5,000 call from erin at 10
         fill(order(carol, callId, -1e18, 100e18, 1), carolKey, alice, 1e18, quote(-100e18, 0, 100e18, 0));
-        // carol buys the 5,000 call from erin at 10 (a call spread)
         fill(order(carol, call5000, 1e18, 10e18, 2), carolKey, erin, 1e18, quote(-90e18, 0, -10e18, 0));
         vm.warp(expiry + 1);
-        SettlementPrice memory sp = SettlementPrice({underlying: ETH, expiry: expiry, price: 4_000e18, snapshotTime: expiry});
-        ch.postSettlementPrice(sp, oracleSignPrice(sp));
+        post(ETH, 4_000e18);
     }
 
     function test_reference_oneCall() public {
         engine.settle(carol, ids2(callId, call5000));
-        int256 a = ch.cashOf(alice);
-        engine.settle(alice, ids1(callId));
-        emit log_named_int("alice payout (fair)", ch.cashOf(alice) - a);
-        assertEq(ch.cashOf(alice) - a, 390e18, "alice absorbs carol's 610");
+        assertEq(gain(alice, callId), 390e18, "alice absorbs carol's 610");
         assertFalse(ch.withdrawalsGated(), "no gate");
     }
 
@@ -52,11 +39,7 @@ contract SettlementSplitByLongLegTest is LiquidationFixture {
         vm.expectRevert(abi.encodeWithSelector(ILiquidationEngine.PayerLegsSettleTogether.selector, call5000));
         engine.settle(carol, ids1(callId));
         engine.settle(carol, ids2(callId, call5000));
-        int256 a = ch.cashOf(alice);
-        engine.settle(alice, ids1(callId));
-        int256 aliceGot = ch.cashOf(alice) - a;
-        emit log_named_int("alice payout", aliceGot);
-        assertLe(aliceGot, 390e18, "alice was paid more than her share of carol's deficit");
+        assertLe(gain(alice, callId), 390e18, "alice was paid more than her share of carol's deficit");
         assertFalse(ch.withdrawalsGated(), "split settlement froze withdrawals");
     }
 }

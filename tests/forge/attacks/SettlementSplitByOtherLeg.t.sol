@@ -1,41 +1,21 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
-import {LiquidationFixture} from "../utils/LiquidationFixture.sol";
+import {SettlementFixture} from "../utils/SettlementFixture.sol";
 import {ILiquidationEngine} from "../../../contracts/interfaces/ILiquidationEngine.sol";
-import {InstrumentKind, SettlementPrice} from "../../../contracts/interfaces/IClearinghouse.sol";
+import {InstrumentKind} from "../../../contracts/interfaces/IClearinghouse.sol";
 
 /// @notice A payer's deficit is shared by the winners of what it paid in the call that ends its
 ///         settlement. Attack: settle its in-the-money leg alone while another expired leg keeps
 ///         it "not done" — an out-of-the-money short, or a short on an underlying whose price is
 ///         not posted yet — so that leg's longs are paid in full and the deficit later lands on
 ///         the fund, other winners, or a flag. Every expired short of a payer settles in one call.
-contract SettlementSplitByOtherLegTest is LiquidationFixture {
-    event log_named_int(string key, int256 val);
-
-    address internal erin;
-    bytes32 internal constant BTC = "BTC";
+contract SettlementSplitByOtherLegTest is SettlementFixture {
     uint256 internal btcCall;
 
     function setUp() public {
-        setUpLiquidation(3, 2);
-        erin = vm.addr(0xE41);
-        vm.prank(owner);
-        btcCall = ch.listInstrument(BTC, InstrumentKind.Call, 50_000e18, expiry);
-        fund(alice, 10_000);
-        fund(erin, 10_000);
-        fund(carol, 300);
-    }
-
-    function post(bytes32 u, uint256 price) internal {
-        SettlementPrice memory sp = SettlementPrice({underlying: u, expiry: expiry, price: price, snapshotTime: expiry});
-        ch.postSettlementPrice(sp, oracleSignPrice(sp));
-    }
-
-    function gain(address who, uint256 id) internal returns (int256) {
-        int256 before = ch.cashOf(who);
-        engine.settle(who, ids1(id));
-        return ch.cashOf(who) - before;
+        setUpSettlement();
+        btcCall = listOption(BTC, InstrumentKind.Call, 50_000e18);
     }
 
     /// carol (cash 500): short 1 ETH 3,000 call to alice and 1 ETH 3,000 put to erin; ETH settles
@@ -87,7 +67,7 @@ contract SettlementSplitByOtherLegTest is LiquidationFixture {
     /// other's longs would deadlock): carol's deficit then waits for that long's payout.
     function test_aLongWaitingForItsPayersMayStay() public {
         fill(order(carol, callId, -1e18, 100e18, 1), carolKey, alice, 1e18, quote(-100e18, 0, 100e18, 0));
-        fill(order(erin, btcCall, -1e18, 100e18, 2), 0xE41, carol, 1e18, quote(-100e18, 0, 100e18, 0));
+        fill(order(erin, btcCall, -1e18, 100e18, 2), ERIN_KEY, carol, 1e18, quote(-100e18, 0, 100e18, 0));
         vm.warp(expiry + 1);
         post(ETH, 4_000e18);
         post(BTC, 50_500e18); // carol: pays 1,000 on ETH, receives 500 on BTC once erin has paid

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
-import {LiquidationFixture} from "../utils/LiquidationFixture.sol";
+import {SettlementFixture} from "../utils/SettlementFixture.sol";
 import {ILiquidationEngine} from "../../../contracts/interfaces/ILiquidationEngine.sol";
-import {InstrumentKind, SettlementPrice} from "../../../contracts/interfaces/IClearinghouse.sol";
+import {InstrumentKind} from "../../../contracts/interfaces/IClearinghouse.sol";
 
 /// @notice Carol (deposit 300) is short one 3,000 call (sold to alice) and one 3,500 call (sold to
 ///         erin), both at 100. ETH settles at 4,000: she owes 1,000 + 500 and is 1,000 short. Settled in
@@ -12,34 +12,20 @@ import {InstrumentKind, SettlementPrice} from "../../../contracts/interfaces/ICl
 ///         settling the 3,000 call alone first lets its longs (alice) be paid in full; the 3,500 call's
 ///         longs (erin) then absorb up to their whole payout, and the rest is flagged, gating all
 ///         withdrawals with an empty fund.
-contract SplitSettlementAttributionTest is LiquidationFixture {
-    event log_named_int(string key, int256 val);
-    event log_named_uint(string key, uint256 val);
-
-    address internal erin;
+contract SplitSettlementAttributionTest is SettlementFixture {
     uint256 internal call3500;
 
     function setUp() public {
-        setUpLiquidation(3, 2);
-        erin = vm.addr(0xE41);
-        vm.prank(owner);
-        call3500 = ch.listInstrument(ETH, InstrumentKind.Call, 3_500e18, expiry);
-        fund(alice, 10_000);
-        fund(erin, 10_000);
-        fund(carol, 300);
+        setUpSettlement();
+        call3500 = listOption(ETH, InstrumentKind.Call, 3_500e18);
         fill(order(carol, callId, -1e18, 100e18, 1), carolKey, alice, 1e18, quote(-100e18, 0, 100e18, 0));
         fill(order(carol, call3500, -1e18, 100e18, 2), carolKey, erin, 1e18, quote(-100e18, 0, 100e18, 0));
         vm.warp(expiry + 1);
-        SettlementPrice memory sp = SettlementPrice({underlying: ETH, expiry: expiry, price: 4_000e18, snapshotTime: expiry});
-        ch.postSettlementPrice(sp, oracleSignPrice(sp));
+        post(ETH, 4_000e18);
     }
 
     function _settleLongs() internal returns (int256 aliceGot, int256 erinGot) {
-        int256 a = ch.cashOf(alice);
-        int256 e = ch.cashOf(erin);
-        engine.settle(alice, ids1(callId));
-        engine.settle(erin, ids1(call3500));
-        return (ch.cashOf(alice) - a, ch.cashOf(erin) - e);
+        return (gain(alice, callId), gain(erin, call3500));
     }
 
     /// Reference: one call, the deficit is shared pro rata to what was paid on each instrument.

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
-import {LiquidationFixture} from "../utils/LiquidationFixture.sol";
-import {InstrumentKind, SettlementPrice} from "../../../contracts/interfaces/IClearinghouse.sol";
+import {SettlementFixture} from "../utils/SettlementFixture.sol";
+import {InstrumentKind} from "../../../contracts/interfaces/IClearinghouse.sol";
 import {ILiquidationEngine} from "../../../contracts/interfaces/ILiquidationEngine.sol";
 
 /// @notice carol (deposit 300) sold one ETH 3,000 call to alice at 100 and bought one BTC 60,000
@@ -12,39 +12,22 @@ import {ILiquidationEngine} from "../../../contracts/interfaces/ILiquidationEngi
 ///         while BTC is still unpriced, so carol is not flat, alice is paid 1,000 in full, and once
 ///         BTC posts carol is flat at -610 with nothing paid in that call to share it: flagged.
 ///         A payer waits for the price of every expired leg it holds, longs included.
-contract UnpricedLongLeftBehindTest is LiquidationFixture {
-    event log_named_int(string key, int256 val);
-
-    bytes32 internal constant BTC = "BTC";
-    address internal erin;
+contract UnpricedLongLeftBehindTest is SettlementFixture {
     uint256 internal btcCall;
 
     function setUp() public {
-        setUpLiquidation(3, 2);
-        erin = vm.addr(0xE41);
-        vm.prank(owner);
-        btcCall = ch.listInstrument(BTC, InstrumentKind.Call, 60_000e18, expiry);
-        fund(alice, 10_000);
-        fund(erin, 10_000);
-        fund(carol, 300);
+        setUpSettlement();
+        btcCall = listOption(BTC, InstrumentKind.Call, 60_000e18);
         fill(order(carol, callId, -1e18, 100e18, 1), carolKey, alice, 1e18, quote(-100e18, 0, 100e18, 0));
         fill(order(carol, btcCall, 1e18, 10e18, 2), carolKey, erin, 1e18, quote(0, 0, -10e18, 0));
         vm.warp(expiry + 1);
         post(ETH, 4_000e18);
     }
 
-    function post(bytes32 u, uint256 price) internal {
-        SettlementPrice memory sp = SettlementPrice({underlying: u, expiry: expiry, price: price, snapshotTime: expiry});
-        ch.postSettlementPrice(sp, oracleSignPrice(sp));
-    }
-
     function test_reference_settledTogether() public {
         post(BTC, 50_000e18);
         engine.settle(carol, ids2(callId, btcCall));
-        int256 a = ch.cashOf(alice);
-        engine.settle(alice, ids1(callId));
-        emit log_named_int("alice payout (fair)", ch.cashOf(alice) - a);
-        assertEq(ch.cashOf(alice) - a, 390e18, "fair");
+        assertEq(gain(alice, callId), 390e18, "fair");
         assertFalse(ch.withdrawalsGated(), "no gate");
     }
 
@@ -59,11 +42,7 @@ contract UnpricedLongLeftBehindTest is LiquidationFixture {
 
         post(BTC, 50_000e18);
         engine.settle(carol, ids2(callId, btcCall));
-        int256 a = ch.cashOf(alice);
-        engine.settle(alice, ids1(callId));
-        int256 aliceGot = ch.cashOf(alice) - a;
-        emit log_named_int("alice payout", aliceGot);
-        assertLe(aliceGot, 390e18, "alice paid in full; carol's 610 moved off her");
+        assertLe(gain(alice, callId), 390e18, "alice paid in full; carol's 610 moved off her");
         assertFalse(ch.withdrawalsGated(), "deficit flagged: withdrawals gated for everyone");
     }
 }

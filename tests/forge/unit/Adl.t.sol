@@ -13,14 +13,7 @@ contract AdlTest is LiquidationFixture {
     uint256 internal constant MARK = 1_000e18;
 
     function setUp() public {
-        setUpLiquidation(3, 2);
-        fund(alice, 10_000);
-        fund(bob, 100_000);
-        fund(carol, 100_000);
-        fund(keeper, 100_000);
-        seedFund(100);
-        fill(order(bob, perpId, -6e18, 3_000e18, 1), bobKey, alice, 6e18, quote(-18_000e18, 4_000e18, 18_000e18, 4_000e18));
-        fill(order(carol, perpId, -4e18, 3_000e18, 1), carolKey, alice, 4e18, quote(-12_000e18, 3_000e18, 30_000e18, 6_000e18));
+        openAliceLong(100);
     }
 
     function plan(address[] memory ranked)
@@ -28,19 +21,7 @@ contract AdlTest is LiquidationFixture {
         view
         returns (AdlAttestation memory att, bytes memory sigs, AdlFill[] memory fills)
     {
-        uint256[] memory ids = new uint256[](1);
-        ids[0] = perpId;
-        uint256[] memory marks = new uint256[](1);
-        marks[0] = MARK;
-        bytes32[] memory roots = new bytes32[](1);
-        (roots[0], fills) = queue(0, perpId, ranked);
-        (att, sigs) = adlAttestation(alice, ids, marks, roots);
-    }
-
-    function carolThenBob() internal view returns (address[] memory r) {
-        r = new address[](2);
-        r[0] = carol;
-        r[1] = bob;
+        return alicePlan(MARK, ranked);
     }
 
     function flagAlice() internal {

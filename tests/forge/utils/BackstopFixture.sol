@@ -16,14 +16,7 @@ abstract contract BackstopFixture is LiquidationFixture {
     uint256 internal constant HEALTHY_MM = 2_900e18;
 
     function setUp() public virtual {
-        setUpLiquidation(3, 2);
-        fund(alice, 10_000);
-        fund(bob, 100_000);
-        fund(carol, 100_000);
-        fund(keeper, 100_000);
-        seedFund(1_000);
-        fill(order(bob, perpId, -6e18, 3_000e18, 1), bobKey, alice, 6e18, quote(-18_000e18, 4_000e18, 18_000e18, 4_000e18));
-        fill(order(carol, perpId, -4e18, 3_000e18, 1), carolKey, alice, 4e18, quote(-12_000e18, 3_000e18, 30_000e18, 6_000e18));
+        openAliceLong(1_000);
     }
 
     /// @dev Alice's attestation now at the mark, with maintenance margin `mm` (IM = 1.25 MM).
@@ -41,16 +34,7 @@ abstract contract BackstopFixture is LiquidationFixture {
 
     /// @dev The oracle's backstop plan: alice's position against carol then bob, at the mark.
     function plan() internal view returns (AdlAttestation memory att, bytes memory sigs, AdlFill[] memory fills) {
-        address[] memory ranked = new address[](2);
-        ranked[0] = carol;
-        ranked[1] = bob;
-        uint256[] memory ids = new uint256[](1);
-        ids[0] = perpId;
-        uint256[] memory marks = new uint256[](1);
-        marks[0] = MARK;
-        bytes32[] memory roots = new bytes32[](1);
-        (roots[0], fills) = queue(0, perpId, ranked);
-        (att, sigs) = adlAttestation(alice, ids, marks, roots);
+        return alicePlan(MARK, carolThenBob());
     }
 
     /// @dev A keeper's liquidation of alice finds nothing to do: she is healthy at MM `mm`.

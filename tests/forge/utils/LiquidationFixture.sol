@@ -48,6 +48,42 @@ abstract contract LiquidationFixture is ClearinghouseFixture {
         ids[1] = b;
     }
 
+    // ------------------------------------------------------------------ alice's long book
+
+    /// @dev Alice long 10 ETH perpetuals at 3,000 (6 sold by bob, 4 by carol), with 10,000 of
+    ///      collateral; bob, carol and the keeper hold 100,000 each; the fund `fundSeed`.
+    function openAliceLong(uint256 fundSeed) internal {
+        setUpLiquidation(3, 2);
+        fund(alice, 10_000);
+        fund(bob, 100_000);
+        fund(carol, 100_000);
+        fund(keeper, 100_000);
+        seedFund(fundSeed);
+        fill(order(bob, perpId, -6e18, 3_000e18, 1), bobKey, alice, 6e18, quote(-18_000e18, 4_000e18, 18_000e18, 4_000e18));
+        fill(order(carol, perpId, -4e18, 3_000e18, 1), carolKey, alice, 4e18, quote(-12_000e18, 3_000e18, 30_000e18, 6_000e18));
+    }
+
+    function carolThenBob() internal view returns (address[] memory r) {
+        r = new address[](2);
+        r[0] = carol;
+        r[1] = bob;
+    }
+
+    /// @dev The oracle's ADL (or backstop) plan for alice's perpetual at `mark` against `ranked`.
+    function alicePlan(uint256 mark, address[] memory ranked)
+        internal
+        view
+        returns (AdlAttestation memory att, bytes memory sigs, AdlFill[] memory fills)
+    {
+        uint256[] memory ids = new uint256[](1);
+        ids[0] = perpId;
+        uint256[] memory marks = new uint256[](1);
+        marks[0] = mark;
+        bytes32[] memory roots = new bytes32[](1);
+        (roots[0], fills) = queue(0, perpId, ranked);
+        (att, sigs) = adlAttestation(alice, ids, marks, roots);
+    }
+
     // ------------------------------------------------------------------ liquidation helpers
 
     function request(address account, int256 value, uint256 mm) internal view returns (LiquidationRequest memory r) {
