@@ -254,13 +254,13 @@ class Keeper:
 
         self.heartbeat()
         # Over its risk budget the keeper unwinds before it takes more; otherwise it liquidates
-        # first and unwinds once nobody waits for a liquidation or it has no room for the next
-        # slice (so what it does follows the chain's state, not the timing of its loop).
+        # first and unwinds once nobody waits for a liquidation but for room in its book (so what
+        # it does follows the chain's state, not the timing of its loop).
         first = self._over_budget()
         if first:
             self.unwind()
         self.liquidate_all(head)
-        if not first and (not self.partial or self.no_room_for_slice):
+        if not first and (self.no_room_for_slice or self._waiting_for_room()):
             self.unwind()
         self.backstop()
         for r in list(self.bankrupt.values()):
@@ -829,6 +829,12 @@ class Keeper:
         except (OracleRefused, OSError):
             return False
         return float(report["initial_margin"]) > self.config.risk_budget * float(report["equity"])
+
+    def _waiting_for_room(self) -> bool:
+        """Whether every account waiting for a liquidation (none, too) last failed for lack of the
+        keeper's capital: unwinding is what lets it go on."""
+        items = [self.accounts.items.get(a) for a in self.partial]
+        return all(t is not None and t.last_error.startswith("keeper capital") for t in items)
 
     def unwind(self) -> None:
         """Trades the keeper's largest live position to the market maker (see offchain/keeper/unwind.py)."""

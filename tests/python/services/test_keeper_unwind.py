@@ -80,3 +80,26 @@ def test_a_quote_beyond_the_keepers_limit_is_refused_and_the_slice_kept(h: Harne
     assert client.ch.functions.openInstruments(keeper_address(h)).call(), "the keeper keeps its slice"
     assert not [e for e in events(h, "OrderFilled", start) if e.args["maker"] == mm.address]
     assert_mined_clean(h, start)
+
+
+def test_a_keeper_within_its_risk_budget_takes_one_slice_unwinds_it_then_takes_the_next(h: Harness) -> None:
+    """7,000 of capital and a budget of 50%: one slice (≈2,720 of IM) fits, two do not. The keeper
+    takes one, trades it away, then takes the other — rather than liquidating itself into its own
+    margin limit."""
+    client = h.desk.client
+    traders = trader_keys(670, 2)
+    maker = trader_keys(672, 1)[0]
+    open_leveraged_longs(h, traders, maker, contracts=10, deposit=8_000)
+    mm = _market_maker(h, spread_bps=25)
+    h.desk.deposit(Account.from_key(h.stack.keeper_key), 7_000)
+    h.stack.keeper(["--market-maker", h.stack.procs["market-maker"].url, "--risk-budget", "0.5"]).start().wait_healthy()
+    start = client.head()
+    set_markets(h, 2_500.0, 0.8)
+    wait_for(lambda: len(liquidation_blocks(h, start)) == 2, 90, "both liquidations")
+    me = keeper_address(h)
+    wait_for(lambda: not client.ch.functions.openInstruments(me).call(), 60, "the keeper to unwind to flat")
+    first, second = sorted(b[0] for b in liquidation_blocks(h, start).values())
+    unwinds = sorted(e.block for e in events(h, "OrderFilled", start) if e.args["maker"] == mm.address)
+    assert len(unwinds) == 2, unwinds
+    assert first < unwinds[0] < second < unwinds[1], "one slice at a time, each traded away before the next"
+    assert_mined_clean(h, start)
