@@ -1,16 +1,15 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
-import {LiquidationFixture} from "../utils/LiquidationFixture.sol";
-import {MarginAttestation, SettlementPrice} from "../../../contracts/interfaces/IClearinghouse.sol";
+import {SettlementFixture} from "../utils/SettlementFixture.sol";
+import {MarginAttestation} from "../../../contracts/interfaces/IClearinghouse.sol";
 
 /// @notice Attack: gate everyone's withdrawals by "settling" a solvent account early. alice
 ///         (deposit 300) bought one 3,000 call for a premium of 1,000: her cash is -700.5, her
 ///         equity +299.5. ETH settles at 4,000; the call pays her 1,000 once bob (the short) has
 ///         settled. Before that, anyone calls settle(alice, []). Her deficit is final only once she
 ///         holds nothing, so her negative cash waits for her long: no flag, no gate.
-contract SettleBeforeAPendingLongTest is LiquidationFixture {
-    event log_named_int(string key, int256 val);
+contract SettleBeforeAPendingLongTest is SettlementFixture {
     event log_named_uint(string key, uint256 val);
     event log_named_string(string key, string val);
 
@@ -21,8 +20,7 @@ contract SettleBeforeAPendingLongTest is LiquidationFixture {
         fund(carol, 5_000); // an unrelated user who wants to withdraw
         fill(order(bob, callId, -1e18, 1_000e18, 1), bobKey, alice, 1e18, quote(-1_000e18, 1_000e18, 1_000e18, 200e18));
         vm.warp(expiry + 1);
-        SettlementPrice memory sp = SettlementPrice({underlying: ETH, expiry: expiry, price: 4_000e18, snapshotTime: expiry});
-        ch.postSettlementPrice(sp, oracleSignPrice(sp));
+        post(ETH, 4_000e18);
     }
 
     function test_settlingEarlyCannotFlagASolventLongHolder() public {

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
-import {LiquidationFixture} from "../utils/LiquidationFixture.sol";
-import {MarginAttestation, SettlementPrice} from "../../../contracts/interfaces/IClearinghouse.sol";
+import {SettlementFixture} from "../utils/SettlementFixture.sol";
+import {MarginAttestation} from "../../../contracts/interfaces/IClearinghouse.sol";
 import {IClearinghouse} from "../../../contracts/interfaces/IClearinghouse.sol";
 import {LiquidationRequest} from "../../../contracts/interfaces/ILiquidationEngine.sol";
 
@@ -12,9 +12,8 @@ import {LiquidationRequest} from "../../../contracts/interfaces/ILiquidationEngi
 ///         against its long: shortOpenInterest falls to 0 without any settlement, the keeper's long
 ///         vanishes without ever paying its pro-rata cut, and the cut it should have paid is never
 ///         recovered: settlement creates money (outstandingShortfall stuck > 0).
-contract SettlementNettingByLiquidationTest is LiquidationFixture {
+contract SettlementNettingByLiquidationTest is SettlementFixture {
     uint256 internal constant SETTLE = 4_000e18; // calls (strike 3,000) pay 1,000 each
-    event log_named_int(string key, int256 val);
     event log_named_uint(string key, uint256 val);
 
     function setUp() public {
@@ -30,8 +29,7 @@ contract SettlementNettingByLiquidationTest is LiquidationFixture {
 
     function test_expiredPositionsCannotBeNettedAwayByALiquidation() public {
         vm.warp(expiry + 1);
-        SettlementPrice memory sp = SettlementPrice({underlying: ETH, expiry: expiry, price: SETTLE, snapshotTime: expiry});
-        ch.postSettlementPrice(sp, oracleSignPrice(sp));
+        post(ETH, SETTLE);
 
         // 1. carol settles: owes 2,000, has 500 -> 1,500 shortfall booked against the 4 long calls
         engine.settle(carol, ids1(callId));
