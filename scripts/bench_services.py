@@ -6,6 +6,9 @@
    signers) and from one signer directly, for margin and trade attestations.
 2. Keeper reaction time: from the price-feed update that makes N accounts liquidatable to the
    last liquidation mined, for each N in --sizes; and the blocks it took.
+3. With --finality 0,2,5: the same reaction for 20 accounts on a chain that mines a block every
+   second, with signers and keeper acting on the state N blocks below the head (the latency a
+   confirmation depth costs), against N = 0 in the same run.
 """
 
 from __future__ import annotations
@@ -46,7 +49,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10,100,1000")
     ap.add_argument("--latency-requests", type=int, default=200)
+    ap.add_argument("--finality", default="", help="confirmation depths to compare, e.g. 0,2,5 (runs only that part)")
     args = ap.parse_args()
+    if args.finality:
+        return finality([int(n) for n in args.finality.split(",")])
     sizes = [int(s) for s in args.sizes.split(",")]
 
     workdir = Path(tempfile.mkdtemp(prefix="dpre-bench-"))
@@ -115,6 +121,48 @@ def main() -> int:
             print(f"{n:<20}{seconds:>10.2f}{blocks:>10}{done:>12}{seconds / n * 1000:>18.1f}")
     finally:
         stop_harness(h)
+    return 0
+
+
+def finality(depths: list[int], n: int = 20, block_time: float = 1.0) -> int:
+    """Keeper reaction at each confirmation depth, on a chain mining every `block_time` s."""
+    rows = []
+    for depth in depths:
+        workdir = Path(tempfile.mkdtemp(prefix=f"dpre-bench-finality-{depth}-"))
+        print(f"confirmations {depth}: anvil mining every {block_time:g}s, 3 signers, gateway, keeper ...", flush=True)
+        flag = ["--confirmations", str(depth)]
+        h = start_harness(workdir, fund_seed_units=1_000_000, keeper_extra=flag, signer_extra={i: flag for i in range(3)})
+        try:
+            desk = h.desk
+            perp = next(i for i, name in h.deployment.instruments.items() if name == "ETH-PERP")
+            traders, mm = trader_keys(3000, n), trader_keys(3100, 1)[0]
+            desk.fund_gas([t.address for t in traders] + [mm.address])
+            desk.deposit(mm, 100_000_000)
+            for t in traders:
+                desk.deposit(t, 8_000)
+            for t in traders:
+                # the signers answer for the state `depth` blocks down: each trade waits for the last
+                desk.w3.provider.make_request("anvil_mine", [depth])
+                assert desk.fill(mm, t, perp, -10, 3000.0).ok
+            # books opened (one block per transaction): from now on a block every `block_time` s
+            desk.w3.provider.make_request("evm_setIntervalMining", [int(block_time)])
+            start_block = desk.client.head()
+            t0 = time.perf_counter()
+            desk.set_market("ETH", 2_520.0, 0.8)
+            done = 0
+            while time.perf_counter() - t0 < 600 and done < n:
+                counts = liquidations(h)
+                done = sum(1 for t in traders if counts.get(t.address, 0) >= 1)
+                time.sleep(0.2)
+            rows.append((depth, time.perf_counter() - t0, desk.client.head() - start_block, done))
+        finally:
+            stop_harness(h)
+    base = rows[0]
+    print()
+    print(f"== finality: {n} accounts below MM, price move to the last liquidation mined, a block every {block_time:g}s ==")
+    print(f"{'confirmations':<16}{'seconds':>10}{'blocks':>10}{'liquidated':>12}{'vs ' + str(base[0]):>10}")
+    for depth, seconds, blocks, done in rows:
+        print(f"{depth:<16}{seconds:>10.2f}{blocks:>10}{done:>12}{seconds / base[1]:>9.2f}x")
     return 0
 
 

@@ -134,3 +134,42 @@ def mul_wad_floor(x: int, y: int) -> int:
 def slice_value(value: int, f: int) -> int:
     """The value of a slice f of a portfolio worth `value`, as the engine credits it."""
     return value if f >= WAD else mul_wad_floor(value, f)
+
+
+def _token_floor(amount: int, decimals: int) -> int:
+    """WAD amount rounded down to whole token units, in WAD (FixedPoint.fromWadDown, toWad); a
+    token with 18 decimals or more represents every WAD amount exactly."""
+    if decimals >= 18:
+        return amount
+    unit = 10 ** (18 - decimals)
+    return amount // unit * unit
+
+
+def _token_ceil(amount: int, decimals: int) -> int:
+    if decimals >= 18:
+        return amount
+    unit = 10 ** (18 - decimals)
+    return -(-amount // unit) * unit
+
+
+def fund_fits(items: Sequence[tuple[int, int]], fund: int, cfg: LiquidationConfig, health: int,
+              decimals: int) -> tuple[list[bool], int]:
+    """Which items of one LiquidationEngine.liquidate batch execute, as the contract decides them
+    one after another: `items` are (equity, MM) in batch order, `fund` the insurance fund's
+    balance before the batch, `health` its health then (read once per call). A bankrupt account
+    whose deficit exceeds the fund left is skipped (SKIP_FUND_CANNOT_COVER); a covered deficit
+    leaves the fund as whole token units rounded up (InsuranceFund.release); a fee joins it as
+    whole token units rounded down (Clearinghouse.enginePayOut). Returns the verdicts and the fund
+    after the batch. Every item must be below MM."""
+    verdicts = []
+    for equity, mm in items:
+        f, _, fee = terms(equity, mm, cfg, health)
+        if f == WAD and equity < 0:
+            if -equity > fund:
+                verdicts.append(False)
+                continue
+            released = _token_ceil(-equity, decimals)
+            fund -= released if released <= fund else _token_floor(fund, decimals)
+        fund += _token_floor(fee, decimals)
+        verdicts.append(True)
+    return verdicts, fund

@@ -65,6 +65,27 @@ class DecodedLog:
     name: str
     args: dict[str, Any]
     tx: str
+    block_hash: str = ""  # 0x-hex: which version of the block the event came from
+
+
+@dataclass(frozen=True)
+class BlockRef:
+    """A block as a reorg-aware follower records it."""
+
+    number: int
+    hash: str  # 0x-hex
+    parent: str
+    timestamp: int
+
+
+@dataclass(frozen=True)
+class AccountOnChain:
+    """An account as the Clearinghouse stores it, read at one block."""
+
+    cash: int
+    state_hash: bytes
+    order: list[int]  # open instruments, in PositionBook's order
+    positions: dict[int, int]
 
 
 class SystemClient:
@@ -89,6 +110,37 @@ class SystemClient:
     def block_time(self, block: int | str = "latest") -> int:
         return with_retry(lambda: int(self.w3.eth.get_block(block)["timestamp"]), "eth_getBlockByNumber")
 
+    def header(self, block: int | str = "latest") -> BlockRef | None:
+        """Number, hash, parent hash and time of a block (None: no such block, e.g. the head is
+        below it after a reorg)."""
+        from web3.exceptions import BlockNotFound
+
+        def read() -> BlockRef | None:
+            try:
+                b = self.w3.eth.get_block(block)
+            except BlockNotFound:
+                return None
+            if b is None:
+                return None
+            return BlockRef(int(b["number"]), "0x" + bytes(b["hash"]).hex(), "0x" + bytes(b["parentHash"]).hex(),
+                            int(b["timestamp"]))
+
+        return with_retry(read, "eth_getBlockByNumber")
+
+    def account_at(self, account: str, block_hash: str) -> AccountOnChain:
+        """An account's cash, state hash and positions read from the contract at one block (by
+        hash: a reorg in between makes the read fail instead of mixing two chains)."""
+        at = block_hash
+        fn = self.ch.functions
+
+        def read() -> AccountOnChain:
+            order = [int(i) for i in fn.openInstruments(account).call(block_identifier=at)]
+            positions = {i: int(fn.positionOf(account, i).call(block_identifier=at)) for i in order}
+            return AccountOnChain(int(fn.cashOf(account).call(block_identifier=at)),
+                                  bytes(fn.stateHashOf(account).call(block_identifier=at)), order, positions)
+
+        return with_retry(read, "eth_call")
+
     def logs(self, from_block: int, to_block: int) -> list[DecodedLog]:
         """Every event of the three contracts in [from_block, to_block], in chain order."""
         if to_block < from_block:
@@ -106,6 +158,7 @@ class SystemClient:
             label, contract, name = self._topics[key]
             decoded = getattr(contract.events, name)().process_log(entry)
             out.append(DecodedLog(int(entry["blockNumber"]), int(entry["logIndex"]), label, name,
-                                  dict(decoded["args"]), entry["transactionHash"].hex()))
+                                  dict(decoded["args"]), entry["transactionHash"].hex(),
+                                  "0x" + bytes(entry["blockHash"]).hex()))
         out.sort(key=lambda d: (d.block, d.index))
         return out

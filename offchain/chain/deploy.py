@@ -55,6 +55,10 @@ class Deployment:
     instruments: dict[int, str] = field(default_factory=dict)  # id → name
     # underlying → {"price_feed": address, "vol_feed": address}: Chainlink-style feeds the oracle reads
     feeds: dict[str, dict[str, str]] = field(default_factory=dict)
+    # finality on this chain: signers and keepers act on the state `confirmations` blocks below
+    # the head, and keep undo records for the last `reorg_window` blocks (README: finality)
+    confirmations: int = 0
+    reorg_window: int = 128
 
     def save(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from web3.logs import DISCARD
 
 from offchain.attest.keys import load_signer
-from offchain.attest.liquidation import NotLiquidatable, slice_im, terms
+from offchain.attest.liquidation import NotLiquidatable, fund_fits, slice_im, terms
 from offchain.attest.messages import AdlFill, MarginAttestation, from_wire
 from offchain.chain.contracts import RPC_FAILURES, SystemClient
 from offchain.chain.deploy import Deployment
@@ -79,6 +79,7 @@ class KeeperConfig:
     market_maker: str | None = None  # URL of a market maker that takes what the keeper liquidated
     unwind_max_spread_bps: int = 100  # worst price accepted from it, from the oracle's mark
     risk_budget: float = 1.0  # liquidations keep the keeper's requirement within this share of its equity
+    confirmations: int | None = None  # act on the state this many blocks below the head (None: the deployment's)
 
 
 class OracleClient:
@@ -119,11 +120,23 @@ def _wad(units: float) -> int:
     return int(round(units * WAD))
 
 
+def _row_equity(row: dict[str, Any]) -> int:
+    """A risk row's equity in WAD: exact when the oracle gives it (equity_wei)."""
+    return int(row["equity_wei"]) if "equity_wei" in row else _wad(row["equity"])
+
+
+def _row_mm(row: dict[str, Any]) -> int:
+    return int(row["mm_wei"]) if "mm_wei" in row else _wad(row["mm"])
+
+
 class _LogTap:
     """The client as ChainState.catch_up sees it, noting the flag events as they replay."""
 
     def __init__(self, client: SystemClient, flags: set[str]) -> None:
         self.client, self.flags = client, flags
+
+    def __getattr__(self, name: str) -> Any:  # header, account_at, block_time: the client's
+        return getattr(self.client, name)
 
     def logs(self, from_block: int, to_block: int) -> Any:
         entries = self.client.logs(from_block, to_block)
@@ -142,6 +155,9 @@ class Keeper:
         self.extra_path = state_dir / "keeper-state.json"
         key = ChainState.key_of(client.deployment.chain_id, client.deployment.clearinghouse)
         self.state = ChainState.load(self.state_path, key) or ChainState(block=client.deployment.deploy_block - 1, deployment_key=key)
+        self.state.origin = client.deployment.deploy_block - 1
+        self.state.reorg_window = client.deployment.reorg_window
+        self.confirmations = client.deployment.confirmations if config.confirmations is None else config.confirmations
         self.flag_watch: set[str] = set(self._load_extra().get("flag_watch", []))
         self._saved_flags = set(self.flag_watch)
         self.journal = Journal(state_dir / "journal.json")
@@ -165,7 +181,10 @@ class Keeper:
         self.sent_this_step = False
         self.no_room_for_slice = False  # this loop, a slice did not fit the keeper's capital
         self.below: dict[str, dict[str, Any]] = {}  # below MM, weakest first (latest risk list)
-        self._fund: tuple[int, float] | None = None
+        self._fund: tuple[int, int, int] | None = None
+        # the contract's latest word on whether the fund covers an account: (state hash, fund, beyond)
+        self.verdicts: dict[str, tuple[str, int, bool]] = {}
+        self.replica: tuple[Any, dict[str, Any]] = (None, {})  # ((state version, block), summary for /health)
         self.capital: dict[str, Any] = {}
         self.warnings: list[str] = []
         self._risk_config: tuple[int, Any] | None = None
@@ -193,6 +212,7 @@ class Keeper:
         self.m_att = Histogram("keeper_attestation_seconds", "Oracle round-trip for attestations", registry=r,
                                buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
         self.m_errors = Counter("keeper_loop_errors_total", "Loop iterations that failed", registry=r)
+        self.m_reorgs = Counter("keeper_reorgs_total", "Chain reorganisations the keeper recovered from", registry=r)
         self.m_rpc = Gauge("keeper_rpc_failures", "RPC calls that failed and were retried with backoff", registry=r)
         self.m_rpc.set_function(lambda: float(RPC_FAILURES[0]))
         self.m_pending.set_function(lambda: float(len(self.sender.pending)))
@@ -220,13 +240,37 @@ class Keeper:
         event(log, "keeper stopped", block=self.state.block, in_flight=sorted(self.sender.pending))
 
     def sync(self) -> int:
-        head = self.client.head()
-        self.state.catch_up(_LogTap(self.client, self.flag_watch), head)
-        self.m_lag.set(max(0, head - self.state.block))
+        ref = self.client.header("latest")
+        if ref is None:
+            raise RuntimeError("the node returned no head block")
+        head = ref.number
+        reorgs = self.state.reorgs
+        self.state.catch_up(_LogTap(self.client, self.flag_watch), max(head - self.confirmations, 0), head=ref)
+        self.m_lag.set(max(0, head - self.confirmations - self.state.block))
+        if self.state.reorgs != reorgs or head < self.head:
+            self._after_reorg(head)
         if head != self.head:
-            self.head, self.head_time = head, self.client.block_time(head)
+            self.head, self.head_time = head, ref.timestamp
         self.seen_block = max(self.seen_block, head)
         return head
+
+    def _after_reorg(self, head: int) -> None:
+        """Blocks were replaced: transactions of ours mined there may be gone. The nonce is read
+        again from the chain, blocks seen are forgotten down to the head, and every account is
+        due again at once (what was done there is done only if the new chain says so)."""
+        self.m_reorgs.inc()
+        self.seen_block = min(self.seen_block, head)
+        self.progress_block = min(self.progress_block, head)
+        self.head = min(self.head, head)
+        self.sender.head = min(self.sender.head, head)
+        self._fund = None
+        nonce = self.sender.sync_nonce()
+        for tracker in (self.accounts, self.duties):
+            for item in tracker.items.values():
+                if item.in_flight is None or item.in_flight >= nonce:
+                    item.next_block = min(item.next_block, head)
+        event(log, "chain reorganisation: keeper resynchronised", logging.WARNING, head=head, nonce=nonce,
+              in_flight=sorted(self.sender.pending), last_reorg=self.state.last_reorg)
 
     def step(self) -> None:
         self.sent_this_step = False
@@ -270,6 +314,9 @@ class Keeper:
         self.update_capital()
 
         self.state.save(self.state_path)
+        if self.replica[0] != (self.state.version, self.state.block):
+            self.replica = ((self.state.version, self.state.block), {"block": self.state.block, "digest": self.state.digest(),
+                                                 "reorgs": self.state.reorgs, "diverged": sorted(self.state.diverged)})
         if self.flag_watch != self._saved_flags:
             self._save_extra()
         self.last_loop = time.time()
@@ -286,12 +333,41 @@ class Keeper:
     # on-chain balance, read again after each of the keeper's transactions lands.
 
     def fund_now(self) -> float:
+        return self.fund_wei() / WAD
+
+    def fund_wei(self) -> int:
+        return self._fund_state()[1]
+
+    def fund_health(self) -> int:
+        return self._fund_state()[2]
+
+    def _fund_state(self) -> tuple[int, int, int]:
+        """(block, balance, health) of the insurance fund as the next transaction meets it: read
+        from the chain, once per block the keeper has seen (not from its replica, which may stand
+        `confirmations` blocks lower)."""
         if self._fund is None or self._fund[0] != self.seen_block:
-            self._fund = (self.seen_block, int(self.client.fund.functions.fundBalance().call()) / WAD)
-        return self._fund[1]
+            fund = self.client.fund.functions
+            self._fund = (self.seen_block, int(fund.fundBalance().call()), int(fund.health().call()))
+        return self._fund
 
     def _beyond_fund(self, row: dict[str, Any]) -> bool:
-        return row["equity"] < 0 and -row["equity"] > self.fund_now()
+        """Bankrupt beyond the fund, decided with the contract's integers: deficit > balance
+        (flagBankruptcy's rule). The contract's own latest verdict on the same state and fund
+        (a simulation that said FundCanCover, a batch that skipped it as beyond the fund) wins
+        over this estimate from the oracle's risk snapshot."""
+        equity = _row_equity(row)
+        if equity >= 0:
+            return False
+        fund = self.fund_wei()
+        verdict = self.verdicts.get(row["account"])
+        if verdict is not None and verdict[:2] == (row["state_hash"], fund):
+            return verdict[2]
+        return -equity > fund
+
+    def _verdict(self, account: str, beyond: bool) -> None:
+        row = self.below.get(account)
+        if row is not None:
+            self.verdicts[account] = (row["state_hash"], self.fund_wei(), beyond)
 
     @property
     def partial(self) -> dict[str, dict[str, Any]]:
@@ -367,12 +443,13 @@ class Keeper:
                        for e in self.client.engine.events.LiquidationSkipped().process_receipt(r.receipt, errors=DISCARD)}
             for a in keys_a:
                 if a in done:
-                    self.accounts.landed(a, self.head)
+                    self.accounts.landed(a, self.head + self.confirmations)
                     self.m_liq.labels("done").inc()
                 elif a in skipped:
                     reason = skipped[a]
                     why = f"skipped on-chain: {SKIP_REASONS.get(reason, reason)}"
                     if reason == 3:  # the fund paid the batch's earlier deficits: deleverage it
+                        self._verdict(a, True)
                         self.accounts.defer(a, self.head, why)
                     else:
                         self.accounts.failed(a, self.head, why, retry_now=reason == 1)
@@ -397,7 +474,7 @@ class Keeper:
         again = r.status in ("cancelled", "replaced")  # nothing happened on-chain: try afresh now
         for k in keys_a:
             if r.ok:
-                self.accounts.landed(k, self.head)
+                self.accounts.landed(k, self.head + self.confirmations)
             else:
                 self.accounts.failed(k, self.head, why, retry_now=again)
         for k in keys_d:
@@ -484,13 +561,21 @@ class Keeper:
 
     def _fund_fit(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Up to --batch-size of `rows`, in order, the bankrupt ones only while the fund covers
-        their deficits one after another (as the chain will pay them)."""
-        left, batch = self.fund_now(), []
+        their deficits one after another, the fees of earlier items included (fund_fits: the
+        contract's rule, in integers)."""
+        cfg = self.state.liquidation_config
+        if cfg is None:
+            return rows[: self.config.batch_size]
+        fund, health, decimals = self.fund_wei(), self.fund_health(), self.client.deployment.collateral_decimals
+        batch = []
         for r in rows:
-            if r["equity"] < 0:
-                if -r["equity"] > left:
-                    continue
-                left += r["equity"]
+            try:
+                (fits,), after = fund_fits([(_row_equity(r), _row_mm(r))], fund, cfg, health, decimals)
+            except NotLiquidatable:
+                continue
+            if not fits:
+                continue
+            fund = after
             batch.append(r)
             if len(batch) >= self.config.batch_size:
                 break
@@ -655,7 +740,8 @@ class Keeper:
             self._send(plan, self.accounts, [account])
         except (OracleRefused, SimulationFailed, KeyError, ValueError) as err:
             if isinstance(err, SimulationFailed) and err.error_name in ("FundCanCover", "NotBankrupt"):
-                self.accounts.defer(account, self.head, err.reason)  # the fund covers it now: liquidate it
+                self._verdict(account, False)  # the fund covers it now: liquidate it through the fund
+                self.accounts.defer(account, self.head, err.reason)
                 return
             nxt = self.accounts.failed(account, self.head, f"{type(err).__name__}: {err}")
             event(log, "deleveraging not possible now; will retry", logging.WARNING, account=account,
@@ -1053,7 +1139,8 @@ class Keeper:
                 "unhandled": [t.view(self.head) for t in stalled],
                 "retrying": [t.view(self.head) for t in list(self.accounts.items.values()) if t.attempts][:50],
                 "capital": self.capital, "warnings": warnings, "journal_entries": len(self.journal.entries),
-                "transactions": dict(self.sender.counts), "idle_at_block": self.idle_at_block}
+                "transactions": dict(self.sender.counts), "idle_at_block": self.idle_at_block,
+                "replica": self.replica[1], "confirmations": self.confirmations}
 
     def health_response(self) -> dict[str, Any]:
         h = self.health()
@@ -1096,6 +1183,7 @@ def run_keeper(args: argparse.Namespace) -> int:
         retry_max_blocks=args.retry_max_blocks, max_fee_gwei=args.max_fee_gwei, tip_percentile=args.tip_percentile,
         bump_blocks=args.bump_blocks, max_pending=args.max_pending, backstop_after=args.backstop_after,
         market_maker=args.market_maker, unwind_max_spread_bps=args.unwind_max_spread_bps, risk_budget=args.risk_budget,
+        confirmations=args.confirmations,
     )
     if not 0 < config.risk_budget <= 1:
         raise UserError(f"--risk-budget: {config.risk_budget} is not in (0, 1]")
@@ -1139,6 +1227,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     k.add_argument("--market-maker", help="URL of a market maker (POST /v1/quote) to unwind liquidated positions to")
     k.add_argument("--unwind-max-spread-bps", type=int, default=100,
                    help="worst unwind price accepted, in basis points from the oracle's mark")
+    k.add_argument("--confirmations", type=int, default=None,
+                   help="act on the state this many blocks below the head (default: the deployment's)")
     k.add_argument("--risk-budget", type=float, default=1.0,
                    help="share of its equity the keeper's margin requirement may use after a liquidation (0-1]")
     k.add_argument("--backstop-after", type=int, default=3,

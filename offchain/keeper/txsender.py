@@ -186,6 +186,7 @@ class TxSender:
         self._quote: tuple[int, FeeQuote] | None = None
         self._chain_id: int | None = None
         self.counts: dict[str, int] = {}
+        self._gap: tuple[int, int, float] | None = None  # (mined count, head, time) when a gap was first seen
         if journal is not None:
             self._adopt(journal)
 
@@ -467,10 +468,16 @@ class TxSender:
         if head is not None and head_time is not None:
             self.observe_block(head, head_time)
         results: list[Result] = []
-        if not self.pending:
-            return results
         latest = int(self.w3.eth.get_transaction_count(self.address, "latest"))
         self.chain_nonce = latest
+        if not self.pending:
+            self._gap = None
+            if self.next_nonce is not None and self.next_nonce > latest:
+                # nothing of ours in flight, yet the next nonce is above the chain's count: what
+                # was mined there was orphaned (or another process has some in the pool)
+                self.next_nonce = max(latest, int(self.w3.eth.get_transaction_count(self.address, "pending")))
+            return results
+        self._check_gap(latest)
         lowest = True
         for nonce in sorted(self.pending):
             p = self.pending[nonce]
@@ -490,6 +497,48 @@ class TxSender:
         if self.next_nonce is not None and self.next_nonce < latest:
             self.next_nonce = latest
         return results
+
+    def _check_gap(self, latest: int) -> None:
+        """The lowest nonce we have in flight is above the chain's count of our transactions:
+        the ones below it were mined in blocks a reorganisation replaced. Nodes that put them
+        back in the pool mine them again within a block or two; a node that dropped them leaves
+        a gap that everything in flight would wait behind forever. A gap still open a block (or
+        5 s) later gets a 0-value transfer to ourselves at each missing nonce; what the orphaned
+        transactions did is planned afresh from the new chain's state."""
+        lowest = min(self.pending)
+        if lowest <= latest:
+            self._gap = None
+            return
+        if self._gap is None or self._gap[0] != latest:
+            self._gap = (latest, self.head, time.monotonic())
+            event(log, "transactions of ours are missing below the ones in flight (a chain reorganisation?)",
+                  logging.WARNING, mined_count=latest, lowest_in_flight=lowest, in_flight=sorted(self.pending))
+            return
+        if self.head <= self._gap[1] and time.monotonic() - self._gap[2] < 5.0:
+            return
+        self._count("orphaned")
+        for nonce in range(latest, lowest):
+            self._fill_gap(nonce)
+        self._gap = None
+
+    def _fill_gap(self, nonce: int) -> None:
+        plan = Plan(CANCEL, self.address, "0x", 21_000, 0, None, None, {"kind": CANCEL, "cancels": "orphaned"})
+        quote = self.quote(fresh=True)
+        fees = price(quote, self.policy, None) or Fees(self.policy.max_fee, min(quote.tip, self.policy.max_fee))
+        tx_hash, raw = self._sign(nonce, plan, fees)
+        p = Pending(nonce, [Variant(tx_hash, plan, fees)], self.head, self.head, checked_block=self.head)
+        self._journal(p)
+        error = self._broadcast(raw)
+        if error is not None and error.kind is SendError.NONCE_TOO_LOW:
+            self._unjournal(nonce)  # mined meanwhile (put back and mined again): nothing to fill
+            return
+        if error is not None and error.kind not in (SendError.CONNECTION, SendError.RPC):
+            event(log, "could not fill a nonce gap; will try again", logging.WARNING, nonce=nonce, error=str(error))
+            self._unjournal(nonce)
+            return
+        self.pending[nonce] = p
+        event(log, f"nonce {nonce} filled after a reorganisation", logging.WARNING, nonce=nonce, tx=tx_hash,
+              max_fee_gwei=round(fees.max_fee / 1e9, 3))
 
     def _attend(self, p: Pending, lowest: bool) -> None:
         """Once per block for an unmined nonce: expiry, simulation, pool presence, fees."""

@@ -32,6 +32,7 @@ from offchain.attest.builder import margin_numbers, margin_numbers_batch
 from offchain.attest.eip712 import Domain
 from offchain.attest.liquidation import (
     MAX_POSITIONS,
+    fund_fits,
     NotLiquidatable,
     liquidator_check,
     mul_wad_down,
@@ -179,6 +180,7 @@ class Oracle:
         state_path: Path | None = None,
         ttl_seconds: int = 60,
         param_sets: Iterable[MarginParams] = (),
+        confirmations: int | None = None,
     ) -> None:
         self.client = client
         self.source = source
@@ -196,7 +198,11 @@ class Oracle:
         key = ChainState.key_of(client.deployment.chain_id, client.deployment.clearinghouse)
         self.state = (ChainState.load(state_path, key) if state_path else None) or \
             ChainState(block=client.deployment.deploy_block - 1, deployment_key=key)
-        self._snapshot: tuple[int, int, MarketSnapshot] | None = None  # (block, block time, snapshot)
+        self.state.origin = client.deployment.deploy_block - 1
+        self.state.reorg_window = client.deployment.reorg_window
+        # signs for the state this many blocks below the head (the deployment's finality policy)
+        self.confirmations = client.deployment.confirmations if confirmations is None else confirmations
+        self._snapshot: tuple[tuple[int, str], int, MarketSnapshot] | None = None  # ((block, hash), time, snapshot)
         self._view: tuple[int, ChainState] | None = None  # (state version, immutable copy)
         self._last_save = time.monotonic()
         self.adl_plans = Memo(256)
@@ -207,25 +213,31 @@ class Oracle:
     # ------------------------------------------------------------------ chain
 
     def sync(self, min_block: int | None = None) -> int:
-        """Replays events up to `min_block` (or the head), never past the head."""
+        """Replays events up to `min_block` (or the head), never past the head less the
+        confirmation depth; undoes first what a reorganisation replaced."""
         with self.lock:
-            head = self.client.head()
-            target = head if min_block is None else min(max(min_block, self.state.block), head)
-            self.state.catch_up(self.client, target)
-            self.state.resolve_times(self.client)
+            head = self.client.header("latest")
+            if head is None:
+                raise OracleError(503, "the node returned no head block", lasting=False)
+            final = head.number - self.confirmations
+            target = final if min_block is None else min(max(min_block, self.state.block), final)
+            self.state.catch_up(self.client, max(target, self.state.origin or 0), head=head)
             if self.state_path and time.monotonic() - self._last_save > 5:
                 self.state.save(self.state_path)
                 self._last_save = time.monotonic()
             return self.state.block
 
     def _block_snapshot(self) -> tuple[int, int, MarketSnapshot]:
+        """The market snapshot of the block the replica stands on, keyed by the block's hash: a
+        block replaced by a reorg gets a snapshot of its own."""
         with self.lock:
             block = self.state.block
-            if self._snapshot is None or self._snapshot[0] != block:
-                timestamp = self.client.block_time(block)
+            key = (block, self.state.hashes.get(block, ""))
+            if self._snapshot is None or self._snapshot[0] != key:
+                timestamp = self.state.tip_time if key[1] and self.state.tip_time else self.client.block_time(block)
                 snapshot = self.source.snapshot(block, timestamp, self.state.instruments, max_age=self.state.max_snapshot_age)
-                self._snapshot = (block, timestamp, snapshot)
-            return self._snapshot
+                self._snapshot = (key, timestamp, snapshot)
+            return block, self._snapshot[1], self._snapshot[2]
 
     def market(self) -> MarketSnapshot:
         return self._block_snapshot()[2]
@@ -288,6 +300,14 @@ class Oracle:
     def _known(state: ChainState, account: str) -> None:
         if account not in state.accounts:
             raise OracleError(404, f"account {account} has never deposited or traded on this deployment")
+        Oracle._agrees(state, account)
+
+    @staticmethod
+    def _agrees(state: ChainState, account: str) -> None:
+        """Nothing is signed about an account whose replica differs from the chain."""
+        if account in state.diverged:
+            raise OracleError(503, f"no attestation: this signer's replica of {account} differs from the chain "
+                                   f"(state hash mismatch); it is being read back from the contract", lasting=False)
 
     @staticmethod
     def _needs(ctx: Context, positions: Iterable[int]) -> None:
@@ -341,6 +361,7 @@ class Oracle:
         return numbers
 
     def _attestation(self, ctx: Context, account: str, state_hash: bytes, positions: dict[int, int]) -> MarginAttestation:
+        self._agrees(ctx.state, account)
         value, im, mm = self._numbers(ctx, positions)
         return MarginAttestation(account, state_hash, value, im, mm, ctx.snapshot_time, ctx.block_time + self.ttl,
                                  ctx.params.version)
@@ -460,6 +481,7 @@ class Oracle:
             extra: dict[str, Any] = {"fractions": {}}
             fund = self.state.fund_balance
             health = self.state.fund_health()
+            decimals = self.client.deployment.collateral_decimals
             received = dict(keeper_positions)
             executed: list[tuple[int, int]] = []
             for account in targets:
@@ -473,11 +495,12 @@ class Oracle:
                 except NotLiquidatable:
                     raise OracleError(409, f"{account} is not liquidatable: equity {equity / WAD:.2f} ≥ MM "
                                            f"{att.maintenance_margin / WAD:.2f}") from None
-                if equity < 0:
-                    if -equity > fund:
-                        raise OracleError(409, f"{account} is bankrupt beyond the insurance fund (deficit {-equity / WAD:.2f} > "
-                                               f"fund {fund / WAD:.2f} left for it): flag it and deleverage it instead")
-                    fund += equity
+                # the fund as the contract will see it at this item: after the batch's earlier ones
+                (fits,), left = fund_fits([(equity, att.maintenance_margin)], fund, cfg, health, decimals)
+                if not fits:
+                    raise OracleError(409, f"{account} is bankrupt beyond the insurance fund (deficit {-equity / WAD:.2f} > "
+                                           f"fund {fund / WAD:.2f} left for it): flag it and deleverage it instead")
+                fund = left
                 _, received, _, _ = transfer_slice(acct.order, acct.positions, received, f)
                 executed.append((bonus, slice_im(att.initial_margin, f)))
                 items[account] = att
@@ -549,6 +572,12 @@ class Oracle:
         legs = set(ids)
         holders = {a: s.positions for a, s in state.accounts.items()
                    if a != account and any(s.positions.get(i, 0) * acct.positions[i] < 0 for i in legs)}
+        # a queue without a holder the replica is unsure of would differ from other signers' and
+        # let that holder escape: no plan until it is read back
+        unsure = sorted(set(holders) & state.diverged)
+        if unsure:
+            raise OracleError(503, f"no ADL plan: the replica of {len(unsure)} opposite-side account(s) differs from "
+                                   f"the chain ({unsure[0]}, …); it is being read back from the contract", lasting=False)
         numbers = self._numbers_batch(ctx, holders)
         roots: list[bytes] = []
         chains: list[list[tuple[int, str, int, bytes, int, list[bytes], int]]] = []
@@ -724,18 +753,20 @@ class Oracle:
         return {"block": ctx.block, "fund_balance": ctx.state.fund_balance / WAD,
                 "accounts": [r for r in rows if r["ratio"] < max_ratio],
                 "unpriced_accounts": skipped, "market_unavailable": ctx.market.unavailable,
+                "diverged_accounts": sorted(ctx.state.diverged),
                 "flagged": sorted(ctx.state.flagged)}
 
     def _risk_table(self, ctx: Context) -> tuple[list[dict[str, Any]], list[str]]:
         state = ctx.state
-        portfolios = {a: s.positions for a, s in state.accounts.items() if s.positions}
+        portfolios = {a: s.positions for a, s in state.accounts.items() if s.positions and a not in state.diverged}
         numbers = self._numbers_batch(ctx, portfolios)
         rows = []
         for account, (value, im, mm) in numbers.items():
             equity = state.accounts[account].cash + value
             ratio = equity / mm if mm else float("inf")
             rows.append({"account": account, "equity": equity / WAD, "mm": mm / WAD, "im": im / WAD, "ratio": ratio,
-                         "state_hash": "0x" + state.accounts[account].state_hash.hex()})
+                         "state_hash": "0x" + state.accounts[account].state_hash.hex(),
+                         "equity_wei": str(equity), "mm_wei": str(mm)})
         rows.sort(key=lambda r: r["ratio"])
         return rows, sorted(set(portfolios) - set(numbers))
 
@@ -764,11 +795,27 @@ class Oracle:
     def health(self) -> dict[str, Any]:
         head = self.client.head()
         snapshot = self._snapshot
-        return {"status": "ok", "signer": self.signer.address, "block": self.state.block, "head": head,
-                "lag_blocks": max(0, head - self.state.block), "market": self.source.status(),
+        state = self.state
+        return {"status": "degraded" if state.diverged else "ok", "signer": self.signer.address, "block": state.block,
+                "head": head, "lag_blocks": max(0, head - self.confirmations - state.block),
+                "confirmations": self.confirmations, "market": self.source.status(),
                 "snapshot_time": snapshot[2].data.timestamp if snapshot else None,
-                "params": self.params_status(), "hash_mismatches": self.state.hash_mismatches,
+                "params": self.params_status(), "hash_mismatches": state.hash_mismatches,
+                "diverged_accounts": sorted(state.diverged), "reorgs": state.reorgs, "last_reorg": state.last_reorg,
                 "adl_plans": {"computed": self.adl_plans.misses, "cached_answers": self.adl_plans.hits}}
+
+    def replica(self, detail: bool = False) -> dict[str, Any]:
+        """The replica as it stands (block, its hash, digest; with `detail`, every account in exact
+        integers), for comparing signers with each other and with the chain."""
+        with self.lock:
+            self.sync()
+            state = self.state
+            out: dict[str, Any] = {"block": state.block, "hash": state.hashes.get(state.block), "digest": state.digest(),
+                                   "accounts": len(state.accounts), "diverged": sorted(state.diverged),
+                                   "reorgs": state.reorgs}
+            if detail:
+                out["rows"] = state.account_rows()
+            return out
 
     def save(self) -> None:
         if self.state_path:

@@ -66,7 +66,7 @@ def run_signer(args: argparse.Namespace) -> int:
     state_path = Path(args.state) if args.state else None
     param_sets = _param_sets(args.params)
     oracle = Oracle(client, _source(args, client, deployment), signer, state_path=state_path, ttl_seconds=args.ttl,
-                    param_sets=param_sets)
+                    param_sets=param_sets, confirmations=args.confirmations)
     block = oracle.sync()
     server = signer_server(oracle, args.host, args.port, rate=args.rate)
     server.serve_in_thread()
@@ -110,6 +110,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     s.add_argument("--scenario-speed", type=float, default=1.0)
     s.add_argument("--state", help="snapshot file: resume from it instead of replaying from the deploy block")
     s.add_argument("--ttl", type=int, default=60, help="seconds an attestation stays valid")
+    s.add_argument("--confirmations", type=int, default=None,
+                   help="sign for the state this many blocks below the head (default: the deployment's)")
     s.add_argument("--params", action="append", metavar="FILE",
                    help="model parameters of a version this signer holds (JSON of MarginParams fields; repeatable); "
                         "the built-in defaults are always held")

@@ -50,6 +50,10 @@ def openapi(title: str, signer: bool = False) -> dict[str, Any]:
                                                          "404": {"description": "unknown account"}}}},
         "/v1/marks": {"get": {"summary": "Mark of one contract of every listed instrument at the oracle's snapshot",
                               "responses": {"200": {"description": "{block, snapshot_time, marks: {instrument id: mark}}"}}}},
+        "/v1/replica": {"get": {"summary": "The signer's replica: block, block hash, digest; with detail=1 every "
+                                           "account's cash, state hash and positions (exact integers)",
+                                "parameters": [{"name": "detail", "in": "query", "required": False}],
+                                "responses": {"200": {"description": "ok"}}}},
         "/v1/risk/accounts": {"get": {"summary": "Accounts whose equity / MM is below max_ratio, weakest first",
                                       "parameters": [{"name": "max_ratio", "in": "query", "required": False}],
                                       "responses": {"200": {"description": "ok"}}}},
@@ -108,6 +112,13 @@ def _timed(metrics: Metrics, endpoint: str, fn: Callable[[], Any]) -> Any:
 
 def signer_server(oracle: Oracle, host: str, port: int, rate: float = 200.0) -> JsonServer:
     metrics = Metrics("signer")
+    r = metrics.registry
+    Gauge("dpre_reorgs", "Chain reorganisations the replica rolled back", registry=r).set_function(
+        lambda: float(oracle.state.reorgs))
+    Gauge("dpre_diverged_accounts", "Accounts whose replica differs from the chain (no attestation for them)",
+          registry=r).set_function(lambda: float(len(oracle.state.diverged)))
+    Gauge("dpre_hash_mismatches", "State hash mismatches seen since start", registry=r).set_function(
+        lambda: float(oracle.state.hash_mismatches))
     server = JsonServer(host, port, metrics.registry, rate=rate, burst=int(rate * 2))
 
     def health(_b: Any, _p: Any, _q: Any) -> Any:
@@ -123,6 +134,8 @@ def signer_server(oracle: Oracle, host: str, port: int, rate: float = 200.0) -> 
     server.route("GET", "/v1/risk/accounts", lambda b, p, q: _timed(
         metrics, "risk", lambda: oracle.risk_accounts(float(q.get("max_ratio", ["1.25"])[0]))))
     server.route("GET", "/v1/marks", lambda b, p, q: _timed(metrics, "marks", oracle.marks))
+    server.route("GET", "/v1/replica", lambda b, p, q: _timed(
+        metrics, "replica", lambda: oracle.replica(q.get("detail", ["0"])[0] in ("1", "true"))))
     for name in ATTEST_ENDPOINTS:
         fn = getattr(oracle, f"attest_{name}")
         server.route("POST", f"/v1/attest/{name}", lambda b, p, q, fn=fn, name=name: _timed(metrics, name, lambda: fn(b)))

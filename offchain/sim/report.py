@@ -212,5 +212,7 @@ def console_summary(data: RunData, out: Path) -> str:
                      f"cross {tail['cross']}, isolated {tail['isolated']}, VaR {tail['var99']}, ES {tail['es99']}")
     lines.append(f"reconciliation    clearinghouse {'OK' if r.get('clearinghouse_balanced') else 'MISMATCH'}, fund "
                  f"{'OK' if r.get('insurance_fund_balanced') else 'MISMATCH'}, positions zero-sum {r.get('positions_sum_to_zero')}")
+    lines.append(f"replicas          {int(data.timings.get('replica_checks', 0))} checks, every signer equal to the "
+                 f"contract's stored state")
     lines.append(f"report            {out / 'report.md'}")
     return "\n".join(lines)

@@ -23,6 +23,7 @@ from eth_utils import keccak
 from offchain.chain.anvil import AnvilNode, anvil_key
 from offchain.chain.deploy import Deployment, OnchainRiskConfig, deploy_dev_feeds, deploy_system
 from offchain.errors import UserError
+from offchain.oracle.replica_check import check_signers
 from offchain.risk.book import Book, Portfolio
 from offchain.risk.instruments import EXPIRY_HOUR_UTC, Instrument
 from offchain.risk.market import MarketData, UnderlyingMarket, VolSurface
@@ -278,6 +279,7 @@ class ScenarioRun:
                           "--risk-budget", "0.8"]).start().wait_healthy()
             keeper_url = stack.procs["keeper"].url
             self._wait_idle(desk, keeper_url)
+            self._check_replicas(desk, stack, "books opened")
             self._record_initial(plans, people["traders"])
 
             fractions = [float(t) for t in self.scenario.times[1:]] if cfg.steps == 0 else \
@@ -292,6 +294,7 @@ class ScenarioRun:
                 rec = StepRecord(k, fraction, {u: v[0] for u, v in values.items()}, {u: v[1] for u, v in values.items()},
                                  block, fund, liq, len(risk["accounts"]), seconds)
                 self.data.steps.append(rec)
+                self._check_replicas(desk, stack, f"step {k}")
                 eth0 = self.scenario.underlyings["ETH"].spot
                 self.say(f"step {k:>2}/{len(fractions)}  ETH {rec.prices['ETH']:>8,.0f} ({rec.prices['ETH'] / eth0 - 1:+.0%})  "
                          f"vol {rec.vols['ETH']:.0%}  liquidations {liq:>3}  still below MM {rec.at_risk_after:>3}  "
@@ -305,6 +308,7 @@ class ScenarioRun:
                 desk.w3.provider.make_request("evm_setNextBlockTimestamp", [self.expiry + 60])
                 self._set_markets(desk, 1.0)
                 self._wait_idle(desk, keeper_url)
+                self._check_replicas(desk, stack, "settlement")
 
             self.say("collecting events, reconciling balances, computing coverage and capital efficiency ...")
             from offchain.sim.analysis import analyze_run
@@ -316,6 +320,15 @@ class ScenarioRun:
             if stack is not None:
                 stack.stop_all()
             node.stop()
+
+    def _check_replicas(self, desk: Desk, stack: LocalStack, when: str) -> None:
+        """Every signer's replica equals the contract's stored state (cash, state hash, open list
+        and sizes of every account, read at the replica's block): the run fails otherwise."""
+        urls = [p.url for name, p in sorted(stack.procs.items()) if name.startswith("signer")]
+        problems = check_signers(desk.client, urls)
+        self.data.timings["replica_checks"] = self.data.timings.get("replica_checks", 0) + 1
+        if problems:
+            raise RuntimeError(f"replica differs from the chain after {when}: " + "; ".join(problems[:5]))
 
     def _record_initial(self, plans: list[TraderPlan], traders: list[Any]) -> None:
         for plan, trader in zip(plans, traders):

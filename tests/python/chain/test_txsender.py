@@ -249,3 +249,34 @@ def test_a_restarted_sender_adopts_what_is_still_in_the_pool(chain: Chain, tmp_p
     (result,) = poll(second, chain)
     assert result.status == "mined"
     assert Journal(tmp_path / "journal.json").seen(Journal.nonce_key(0))["status"] == "mined"
+
+
+def test_transactions_orphaned_by_a_reorg_free_their_nonces_and_nothing_waits_behind_a_gap(chain: Chain) -> None:
+    account = Account.from_key(anvil_key(3))
+    sender = TxSender(chain.w3, account)
+    poll(sender, chain)
+    sender.submit(transfer(value=1))
+    sender.submit(transfer(value=2))
+    chain.mine()
+    assert [r.status for r in poll(sender, chain)] == ["mined", "mined"]
+    assert sender.next_nonce == 2
+    chain.rpc("anvil_reorg", 1, [])  # the block holding both is replaced by an empty one: they are gone
+    assert chain.w3.eth.get_transaction_count(account.address) == 0
+    # sent before the sender noticed: nonce 2 would wait forever behind the orphaned 0 and 1
+    late = sender.submit(transfer(value=3))
+    assert late.nonce == 2
+    sender.sync_nonce()  # (what the keeper does when its replica sees the reorg)
+    poll(sender, chain)  # the gap is noticed; a node that put 0 and 1 back would mine them now
+    assert sorted(sender.pending) == [2]
+    chain.mine()
+    poll(sender, chain)  # still open a block later: 0 and 1 get transfers to ourselves
+    assert sorted(sender.pending) == [0, 1, 2]
+    chain.mine()
+    results = poll(sender, chain)
+    assert sorted((r.nonce, r.status) for r in results) == [(0, "cancelled"), (1, "cancelled"), (2, "mined")]
+    assert chain.w3.eth.get_transaction_count(account.address) == 3 == sender.next_nonce
+    assert chain.w3.eth.get_balance(DEAD) == 3  # the orphaned transfers were not repeated; the late one landed
+    # with nothing in flight, a reorg lowers the next nonce to the chain's count
+    chain.rpc("anvil_reorg", 1, [])
+    poll(sender, chain)
+    assert sender.next_nonce == chain.w3.eth.get_transaction_count(account.address) == 0

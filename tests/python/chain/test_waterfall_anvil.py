@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from offchain.attest.builder import margin_attestation
-from offchain.attest.liquidation import LiquidationConfig, liquidator_check, slice_im, terms
+from offchain.attest.liquidation import LiquidationConfig, fund_fits, liquidator_check, slice_im, terms
 from offchain.attest.messages import AdlAttestation, AdlFill, MarginAttestation, Order
 from offchain.attest.signer import sign_bundle
 from offchain.attest.state import next_state_hash
@@ -213,3 +213,52 @@ def test_python_mirrors_of_the_engine_agree(ape_chain: Any) -> None:
             rng.randint(0, 2**63), rng.randint(0, 2**63), rng.randint(0, 2**32 - 1),
         )
         assert struct_hash(adl) == bytes(system.engine.hashAdlAttestation(adl.as_tuple()))
+
+
+def test_fund_cover_mirror_decides_a_batch_as_the_contract_does(anvil: Any, ape_chain: Any) -> None:
+    """One batch of three bankruptcies and a partial liquidation with the fund just short of the
+    deficits: which accounts the fund covers, with the fund as each earlier item leaves it (the
+    partial one's fee included), is predicted exactly by fund_fits — and what it skips, the
+    fund cannot cover (flagBankruptcy accepts it)."""
+    from ape import accounts
+
+    system = deploy_test_system(n_signers=3, threshold=2)
+    desk = Desk(system, anvil.url)
+    ch, fund, engine, deployer = system.ch, system.fund, system.engine, system.deployer
+    b1, p1, b2, b3, maker, keeper = (accounts.test_accounts[i] for i in range(1, 7))
+    for acct, units in ((b1, 7_200), (p1, 11_000), (b2, 7_300), (b3, 7_180), (maker, 500_000), (keeper, 500_000)):
+        desk.fund(acct, units)
+    for taker in (b1, p1, b2, b3):
+        desk.buy_perp(taker, maker, 10, 3000.0)
+    spot = 2250.0
+    batch = [b1.address, p1.address, b2.address, b3.address]
+    signed = {a: desk.attest(a, spot) for a in batch}
+    items = [(int(ch.cashOf(a)) + signed[a][0].value, signed[a][0].maintenance_margin) for a in batch]
+    cfg = LiquidationConfig.from_risk_config(ch.riskConfig())
+    health = int(fund.health())
+    deficits = [-e for e, _ in items]
+    assert deficits[0] > 0 and deficits[2] > 0 and deficits[3] > 0 and deficits[1] < 0
+    fee = terms(items[1][0], items[1][1], cfg, health)[2]
+    assert fee > 10**18, "the partial liquidation pays the fund a fee"
+    # the fund covers b1 and, thanks to p1's fee paid before it, b2; never b3
+    seed = (deficits[0] + deficits[2] - fee // 2) // 10**12
+    system.token.mint(deployer.address, seed, sender=deployer)
+    system.token.approve(fund.address, seed, sender=deployer)
+    fund.deposit(seed, sender=deployer)
+    before = int(fund.fundBalance())
+    verdicts, after = fund_fits(items, before, cfg, int(fund.health()), 6)
+    assert verdicts == [True, True, True, False]
+    assert fund_fits([items[0], items[2]], before, cfg, int(fund.health()), 6)[0] == [True, False], \
+        "without the fee of the item between them, b2 would not fit"
+
+    katt, ksigs = desk.attest(keeper.address, spot)
+    receipt = engine.liquidate([(a, signed[a][0].as_tuple(), signed[a][1], WAD) for a in batch], katt.as_tuple(), ksigs,
+                               sender=keeper)
+    done = [log.account for log in receipt.decode_logs(engine.Liquidated)]
+    skipped = [(log.account, int(log.reason)) for log in receipt.decode_logs(engine.LiquidationSkipped)]
+    assert done == [a for a, ok in zip(batch, verdicts) if ok]
+    assert skipped == [(b3.address, 3)]
+    assert int(fund.fundBalance()) == after, "the mirror's fund after the batch, to the wei"
+    assert -items[3][0] > after
+    engine.flagBankruptcy(b3.address, signed[b3.address][0].as_tuple(), signed[b3.address][1], sender=keeper)
+    assert ch.flagged(b3.address)

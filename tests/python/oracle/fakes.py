@@ -12,6 +12,7 @@ from offchain.attest.state import next_state_hash
 from offchain.chain.deploy import Deployment, OnchainRiskConfig
 from offchain.oracle.core import Oracle
 from offchain.oracle.market_sources import FixedMarketSource, MarketSnapshot
+from offchain.chain.contracts import BlockRef
 from offchain.oracle.state import RISK_CONFIG_FIELDS, AccountState, ChainState
 from offchain.risk.instruments import Instrument
 from offchain.risk.market import MarketData, UnderlyingMarket, VolSurface
@@ -69,6 +70,12 @@ class FakeClient:
 
     def logs(self, from_block: int, to_block: int) -> list[Any]:
         return []
+
+    def header(self, block: int | str = "latest") -> BlockRef | None:
+        number = self.block if block == "latest" else int(block)
+        if number > self.block:
+            return None
+        return BlockRef(number, f"0x{number:064x}", f"0x{number - 1:064x}", self.now)
 
 
 class StaticSource(FixedMarketSource):

@@ -23,6 +23,9 @@ def small_run(out: Path) -> dict:
                        fund_seed=50.0)
     data = ScenarioRun(config).run()
     write_report(data, out)
+    # the run compares the signers' replicas with the contract after the books open, every step
+    # and the settlement, and stops at the first difference
+    assert data.timings["replica_checks"] == len(data.steps) + 2
     return json.loads(json.dumps(deterministic_summary(data)))
 
 

@@ -248,3 +248,49 @@ def test_an_account_nobody_can_liquidate_is_reported_stalled_and_closed_by_the_b
     assert not liquidation_blocks(h, start)
     assert_mined_clean(h, start)
     assert_nonce_in_sync(h)
+
+
+# ---------------------------------------------------------------------------------- the fund's edge
+
+
+def test_crash_with_the_fund_just_short_resolves_every_bankruptcy_within_a_few_blocks(h_no_fund: Harness) -> None:
+    """Six bankruptcies, the fund seeded just short of their total: the keeper decides which the
+    fund covers with the contract's integer rule (fund_fits), liquidates those through the fund
+    and flags and deleverages the rest — nothing it sends reverts, nothing waits unanswered."""
+    h = h_no_fund
+    desk, client = h.desk, h.desk.client
+    traders = trader_keys(660, 6)
+    (maker,) = trader_keys(661, 1)
+    desk.fund_gas([t.address for t in traders] + [maker.address])
+    desk.deposit(maker, 10_000_000)
+    perp = next(i for i, n in h.deployment.instruments.items() if n == "ETH-PERP")
+    for k, t in enumerate(traders):
+        desk.deposit(t, 7_200 + 120 * k)
+        assert desk.fill(maker, t, perp, -10.0, 3000.0).ok
+    set_markets(h, 2_650.0, 0.75)
+    set_markets(h, 2_200.0, 0.9)
+    rows = {r["account"]: r for r in desk.oracle.get("/v1/risk/accounts?max_ratio=1.0")["accounts"]}
+    deficits = sorted(-int(rows[t.address]["equity_wei"]) for t in traders)
+    assert all(d > 0 for d in deficits)
+    seed = (sum(deficits) - deficits[0] // 2) // 10**12  # token units: just short of all of them
+    token, fund = client.token.functions, client.fund.functions
+    desk.send(desk.deployer, token.mint(desk.deployer.address, seed), "mint")
+    desk.send(desk.deployer, token.approve(h.deployment.insurance_fund, seed), "approve")
+    desk.send(desk.deployer, fund.deposit(seed), "fund")
+    start = client.head()
+    start_keeper(h)
+
+    def resolved() -> bool:
+        return all(not client.ch.functions.openInstruments(t.address).call() for t in traders) and \
+            not client.ch.functions.withdrawalsGated().call()
+
+    wait_for(resolved, 120, "every bankruptcy resolved")
+    covered = {e.args["account"] for e in events(h, "Liquidated", start)}
+    deleveraged = {e.args["account"] for e in events(h, "DeleveragingCompleted", start)}
+    assert covered | deleveraged == {t.address for t in traders} and not covered & deleveraged
+    assert deleveraged, "the fund was short: at least one went to ADL"
+    last = max(e.block for e in events(h, "Liquidated", start) + events(h, "DeleveragingCompleted", start))
+    first = min(e.block for e in events(h, "Liquidated", start) + events(h, "BankruptcyFlagged", start))
+    assert last - first <= 3 * len(deleveraged) + 2, f"resolved in {last - first + 1} blocks"
+    assert_mined_clean(h, start)
+    assert_nonce_in_sync(h)
