@@ -117,7 +117,8 @@ def margin_numbers_batch(
 ) -> dict[str, tuple[int, int, int]]:
     """margin_numbers for many accounts at once: one repricing, one sparse aggregation.
 
-    Accounts holding an underlying without market data are left out (the caller reports them).
+    Accounts holding an unlisted instrument, an underlying without market data or an expired
+    option without a settlement price are left out (the caller reports them).
     """
     live: list[Portfolio] = []
     names: list[str] = []
@@ -127,9 +128,12 @@ def margin_numbers_batch(
         expired = 0.0
         usable = True
         for instrument_id, size in sorted(positions.items()):
-            inst = registry.get(instrument_id)
-            if inst is None or size == 0:
+            if size == 0:
                 continue
+            inst = registry.get(instrument_id)
+            if inst is None:  # as margin_numbers refuses it: left out, the caller reports it
+                usable = False
+                break
             if inst.is_option and inst.expiry <= market.timestamp:
                 price = (settlement_prices or {}).get((inst.underlying, inst.expiry))
                 if price is None:

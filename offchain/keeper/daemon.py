@@ -50,6 +50,7 @@ from offchain.keeper.txsender import Pending, Plan, Result, SendFailed, Simulati
 from offchain.ops.httpserver import HttpError, JsonServer
 from offchain.ops.logs import event, setup
 from offchain.oracle.state import ChainState
+from offchain.oracle.store import open_store
 from offchain.risk.units import WAD
 
 log = logging.getLogger("keeper")
@@ -61,7 +62,8 @@ SKIP_REASONS = {1: "its state moved on since the attestation", 2: "it is no long
 @dataclass
 class KeeperConfig:
     oracle_url: str
-    batch_size: int = 10
+    batch_size: int = 50  # accounts per liquidation transaction (the oracle attests at most 50 at once)
+    batch_gas: int = 12_000_000  # and at most this much gas (a share of the block, leaving room for others)
     margin_call_ratio: float = 1.2
     poll_seconds: float = 0.5
     dry_run: bool = False
@@ -151,10 +153,10 @@ class Keeper:
         self.client, self.oracle, self.account, self.config = client, oracle, account, config
         self.me = account.address
         self.state_dir = state_dir
-        self.state_path = state_dir / "chain-state.json"
+        self.store = open_store(state_dir / "chain-state.sqlite", name=f"keeper:{account.address}")
         self.extra_path = state_dir / "keeper-state.json"
         key = ChainState.key_of(client.deployment.chain_id, client.deployment.clearinghouse)
-        self.state = ChainState.load(self.state_path, key) or ChainState(block=client.deployment.deploy_block - 1, deployment_key=key)
+        self.state = self.store.load(key) or ChainState(block=client.deployment.deploy_block - 1, deployment_key=key)
         self.state.origin = client.deployment.deploy_block - 1
         self.state.reorg_window = client.deployment.reorg_window
         self.confirmations = client.deployment.confirmations if config.confirmations is None else config.confirmations
@@ -185,6 +187,7 @@ class Keeper:
         # the contract's latest word on whether the fund covers an account: (state hash, fund, beyond)
         self.verdicts: dict[str, tuple[str, int, bool]] = {}
         self.replica: tuple[Any, dict[str, Any]] = (None, {})  # ((state version, block), summary for /health)
+        self._replica_at = 0.0
         self.capital: dict[str, Any] = {}
         self.warnings: list[str] = []
         self._risk_config: tuple[int, Any] | None = None
@@ -235,7 +238,7 @@ class Keeper:
             if self.sent_this_step and not self.sender.pending:
                 continue  # what was sent is mined already: look again at once
             self.stop.wait(self.config.poll_seconds)
-        self.state.save(self.state_path)
+        self.store.save(self.state)
         self._save_extra()
         event(log, "keeper stopped", block=self.state.block, in_flight=sorted(self.sender.pending))
 
@@ -253,6 +256,20 @@ class Keeper:
             self.head, self.head_time = head, ref.timestamp
         self.seen_block = max(self.seen_block, head)
         return head
+
+    def _summarise_replica(self) -> None:
+        """The replica's block and digest for /health (to compare with the signers'). The digest
+        reads the whole book: recomputed when the state changed, at most every 30 s beyond
+        100,000 accounts."""
+        key = (self.state.version, self.state.block)
+        if self.replica[0] == key:
+            return
+        big = len(self.state.accounts) > 100_000
+        if big and time.monotonic() - self._replica_at < 30:
+            return
+        self._replica_at = time.monotonic()
+        self.replica = (key, {"block": self.state.block, "digest": self.state.digest(), "reorgs": self.state.reorgs,
+                              "diverged": sorted(self.state.diverged)})
 
     def _after_reorg(self, head: int) -> None:
         """Blocks were replaced: transactions of ours mined there may be gone. The nonce is read
@@ -313,10 +330,12 @@ class Keeper:
         self.settle_expired()
         self.update_capital()
 
-        self.state.save(self.state_path)
-        if self.replica[0] != (self.state.version, self.state.block):
-            self.replica = ((self.state.version, self.state.block), {"block": self.state.block, "digest": self.state.digest(),
-                                                 "reorgs": self.state.reorgs, "diverged": sorted(self.state.diverged)})
+        try:
+            self.store.save(self.state)
+        except Exception as err:  # the replica in memory goes on; the next loop saves again
+            self.warnings.append(f"saving the replica failed: {type(err).__name__}")
+            event(log, "saving the replica failed", logging.ERROR, error=f"{type(err).__name__}: {str(err)[:300]}")
+        self._summarise_replica()
         if self.flag_watch != self._saved_flags:
             self._save_extra()
         self.last_loop = time.time()
@@ -588,8 +607,8 @@ class Keeper:
             return
         inside = p.accounts()
         newcomers = [r for r in candidates if r["account"] not in inside]
-        if not newcomers or len(p.plan.meta.get("accounts", [])) >= self.config.batch_size:
-            return
+        if not newcomers or len(p.plan.meta.get("accounts", [])) >= self.config.batch_size or p.plan.meta.get("gas_capped"):
+            return  # full, or cut to the gas budget: a replacement would carry the same accounts
         if self.head - p.sent_block < self.sender.bump_blocks:
             return
         self.sender.replace(p, f"{len(newcomers)} more accounts below maintenance margin", optional=True)
@@ -622,7 +641,9 @@ class Keeper:
         """A simulated, capital-checked liquidation of as many of `rows` as can go in one batch,
         and why each of the others cannot."""
         accounts = [r["account"] for r in rows]
+        started = time.perf_counter()
         items, fractions, errors = self._liquidation_quotes(accounts)
+        attested = time.perf_counter()
         chosen: list[str] = []
         if "liquidator" in items:
             katt, ksigs = _signed(items["liquidator"])
@@ -648,11 +669,17 @@ class Keeper:
                 break
             errors.update(failed)
             chosen = [a for a in chosen if a not in failed]
+        if plan is not None and any(e.startswith("deferred:") for e in errors.values()):
+            plan.meta["gas_capped"] = True
+        # where a crash's seconds go: the oracle's attestations, then simulating and pricing the batch
+        event(log, "liquidation planned", accounts=len(chosen) if plan is not None else 0, asked=len(accounts),
+              attest_s=round(attested - started, 3), simulate_s=round(time.perf_counter() - attested, 3))
         return plan, errors
 
     def _record_errors(self, errors: dict[str, str]) -> None:
         for a, error in errors.items():
-            if "beyond the insurance fund" in error:  # the fund paid others first: deleverage it
+            if "beyond the insurance fund" in error or error.startswith("deferred:"):
+                # the fund paid others first (deleverage it), or the next batch takes it: not a failure
                 self.accounts.defer(a, self.head, error)
                 continue
             nxt = self.accounts.failed(a, self.head, error)
@@ -672,11 +699,17 @@ class Keeper:
             deadlines.append(att.deadline)
         call = self.client.engine.functions.liquidate(requests, katt.as_tuple(), ksigs)
         try:
-            self.sender.simulate(call)
-            gas = self.sender.estimate(call)
+            gas = self.sender.estimate(call)  # fails as a simulation does, with the contract's error decoded
+            if gas > self.config.batch_gas and len(accounts) > 1:
+                # over the gas budget: the tail waits for the next batch (weakest first stay)
+                keep = max(1, len(accounts) * self.config.batch_gas // gas)
+                return None, {a: "deferred: the batch is over --batch-gas" for a in accounts[keep:]}
         except SimulationFailed as err:
             if len(accounts) == 1:
                 return None, {accounts[0]: f"would revert: {err.reason}"}
+            if err.error_name == "GasCap":
+                # more than the node lets one call use: half waits for the next batch
+                return None, {a: "deferred: the batch is over the node's gas cap" for a in accounts[len(accounts) // 2:]}
             if err.error_name == "LiquidatorBelowInitialMargin":
                 return None, {accounts[-1]: f"would revert: {err.reason} (keeper capital)"}
             failed = {}
@@ -1176,7 +1209,7 @@ def run_keeper(args: argparse.Namespace) -> int:
     signer = load_signer(args.key_env, args.keystore, args.password_env)
     account = Account.from_key(signer._account.key)
     config = KeeperConfig(
-        oracle_url=args.oracle, batch_size=args.batch_size, margin_call_ratio=args.margin_call_ratio,
+        oracle_url=args.oracle, batch_size=args.batch_size, batch_gas=args.batch_gas, margin_call_ratio=args.margin_call_ratio,
         poll_seconds=args.poll, dry_run=args.dry_run, liquidate_unprofitable=args.liquidate_unprofitable,
         min_profit=args.min_profit, collateral_per_eth=args.collateral_per_eth,
         webhooks=[w for w in (args.webhook or []) if w], stall_blocks=args.stall_blocks,
@@ -1210,7 +1243,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     k.add_argument("--keystore")
     k.add_argument("--password-env")
     k.add_argument("--state-dir", default="runs/keeper", help="cursor, journal and margin-call outbox")
-    k.add_argument("--batch-size", type=int, default=10, help="accounts per liquidation transaction")
+    k.add_argument("--batch-size", type=int, default=50, help="accounts per liquidation transaction (at most 50)")
+    k.add_argument("--batch-gas", type=int, default=12_000_000, help="gas per liquidation transaction, at most")
     k.add_argument("--margin-call-ratio", type=float, default=1.2, help="warn below equity / MM of this")
     k.add_argument("--poll", type=float, default=0.5, help="seconds between loops")
     k.add_argument("--dry-run", action="store_true", help="simulate and log, send nothing")

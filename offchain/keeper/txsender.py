@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
-from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound
+from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound, Web3RPCError
 
 from offchain.keeper.errors import ClassifiedError, ErrorDecoder, SendError, classify, error_message, revert_data
 from offchain.keeper.fees import FeePolicy, FeeQuote, Fees, cap_for_value, fetch_quote, price, replacement, underpriced
@@ -233,6 +233,11 @@ class TxSender:
         except (ContractLogicError, ContractCustomError) as err:
             reason = self.decoder.describe(err)
             raise SimulationFailed(reason, self.decoder.name(revert_data(err)) or reason.split("(", 1)[0]) from None
+        except (Web3RPCError, ValueError) as err:  # the node's own refusal, e.g. more gas than one call may use
+            message = error_message(err)
+            if "gas" in message.lower():
+                raise SimulationFailed(message, "GasCap") from None
+            raise
 
     def plan(self, call: Any, action: str, gas: int | None = None, **kw: Any) -> Plan:
         """A Plan from a web3 contract call (estimates gas when not given)."""

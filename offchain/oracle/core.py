@@ -59,6 +59,7 @@ from offchain.errors import UserError
 from offchain.ops.logs import event
 from offchain.oracle.market_sources import MarketSnapshot, MarketSource, SettlementUnavailable
 from offchain.oracle.state import RISK_CONFIG_FIELDS, ChainState
+from offchain.oracle.store import open_store
 from offchain.risk.adl import AdlCandidate, rank_queue
 from offchain.risk.black76 import intrinsic
 from offchain.risk.instruments import Instrument
@@ -196,7 +197,9 @@ class Oracle:
         self.domain = Domain(client.deployment.chain_id, client.deployment.clearinghouse)
         self.lock = threading.RLock()
         key = ChainState.key_of(client.deployment.chain_id, client.deployment.clearinghouse)
-        self.state = (ChainState.load(state_path, key) if state_path else None) or \
+        # where the replica is kept between runs (SQLite by default; offchain/oracle/store.py)
+        self.store = open_store(state_path, name=signer.address) if state_path else None
+        self.state = (self.store.load(key) if self.store else None) or \
             ChainState(block=client.deployment.deploy_block - 1, deployment_key=key)
         self.state.origin = client.deployment.deploy_block - 1
         self.state.reorg_window = client.deployment.reorg_window
@@ -205,6 +208,7 @@ class Oracle:
         self._snapshot: tuple[tuple[int, str], int, MarketSnapshot] | None = None  # ((block, hash), time, snapshot)
         self._view: tuple[int, ChainState] | None = None  # (state version, immutable copy)
         self._last_save = time.monotonic()
+        self.save_failures = 0
         self.adl_plans = Memo(256)
         self._risk_rows = Memo(8)
         self._signatures: OrderedDict[Any, bytes] = OrderedDict()
@@ -222,9 +226,9 @@ class Oracle:
             final = head.number - self.confirmations
             target = final if min_block is None else min(max(min_block, self.state.block), final)
             self.state.catch_up(self.client, max(target, self.state.origin or 0), head=head)
-            if self.state_path and time.monotonic() - self._last_save > 5:
-                self.state.save(self.state_path)
+            if self.store and time.monotonic() - self._last_save > 5:
                 self._last_save = time.monotonic()
+                self._save_quietly()
             return self.state.block
 
     def _block_snapshot(self) -> tuple[int, int, MarketSnapshot]:
@@ -360,9 +364,13 @@ class Oracle:
             numbers = {a: (v - self._cut(ctx, portfolios[a]), im, mm) for a, (v, im, mm) in numbers.items()}
         return numbers
 
-    def _attestation(self, ctx: Context, account: str, state_hash: bytes, positions: dict[int, int]) -> MarginAttestation:
+    def _attestation(self, ctx: Context, account: str, state_hash: bytes, positions: dict[int, int],
+                     numbers: tuple[int, int, int] | None = None) -> MarginAttestation:
+        """`numbers`: (value, IM, MM) already computed for these positions in a batch."""
         self._agrees(ctx.state, account)
-        value, im, mm = self._numbers(ctx, positions)
+        if numbers is not None:
+            self._needs(ctx, positions)
+        value, im, mm = numbers if numbers is not None else self._numbers(ctx, positions)
         return MarginAttestation(account, state_hash, value, im, mm, ctx.snapshot_time, ctx.block_time + self.ttl,
                                  ctx.params.version)
 
@@ -484,11 +492,14 @@ class Oracle:
             decimals = self.client.deployment.collateral_decimals
             received = dict(keeper_positions)
             executed: list[tuple[int, int]] = []
+            # every target priced in one pass (one repricing of the instruments, not one per account)
+            batch = self._numbers_batch(ctx, {a: dict(self.state.accounts[a].positions) for a in targets
+                                              if a in self.state.accounts}) if len(targets) > 1 else {}
             for account in targets:
                 self._known(self.state, account)
                 acct = self.state.accounts[account]
                 self._refuse_expired_legs(ctx, account, acct.positions)
-                att = self._attestation(ctx, account, acct.state_hash, dict(acct.positions))
+                att = self._attestation(ctx, account, acct.state_hash, dict(acct.positions), batch.get(account))
                 equity = acct.cash + att.value
                 try:
                     f, bonus, fee = terms(equity, att.maintenance_margin, cfg, health)
@@ -802,6 +813,7 @@ class Oracle:
                 "snapshot_time": snapshot[2].data.timestamp if snapshot else None,
                 "params": self.params_status(), "hash_mismatches": state.hash_mismatches,
                 "diverged_accounts": sorted(state.diverged), "reorgs": state.reorgs, "last_reorg": state.last_reorg,
+                "state_save_failures": self.save_failures,
                 "adl_plans": {"computed": self.adl_plans.misses, "cached_answers": self.adl_plans.hits}}
 
     def replica(self, detail: bool = False) -> dict[str, Any]:
@@ -817,10 +829,20 @@ class Oracle:
                 out["rows"] = state.account_rows()
             return out
 
+    def _save_quietly(self) -> None:
+        """What changed since the last save, in one transaction; a store that fails (a database
+        unreachable) is logged and tried again later — the replica in memory keeps serving."""
+        try:
+            self.store.save(self.state)  # type: ignore[union-attr]
+        except Exception as err:
+            self.save_failures += 1
+            event(log, "saving the replica failed; serving on, will try again", logging.ERROR,
+                  error=f"{type(err).__name__}: {str(err)[:300]}")
+
     def save(self) -> None:
-        if self.state_path:
+        if self.store:
             with self.lock:
-                self.state.save(self.state_path)
+                self.store.save(self.state)
                 event(log, "state saved", block=self.state.block, path=str(self.state_path))
 
 

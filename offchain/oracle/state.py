@@ -42,7 +42,7 @@ RISK_CONFIG_FIELDS = ("paramsVersion", "maxSnapshotAge", "snapshotTolerance", "m
                       "liquidationBuffer", "liquidatorBonus", "insuranceFee", "dustMargin")
 
 
-@dataclass
+@dataclass(slots=True)  # a million of them: no per-instance __dict__
 class AccountState:
     cash: int = 0
     state_hash: bytes = ZERO_HASH
@@ -104,13 +104,35 @@ class ChainState:
     last_reorg: dict[str, Any] | None = None
     _resync_tried: tuple[str, float] = field(default=("", 0.0), repr=False)
     _applying: int = field(default=-1, repr=False)  # block of the event being applied
+    # what changed since the last save (a state store writes only that)
+    _touched: set[str] = field(default_factory=set, repr=False)
+    _touched_blocks: set[int] = field(default_factory=set, repr=False)
+    _everything: bool = field(default=True, repr=False)
+    _undone_after: int | None = field(default=None, repr=False)  # lowest rollback target since the last save
 
     def __post_init__(self) -> None:
         if self.origin is None:
             self.origin = self.block
 
     def account(self, address: str) -> AccountState:
+        """The account, created if new; marked as changed (callers use it to change it)."""
+        self._touched.add(address)
         return self.accounts.setdefault(address, AccountState())
+
+    def changes(self) -> tuple[set[str], set[int], bool]:
+        """(accounts, blocks) changed since the last save, and whether everything must be written."""
+        return set(self._touched), set(self._touched_blocks), self._everything
+
+    @property
+    def undone_after(self) -> int | None:
+        """Every stored block row above this one was undone since the last save (None: none)."""
+        return self._undone_after
+
+    def mark_saved(self) -> None:
+        self._touched.clear()
+        self._touched_blocks.clear()
+        self._everything = False
+        self._undone_after = None
 
     def fund_health(self) -> int:
         if self.fund_target == 0:
@@ -161,7 +183,8 @@ class ChainState:
         view.settlement_open_interest = dict(self.settlement_open_interest)
         view.settlement_shortfall = dict(self.settlement_shortfall)
         view.diverged = set(self.diverged)
-        view.hashes, view.undo = {}, {}  # a view never follows the chain
+        view.hashes, view.undo = {}, {}  # a view never follows the chain, nor is saved
+        view._touched, view._touched_blocks = set(), set()
         view._settling = None
         return view
 
@@ -273,6 +296,7 @@ class ChainState:
             record = self.undo.get(self._applying)
             if record is not None and address not in record["suspects"]:
                 record["suspects"].append(address)
+                self._touched_blocks.add(self._applying)
             event(log, "state hash mismatch: replica diverged from the chain", logging.ERROR, account=address,
                   computed="0x" + computed.hex(), emitted="0x" + emitted.hex())
         acct.state_hash = emitted
@@ -308,6 +332,7 @@ class ChainState:
             if ref is not None:
                 self.rollback(to_block)
                 self.hashes[to_block], self.tip_time = ref.hash, ref.timestamp
+                self._touched_blocks.add(to_block)
         recent = max(self.block + 1, to_block - self.reorg_window + 1)
         # blocks older than the window are final: replayed in chunks, no undo kept
         self._replay(client, self.block + 1, recent - 1, chunk, undo=False)
@@ -349,8 +374,10 @@ class ChainState:
             self.apply(entry)
             if entry.block_hash:
                 self.hashes[entry.block] = entry.block_hash
+                self._touched_blocks.add(entry.block)
         self.block = to_block
         self.hashes[to_block] = tip.hash
+        self._touched_blocks.add(to_block)
         self.tip_time = tip.timestamp
         return True
 
@@ -393,6 +420,7 @@ class ChainState:
             record = self.undo.pop(b)
             self._load_globals(record["globals"])
             for address, saved in record["accounts"].items():
+                self._touched.add(address)
                 if saved is None:
                     self.accounts.pop(address, None)
                 else:
@@ -415,6 +443,7 @@ class ChainState:
         self.diverged |= suspects
         for b in [b for b in self.hashes if b > ancestor]:
             del self.hashes[b]
+        self._undone_after = ancestor if self._undone_after is None else min(self._undone_after, ancestor)
         self.block = ancestor
         self.tip_time = 0
         self.version += 1
@@ -445,6 +474,7 @@ class ChainState:
             record["prices"].setdefault(f"{key[0]}|{key[1]}", self.settlement_prices.get(key))
 
     def _undo_record(self, block: int) -> dict[str, Any]:
+        self._touched_blocks.add(block)
         record = self.undo.get(block)
         if record is None:
             record = self.undo[block] = {"globals": self._globals_json(listings=False), "accounts": {},
@@ -564,15 +594,20 @@ class ChainState:
         self.settlement_shortfall = {int(k): int(v) for k, v in d.get("settlement_shortfall", {}).items()}
         self.counters = {k: int(v) for k, v in d.get("counters", {}).items()}
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, accounts: bool = True) -> dict[str, Any]:
+        """The whole state (without the accounts, block hashes and undo records unless
+        `accounts`: a state store keeps those in rows of their own)."""
+        rows: dict[str, Any] = {
+            "accounts": {k: _account_json(v) for k, v in self.accounts.items()},
+            "hashes": {str(b): h for b, h in self.hashes.items()},
+            "undo": {str(b): r for b, r in self.undo.items()},
+        } if accounts else {}
         return {
             "deployment": self.deployment_key,
             "block": self.block,
             "origin": self.origin,
-            "accounts": {k: _account_json(v) for k, v in self.accounts.items()},
+            **rows,
             **self._globals_json(),
-            "hashes": {str(b): h for b, h in self.hashes.items()},
-            "undo": {str(b): r for b, r in self.undo.items()},
             "undo_floor": self.undo_floor,
             "tip_time": self.tip_time,
             "diverged": sorted(self.diverged),

@@ -127,7 +127,7 @@ class ScenarioRun:
         # a fresh chain: nothing of an earlier run in this directory may be resumed
         import shutil
 
-        for stale in [*self.out.glob("signer*-state.json"), self.out / "keeper", self.out / "logs"]:
+        for stale in [*self.out.glob("signer*-state.*"), self.out / "keeper", self.out / "logs"]:
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
         self.data = RunData(config={k: str(v) for k, v in asdict(config).items()},
                             scenario={"name": self.scenario.name, "description": self.scenario.description})

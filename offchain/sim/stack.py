@@ -96,7 +96,7 @@ class LocalStack:
         env_name = f"DPRE_SIGNER_KEY_{i}"
         return self._proc(f"signer{i}", [
             "oracle", "signer", "--rpc", self.rpc_url, "--deployment", str(self.deployment_path),
-            "--key-env", env_name, "--port", str(port), "--state", str(self.workdir / f"signer{i}-state.json"),
+            "--key-env", env_name, "--port", str(port), "--state", str(self.workdir / f"signer{i}-state.sqlite"),
             *(extra or []),
         ], {env_name: self.signer_keys[i]}, port)
 

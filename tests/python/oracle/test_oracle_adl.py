@@ -12,6 +12,7 @@ import pytest
 
 from offchain.attest.merkle import adl_leaf, verify
 from offchain.attest.messages import AdlFill, from_wire
+from offchain.errors import UserError
 from offchain.oracle.core import OracleError
 from offchain.risk.instruments import Instrument
 from offchain.risk.units import WAD
@@ -199,6 +200,11 @@ def test_queue_values_are_the_margin_attestation_values_on_random_books() -> Non
         books[f"0x{a:040x}"] = {i: rng.randint(-50 * WAD, 50 * WAD) for i in ids}
     batch = margin_numbers_batch(books, registry, data, params)
     assert all(margin_numbers(p, registry, data, params) == batch[a] for a, p in books.items())
+    # a leg the registry does not list: the single path refuses it, the batch leaves the account out
+    odd = {"0xodd": {1: 5 * WAD, 999: -100 * WAD}}
+    with pytest.raises(UserError):
+        margin_numbers(odd["0xodd"], registry, data, params)
+    assert margin_numbers_batch({**odd, **books}, registry, data, params).keys() == books.keys()
 
 
 def test_backstop_plan_only_for_a_due_stall_report_of_the_current_state() -> None:
