@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from offchain.chain.contracts import SystemClient
@@ -17,7 +16,7 @@ def signer_replica(url: str, timeout: float = 60.0) -> dict[str, Any]:
         return json.loads(r.read())  # type: ignore[no-any-return]
 
 
-def differences(client: SystemClient, replica: dict[str, Any], workers: int = 8) -> list[str]:
+def differences(client: SystemClient, replica: dict[str, Any]) -> list[str]:
     """Each account of `replica` (GET /v1/replica?detail=1) whose stored state differs, named
     with what differs; [] when the replica equals the chain at its block."""
     block_hash = replica.get("hash")
@@ -26,19 +25,16 @@ def differences(client: SystemClient, replica: dict[str, Any], workers: int = 8)
     if replica.get("diverged"):
         return [f"the replica marks {len(replica['diverged'])} accounts diverged: {replica['diverged'][:5]}"]
     rows: dict[str, dict[str, Any]] = replica["rows"]
-
-    def check(item: tuple[str, dict[str, Any]]) -> str | None:
-        account, row = item
-        onchain = client.account_at(account, block_hash)
+    onchain = client.accounts_at(sorted(rows), block_hash)
+    problems = []
+    for account, row in sorted(rows.items()):
+        chain = onchain[account]
         mine = (int(row["cash"]), row["state_hash"], [int(i) for i in row["order"]], [int(z) for z in row["positions"]])
-        theirs = (onchain.cash, "0x" + onchain.state_hash.hex(), onchain.order, [onchain.positions[i] for i in onchain.order])
-        if mine == theirs:
-            return None
-        what = [name for name, a, b in zip(("cash", "state hash", "open list", "sizes"), mine, theirs) if a != b]
-        return f"{account}: {', '.join(what)} differ (replica {mine}, chain {theirs})"
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return [d for d in pool.map(check, rows.items()) if d is not None]
+        theirs = (chain.cash, "0x" + chain.state_hash.hex(), chain.order, [chain.positions[i] for i in chain.order])
+        if mine != theirs:
+            what = [name for name, a, b in zip(("cash", "state hash", "open list", "sizes"), mine, theirs) if a != b]
+            problems.append(f"{account}: {', '.join(what)} differ (replica {mine}, chain {theirs})")
+    return problems
 
 
 def check_signers(client: SystemClient, urls: list[str], attempts: int = 3) -> list[str]:

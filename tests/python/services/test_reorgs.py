@@ -133,6 +133,13 @@ def test_orphaned_trade_leaves_both_accounts_free(h: Harness) -> None:
     reorg(h, 1)  # ... which is replaced by an empty one: the trade never happened
     assert desk.client.ch.functions.openInstruments(taker.address).call() == []
     assert_replicas_follow_the_chain(h)
+    # the check itself sees a difference of one wei, or one leg
+    replica = signer_replica(signer_urls(h)[0])
+    row = replica["rows"][taker.address]
+    tampered = {**replica, "rows": {**replica["rows"], taker.address: {**row, "cash": str(int(row["cash"]) + 1)},
+                                    maker.address: {**replica["rows"][maker.address], "order": [1], "positions": ["5"]}}}
+    found = differences(SystemClient(h.node.url, h.deployment), tampered)
+    assert len(found) == 2 and "cash" in found[[taker.address in f for f in found].index(True)]
     assert_attestations_accepted(h, [maker.address, taker.address])
     assert desk.withdraw(taker, 1_000).ok and desk.withdraw(maker, 1_000).ok
     # and they trade again, attested on the canonical state
