@@ -110,9 +110,10 @@ class SystemClient:
     def block_time(self, block: int | str = "latest") -> int:
         return with_retry(lambda: int(self.w3.eth.get_block(block)["timestamp"]), "eth_getBlockByNumber")
 
-    def header(self, block: int | str = "latest") -> BlockRef | None:
+    def header(self, block: int | str = "latest", attempts: int = 8) -> BlockRef | None:
         """Number, hash, parent hash and time of a block (None: no such block, e.g. the head is
-        below it after a reorg)."""
+        below it after a reorg). `attempts`: how long to ride out an unreachable node (a request
+        path asks for few, so it answers 503 instead of holding its caller)."""
         from web3.exceptions import BlockNotFound
 
         def read() -> BlockRef | None:
@@ -125,7 +126,7 @@ class SystemClient:
             return BlockRef(int(b["number"]), "0x" + bytes(b["hash"]).hex(), "0x" + bytes(b["parentHash"]).hex(),
                             int(b["timestamp"]))
 
-        return with_retry(read, "eth_getBlockByNumber")
+        return with_retry(read, "eth_getBlockByNumber", attempts=attempts)
 
     def accounts_at(self, accounts: list[str], block_hash: str, chunk: int = 500) -> dict[str, AccountOnChain]:
         """account_at for many accounts, in JSON-RPC batches (two round trips per chunk)."""

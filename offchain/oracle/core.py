@@ -220,7 +220,11 @@ class Oracle:
         """Replays events up to `min_block` (or the head), never past the head less the
         confirmation depth; undoes first what a reorganisation replaced."""
         with self.lock:
-            head = self.client.header("latest")
+            try:
+                # a request fails fast (503) when the node is unreachable, never holding the lock long
+                head = self.client.header("latest", attempts=3)
+            except Exception as err:
+                raise OracleError(503, f"the chain node is unreachable ({type(err).__name__})", lasting=False) from None
             if head is None:
                 raise OracleError(503, "the node returned no head block", lasting=False)
             final = head.number - self.confirmations

@@ -71,7 +71,7 @@ class FakeClient:
     def logs(self, from_block: int, to_block: int) -> list[Any]:
         return []
 
-    def header(self, block: int | str = "latest") -> BlockRef | None:
+    def header(self, block: int | str = "latest", attempts: int = 8) -> BlockRef | None:
         number = self.block if block == "latest" else int(block)
         if number > self.block:
             return None

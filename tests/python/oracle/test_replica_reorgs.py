@@ -36,7 +36,7 @@ class ScriptedChain:
         return "0x" + self.rng.randbytes(32).hex()
 
     # the client interface ChainState.catch_up uses
-    def header(self, block: int | str = "latest") -> BlockRef | None:
+    def header(self, block: int | str = "latest", attempts: int = 8) -> BlockRef | None:
         self.calls += 1
         n = len(self.blocks) - 1 if block == "latest" else int(block)
         if n >= len(self.blocks):
