@@ -159,16 +159,7 @@ class SystemClient:
     def account_at(self, account: str, block_hash: str) -> AccountOnChain:
         """An account's cash, state hash and positions read from the contract at one block (by
         hash: a reorg in between makes the read fail instead of mixing two chains)."""
-        at = block_hash
-        fn = self.ch.functions
-
-        def read() -> AccountOnChain:
-            order = [int(i) for i in fn.openInstruments(account).call(block_identifier=at)]
-            positions = {i: int(fn.positionOf(account, i).call(block_identifier=at)) for i in order}
-            return AccountOnChain(int(fn.cashOf(account).call(block_identifier=at)),
-                                  bytes(fn.stateHashOf(account).call(block_identifier=at)), order, positions)
-
-        return with_retry(read, "eth_call")
+        return self.accounts_at([account], block_hash)[account]
 
     def logs(self, from_block: int, to_block: int) -> list[DecodedLog]:
         """Every event of the three contracts in [from_block, to_block], in chain order."""
