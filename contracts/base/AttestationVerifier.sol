@@ -5,6 +5,7 @@ import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 
 import {IClearinghouse, MarginAttestation} from "../interfaces/IClearinghouse.sol";
+import {ISnapshotCommitments} from "../interfaces/ISnapshotCommitments.sol";
 import {AttestationHashing} from "../libraries/AttestationHashing.sol";
 import {RiskGovernance} from "./RiskGovernance.sol";
 
@@ -82,6 +83,17 @@ abstract contract AttestationVerifier is RiskGovernance, EIP712 {
             revert IClearinghouse.WrongParamsVersion(_config.paramsVersion, att.paramsVersion);
         }
         _checkFresh(att.snapshotTime, att.deadline);
-        _verifySignatures(_hashTypedDataV4(AttestationHashing.hash(att)), sigs);
+        if (sigs.length % SIGNATURE_LENGTH == 0) _verifySignatures(_hashTypedDataV4(AttestationHashing.hash(att)), sigs);
+        else _verifyLeaf(att, sigs);
+    }
+
+    /// @dev Reverts unless `proof` (registry, root, then siblings from the leaf up) proves `att`
+    ///      through a registry that is one of the engines (ISnapshotCommitments.verifyLeaf).
+    function _verifyLeaf(MarginAttestation calldata att, bytes calldata proof) internal view {
+        uint256 len = proof.length;
+        if (len % 32 != 0 || len < 64) revert IClearinghouse.MalformedProof();
+        address registry = address(uint160(uint256(bytes32(proof[:32]))));
+        if (!isEngine[registry]) revert IClearinghouse.UnknownRegistry(registry);
+        ISnapshotCommitments(registry).verifyLeaf(att, proof[32:]);
     }
 }

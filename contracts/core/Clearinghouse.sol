@@ -139,8 +139,7 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         if (acct.openCount == 0) {
             if (cashAfter < 0) revert InsufficientCash(acct.cash, amount);
         } else {
-            _verifyMargin(att, sigs, msg.sender, acct.stateHash);
-            int256 equityAfter = cashAfter + att.value;
+            int256 equityAfter = _verifiedEquity(msg.sender, att, sigs) - int256(amount);
             if (equityAfter < int256(att.initialMargin)) revert InsufficientEquity(equityAfter, att.initialMargin);
         }
         _addCash(msg.sender, -int256(amount));
@@ -205,10 +204,6 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         if (newMinNonce <= minNonce[msg.sender]) revert InvalidFillAmount();
         minNonce[msg.sender] = newMinNonce;
         emit MinNonceRaised(msg.sender, newMinNonce);
-    }
-
-    function orderDigest(Order calldata order) external view returns (bytes32) {
-        return _hashTypedDataV4(AttestationHashing.hash(order));
     }
 
     // ============================================================================ Settlement
@@ -278,9 +273,7 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         onlyEngine
         returns (int256 equity)
     {
-        Account storage acct = _accounts[account];
-        _verifyMargin(att, sigs, account, acct.stateHash);
-        return acct.cash + att.value;
+        return _verifiedEquity(account, att, sigs);
     }
 
     /// @notice For engines: verifies threshold signatures over an engine-defined EIP-712 digest
@@ -415,18 +408,6 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         return _accounts[account].stateHash;
     }
 
-    function nextStateHash(address account, uint256 instrumentId, int256 newSize) external view returns (bytes32) {
-        return keccak256(abi.encode(_accounts[account].stateHash, instrumentId, newSize));
-    }
-
-    function marginAttestationDigest(MarginAttestation calldata att) external view returns (bytes32) {
-        return _hashTypedDataV4(AttestationHashing.hash(att));
-    }
-
-    function settlementPriceDigest(SettlementPrice calldata price) external view returns (bytes32) {
-        return _hashTypedDataV4(AttestationHashing.hash(price));
-    }
-
     // ============================================================================ Internal
 
     /// @dev An expired option never moves between accounts, only settles: settlement counts on its
@@ -481,10 +462,18 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
     }
 
     function _requireInitialMargin(address account, MarginAttestation calldata att, bytes calldata sigs) internal {
+        int256 equity = _verifiedEquity(account, att, sigs);
+        if (equity < int256(att.initialMargin)) revert InsufficientEquity(equity, att.initialMargin);
+    }
+
+    /// @dev Cash + attested value, once the attestation of the account's current state checks out.
+    function _verifiedEquity(address account, MarginAttestation calldata att, bytes calldata sigs)
+        internal
+        returns (int256)
+    {
         Account storage acct = _accounts[account];
         _verifyMargin(att, sigs, account, acct.stateHash);
-        int256 equity = acct.cash + att.value;
-        if (equity < int256(att.initialMargin)) revert InsufficientEquity(equity, att.initialMargin);
+        return acct.cash + att.value;
     }
 
     function _addCash(address account, int256 delta) internal {

@@ -63,6 +63,23 @@ struct SnapshotHeartbeat {
     uint64 snapshotTime;
 }
 
+/// @notice The oracle's threshold-signed commitment to every account's margin at one snapshot.
+/// @dev `root` is the root of an OpenZeppelin StandardMerkleTree over one leaf per account with a
+///      portfolio: leaf = keccak256(bytes.concat(keccak256(abi.encode(att)))) for that account's
+///      MarginAttestation `att` (the eight fields in declaration order), leaves sorted by hash,
+///      parents hashing their children in ascending order. Every leaf carries the commitment's
+///      `snapshotTime`, `deadline` and `paramsVersion`; `accounts` is the number of leaves. Once
+///      posted (ISnapshotCommitments), a leaf with its proof is accepted wherever a signed
+///      MarginAttestation is: `sigs` whose length is a multiple of 65 are signatures, any other
+///      length a proof.
+struct SnapshotCommitment {
+    bytes32 root;
+    uint64 snapshotTime;
+    uint64 deadline;
+    uint32 paramsVersion;
+    uint32 accounts;
+}
+
 /// @notice Risk parameters enforced on-chain. Every field has hard bounds (see the setter).
 struct RiskConfig {
     uint32 paramsVersion; // version of the off-chain model attestations must carry
@@ -121,6 +138,10 @@ interface IClearinghouse {
     error InvalidSignature();
     error SignersNotAscending();
     error UnauthorizedSigner(address signer);
+    /// @notice Thrown when a proof is not 32-byte words (registry, root, then siblings).
+    error MalformedProof();
+    /// @notice Thrown when a proof names a registry that is not one of the engines.
+    error UnknownRegistry(address registry);
     // settlement
     error NotExpired(uint64 expiry);
     error SettlementPriceAlreadySet();
@@ -240,9 +261,4 @@ interface IClearinghouse {
     /// @notice The account's portfolio commitment: a hash chain over every position update.
     function stateHashOf(address account) external view returns (bytes32);
 
-    /// @notice The state hash the account would have after setting one position to `newSize`.
-    function nextStateHash(address account, uint256 instrumentId, int256 newSize) external view returns (bytes32);
-
-    /// @notice The EIP-712 digest an oracle signer signs for `att`.
-    function marginAttestationDigest(MarginAttestation calldata att) external view returns (bytes32);
 }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
-import {MarginAttestation, Order, SettlementPrice, SnapshotHeartbeat} from "../interfaces/IClearinghouse.sol";
+import {MarginAttestation, Order, SettlementPrice, SnapshotCommitment, SnapshotHeartbeat} from "../interfaces/IClearinghouse.sol";
 
 /// @title AttestationHashing
 /// @notice EIP-712 struct hashes of everything the oracle or a maker signs. The type strings are
@@ -21,6 +21,10 @@ library AttestationHashing {
 
     bytes32 internal constant SNAPSHOT_HEARTBEAT_TYPEHASH = keccak256("SnapshotHeartbeat(uint64 snapshotTime)");
 
+    bytes32 internal constant SNAPSHOT_COMMITMENT_TYPEHASH = keccak256(
+        "SnapshotCommitment(bytes32 root,uint64 snapshotTime,uint64 deadline,uint32 paramsVersion,uint32 accounts)"
+    );
+
     /// @dev Every member is a static type, so abi.encode(struct) is the members' 32-byte words in order.
     function hash(MarginAttestation calldata att) internal pure returns (bytes32) {
         return keccak256(abi.encode(MARGIN_ATTESTATION_TYPEHASH, att));
@@ -36,5 +40,14 @@ library AttestationHashing {
 
     function hash(SnapshotHeartbeat calldata heartbeat) internal pure returns (bytes32) {
         return keccak256(abi.encode(SNAPSHOT_HEARTBEAT_TYPEHASH, heartbeat.snapshotTime));
+    }
+
+    function hash(SnapshotCommitment calldata commitment) internal pure returns (bytes32) {
+        return keccak256(abi.encode(SNAPSHOT_COMMITMENT_TYPEHASH, commitment));
+    }
+
+    /// @dev The StandardMerkleTree leaf of an attestation: the double hash of its ABI encoding.
+    function leaf(MarginAttestation calldata att) internal pure returns (bytes32) {
+        return keccak256(bytes.concat(keccak256(abi.encode(att))));
     }
 }

@@ -45,6 +45,13 @@ TYPES: dict[str, list[tuple[str, str]]] = {
     "SnapshotHeartbeat": [
         ("snapshotTime", "uint64"),
     ],
+    "SnapshotCommitment": [
+        ("root", "bytes32"),
+        ("snapshotTime", "uint64"),
+        ("deadline", "uint64"),
+        ("paramsVersion", "uint32"),
+        ("accounts", "uint32"),
+    ],
     "AdlAttestation": [
         ("account", "address"),
         ("stateHash", "bytes32"),

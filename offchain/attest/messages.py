@@ -109,6 +109,24 @@ class SnapshotHeartbeat(_Message):
         return {"snapshotTime": self.snapshot_time}
 
 
+@dataclass(frozen=True)
+class SnapshotCommitment(_Message):
+    """The oracle's commitment to every account's margin at one snapshot: `root` of the
+    StandardMerkleTree over each account's MarginAttestation (offchain/attest/commitment.py),
+    `accounts` leaves, all carrying this snapshot time, deadline and params version."""
+
+    root: bytes
+    snapshot_time: int
+    deadline: int
+    params_version: int
+    accounts: int
+
+    PRIMARY_TYPE = "SnapshotCommitment"
+
+    def message(self) -> dict[str, Any]:
+        return {"root": self.root, "snapshotTime": self.snapshot_time, "deadline": self.deadline,
+                "paramsVersion": self.params_version, "accounts": self.accounts}
+
 
 @dataclass(frozen=True)
 class AdlAttestation(_Message):
@@ -175,6 +193,7 @@ MESSAGE_TYPES: dict[str, type] = {
     "Order": Order,
     "SettlementPrice": SettlementPrice,
     "SnapshotHeartbeat": SnapshotHeartbeat,
+    "SnapshotCommitment": SnapshotCommitment,
     "AdlAttestation": AdlAttestation,
 }
 

@@ -98,6 +98,8 @@ class SystemClient:
         self.engine = self.w3.eth.contract(address=deployment.liquidation_engine, abi=load_abi("LiquidationEngine"))
         self.fund = self.w3.eth.contract(address=deployment.insurance_fund, abi=load_abi("InsuranceFund"))
         self.token = self.w3.eth.contract(address=deployment.collateral, abi=load_abi("DevStablecoin"))
+        self.commitments = self.w3.eth.contract(address=deployment.commitments, abi=load_abi("SnapshotCommitments")) \
+            if deployment.commitments else None
         self._topics: dict[bytes, tuple[str, Any, str]] = {}
         for label, contract in (("clearinghouse", self.ch), ("engine", self.engine), ("fund", self.fund)):
             for item in contract.abi:

@@ -52,6 +52,8 @@ class Deployment:
     params_hash: str
     insurance_fund: str = ""
     liquidation_engine: str = ""
+    # the registry of whole-book snapshot commitments (an engine of the clearinghouse)
+    commitments: str = ""
     instruments: dict[int, str] = field(default_factory=dict)  # id → name
     # underlying → {"price_feed": address, "vol_feed": address}: Chainlink-style feeds the oracle reads
     feeds: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -91,7 +93,7 @@ def deploy_system(
     Without `collateral` a DevStablecoin with `collateral_decimals` is deployed (owner: the
     deployer, who can mint it). Signers are sorted, as the contract requires. The insurance
     fund and the liquidation engine are wired in before any deposit (the only time either may be
-    set without the timelock): the fund trusts the clearinghouse and the engines it enables;
+    set without the timelock), and so is the snapshot-commitment registry: the fund trusts the clearinghouse and the engines it enables;
     `fund_target` (WAD) sets the fund's health target.
     """
     from ape import chain, project
@@ -121,8 +123,10 @@ def deploy_system(
     )
     fund = deployer.deploy(project.InsuranceFund, collateral, decimals, ch.address, deployer.address)
     engine = deployer.deploy(project.LiquidationEngine, ch.address, fund.address)
+    commitments = deployer.deploy(project.SnapshotCommitments, ch.address)
     ch.bootstrapInsuranceFund(fund.address, sender=deployer)
     ch.bootstrapEngine(engine.address, sender=deployer)
+    ch.bootstrapEngine(commitments.address, sender=deployer)
     if fund_target:
         fund.setTarget(fund_target, sender=deployer)
     listed: dict[int, str] = {}
@@ -146,6 +150,7 @@ def deploy_system(
         params_hash="0x" + params.params_hash().hex(),
         insurance_fund=fund.address,
         liquidation_engine=engine.address,
+        commitments=commitments.address,
         instruments=listed,
     )
 

@@ -42,6 +42,7 @@ from offchain.chain.deploy import Deployment
 from offchain.errors import UserError
 from offchain.keeper.errors import ErrorDecoder
 from offchain.keeper.fees import GWEI, FeePolicy
+from offchain.keeper.commitments import Commitments
 from offchain.keeper.journal import Journal
 from offchain.keeper.notify import MarginCallNotifier
 from offchain.keeper.tracker import RetryTracker
@@ -82,6 +83,11 @@ class KeeperConfig:
     unwind_max_spread_bps: int = 100  # worst price accepted from it, from the oracle's mark
     risk_budget: float = 1.0  # liquidations keep the keeper's requirement within this share of its equity
     confirmations: int | None = None  # act on the state this many blocks below the head (None: the deployment's)
+    proofs: bool = False  # victims' attestations from a posted whole-book commitment (offchain/keeper/commitments.py)
+    proofs_min: int = 20  # with proofs: smaller batches still go with signed attestations (a root costs a block)
+
+
+SIGNED_BATCH = 50  # the oracle signs at most this many liquidation attestations per request
 
 
 class OracleClient:
@@ -163,7 +169,11 @@ class Keeper:
         self.flag_watch: set[str] = set(self._load_extra().get("flag_watch", []))
         self._saved_flags = set(self.flag_watch)
         self.journal = Journal(state_dir / "journal.json")
-        self.decoder = ErrorDecoder([client.ch.abi, client.engine.abi, client.fund.abi])
+        self.decoder = ErrorDecoder([client.ch.abi, client.engine.abi, client.fund.abi]
+                                    + ([client.commitments.abi] if client.commitments is not None else []))
+        if config.proofs and client.commitments is None:
+            raise UserError("--proofs: this deployment has no commitment registry (its file has no `commitments`)")
+        self.commitments = Commitments(client.deployment.commitments) if config.proofs else None
         policy = FeePolicy(percentile=config.tip_percentile, max_fee=int(config.max_fee_gwei * GWEI))
         # a dry run sends nothing: it neither journals nor takes over transactions left in flight
         self.sender = TxSender(client.w3, account, None if config.dry_run else self.journal, self.decoder, policy,
@@ -490,6 +500,12 @@ class Keeper:
             self.m_flags.labels("cleared").inc()
         elif kind == "heartbeat" and r.ok:
             self.m_heartbeats.inc()
+        elif kind == "commitment" and self.commitments is not None and self.commitments.current is not None \
+                and "0x" + self.commitments.current.root.hex() == r.plan.meta.get("root"):
+            if r.ok:
+                self.commitments.current.posted = True
+            else:
+                self.commitments.current = None  # ask for a fresh one
         again = r.status in ("cancelled", "replaced")  # nothing happened on-chain: try afresh now
         for k in keys_a:
             if r.ok:
@@ -615,7 +631,13 @@ class Keeper:
 
     def _liquidation_quotes(self, accounts: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
         """The oracle's attestations for as many of `accounts` as it will sign: one request,
-        or one per account when it refuses the batch."""
+        or one per account when it refuses the batch (or proven leaves of a posted commitment)."""
+        if self.commitments is not None and len(accounts) >= self.config.proofs_min:
+            return self._committed_quotes(accounts)
+        if len(accounts) > SIGNED_BATCH:  # batches sized for proofs, too few for them: signed, 50 at a time
+            later = {a: "deferred: signed attestations come 50 accounts at a time" for a in accounts[SIGNED_BATCH:]}
+            items, fractions, errors = self._liquidation_quotes(accounts[:SIGNED_BATCH])
+            return items, fractions, {**errors, **later}
         body = {"accounts": accounts, "liquidator": self.me, "min_block": self.seen_block}
         try:
             resp = self._attest("liquidation", body)
@@ -636,6 +658,89 @@ class Keeper:
             items.setdefault("liquidator", resp["items"]["liquidator"])
             fractions[a] = resp["extra"]["fractions"][a]
         return items, fractions, errors
+
+    def _committed_quotes(self, accounts: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+        """Victims proven against the posted commitment, fractions by the contract's formula,
+        and the liquidator's own signed attestation (its state changes with every batch)."""
+        assert self.commitments is not None
+        root = self.commitments.usable(self.head_time)
+        if root is not None and not self.client.commitments.functions.rootPosted(root.root).call():
+            root.posted = False  # its post was reorganised away, or the signer set changed
+            root = None
+        if root is None:
+            self._ensure_root()
+            return {}, {}, {a: "deferred: waiting for a posted commitment" for a in accounts}
+        cfg = self.state.liquidation_config
+        if cfg is None:
+            return {}, {}, {a: "deferred: risk configuration not seen yet" for a in accounts}
+        try:
+            self.commitments.fetch(self.oracle, root, accounts)
+            own = self._attest("margin", {"account": self.me, "min_block": self.seen_block})
+        except OracleRefused as err:
+            return {}, {}, {a: str(err) for a in accounts}
+        items: dict[str, Any] = {"liquidator": own["items"]["margin"]}
+        fractions: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        stale = []
+        health = self.fund_health()
+        for a in accounts:
+            proven, acct = root.proofs.get(a), self.state.accounts.get(a)
+            if proven is None or acct is None or proven[0].state_hash != acct.state_hash:
+                stale.append(a)
+                errors[a] = "deferred: not in the posted commitment at its current state"
+                continue
+            att, sigs = proven
+            equity = acct.cash + att.value
+            try:
+                f, bonus, fee = terms(equity, att.maintenance_margin, cfg, health)
+            except NotLiquidatable:
+                # the root predates what put it below MM (the risk list is newer): a newer root
+                stale.append(a)
+                errors[a] = (f"deferred: not liquidatable per the commitment of block {root.block} (equity "
+                             f"{equity / WAD:,.2f} ≥ MM {att.maintenance_margin / WAD:,.2f})")
+                continue
+            items[a] = self.commitments.item(att, sigs)
+            fractions[a] = {"fraction": str(f), "bonus": str(bonus), "fee": str(fee), "equity": str(equity)}
+        if stale:
+            self._ensure_root(newer_than=root.block)
+        return items, fractions, errors
+
+    def _ensure_root(self, newer_than: int = -1) -> None:
+        """Asks for a commitment of the current state (once per block) and posts its root,
+        unless one newer than `newer_than` is already posted or on its way."""
+        assert self.commitments is not None
+        current = self.commitments.current
+        if current is not None and current.block > newer_than \
+                and current.commitment.deadline > self.head_time + self.commitments.margin:
+            if current.posted or self.client.commitments.functions.rootPosted(current.root).call():
+                current.posted = True
+                return
+            if any(p.plan.meta.get("kind") == "commitment" for p in self.sender.pending.values()):
+                return
+        elif self.commitments.asked_at_block >= self.head:
+            return
+        else:
+            self.commitments.asked_at_block = self.head
+            try:
+                # at least the block of the risk list the keeper acts on
+                current = self.commitments.adopt(self._attest("commitment", {"min_block": max(self.seen_block, self.head)}))
+            except OracleRefused as err:
+                event(log, "no commitment from the oracle", logging.WARNING, error=str(err)[:300])
+                return
+            if self.client.commitments.functions.rootPosted(current.root).call():
+                current.posted = True  # someone else posted it
+                return
+        call = self.client.commitments.functions.postCommitment(current.commitment.as_tuple(), current.signatures)
+        try:
+            plan = self.sender.plan(call, "post commitment", meta={"kind": "commitment", "root": "0x" + current.root.hex(),
+                                                                   "keys": ["commitment"]})
+        except SimulationFailed as err:
+            # e.g. a snapshot already too old: the next block asks for a fresh commitment
+            event(log, "commitment would not post", logging.WARNING, error=err.reason)
+            self.commitments.current = None
+            return
+        self.duties.ensure("commitment", self.head)
+        self._send(plan, self.duties, ["commitment"])
 
     def _plan_liquidation(self, rows: list[dict[str, Any]]) -> tuple[Plan | None, dict[str, str]]:
         """A simulated, capital-checked liquidation of as many of `rows` as can go in one batch,
@@ -669,7 +774,7 @@ class Keeper:
                 break
             errors.update(failed)
             chosen = [a for a in chosen if a not in failed]
-        if plan is not None and any(e.startswith("deferred:") for e in errors.values()):
+        if plan is not None and any(e.startswith("deferred: the batch is over") for e in errors.values()):
             plan.meta["gas_capped"] = True
         # where a crash's seconds go: the oracle's attestations, then simulating and pricing the batch
         event(log, "liquidation planned", accounts=len(chosen) if plan is not None else 0, asked=len(accounts),
@@ -1212,7 +1317,8 @@ def run_keeper(args: argparse.Namespace) -> int:
         oracle_url=args.oracle, batch_size=args.batch_size, batch_gas=args.batch_gas, margin_call_ratio=args.margin_call_ratio,
         poll_seconds=args.poll, dry_run=args.dry_run, liquidate_unprofitable=args.liquidate_unprofitable,
         min_profit=args.min_profit, collateral_per_eth=args.collateral_per_eth,
-        webhooks=[w for w in (args.webhook or []) if w], stall_blocks=args.stall_blocks,
+        webhooks=[w for w in (args.webhook or []) if w], stall_blocks=args.stall_blocks, proofs=args.proofs,
+        proofs_min=args.proofs_min,
         retry_max_blocks=args.retry_max_blocks, max_fee_gwei=args.max_fee_gwei, tip_percentile=args.tip_percentile,
         bump_blocks=args.bump_blocks, max_pending=args.max_pending, backstop_after=args.backstop_after,
         market_maker=args.market_maker, unwind_max_spread_bps=args.unwind_max_spread_bps, risk_budget=args.risk_budget,
@@ -1245,6 +1351,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     k.add_argument("--state-dir", default="runs/keeper", help="cursor, journal and margin-call outbox")
     k.add_argument("--batch-size", type=int, default=50, help="accounts per liquidation transaction (at most 50)")
     k.add_argument("--batch-gas", type=int, default=12_000_000, help="gas per liquidation transaction, at most")
+    k.add_argument("--proofs", action="store_true",
+                   help="liquidate with Merkle proofs against a posted whole-book commitment instead of one "
+                        "threshold-signed attestation per account (README: snapshot commitments)")
+    k.add_argument("--proofs-min", type=int, default=20,
+                   help="with --proofs, batches of fewer accounts still use signed attestations (posting a root costs a block)")
     k.add_argument("--margin-call-ratio", type=float, default=1.2, help="warn below equity / MM of this")
     k.add_argument("--poll", type=float, default=0.5, help="seconds between loops")
     k.add_argument("--dry-run", action="store_true", help="simulate and log, send nothing")

@@ -42,6 +42,7 @@ from offchain.attest.liquidation import (
     terms,
     transfer_slice,
 )
+from offchain.attest.commitment import BookCommitment
 from offchain.attest.merkle import MerkleTree, adl_leaf
 from offchain.attest.messages import (
     AdlAttestation,
@@ -49,6 +50,7 @@ from offchain.attest.messages import (
     MarginAttestation,
     Order,
     SettlementPrice,
+    SnapshotCommitment,
     SnapshotHeartbeat,
     to_wire,
 )
@@ -211,6 +213,8 @@ class Oracle:
         self.save_failures = 0
         self.adl_plans = Memo(256)
         self._risk_rows = Memo(8)
+        self._books = Memo(4)  # whole-book commitments per (state, market, params, block time)
+        self.commitments: OrderedDict[bytes, BookCommitment] = OrderedDict()  # by root, newest last
         self._signatures: OrderedDict[Any, bytes] = OrderedDict()
         self._sig_lock = threading.Lock()
 
@@ -758,6 +762,129 @@ class Oracle:
                 reasons = "; ".join(f"{u}: {r}" for u, r in sorted(market.unavailable.items())) or "no feeds"
                 raise OracleError(503, f"no heartbeat: no usable market data ({reasons})")
             return self._response(block, {"heartbeat": SnapshotHeartbeat(market.data.timestamp)})
+
+    # ------------------------------------------------------------------ whole-book commitments
+
+    def attest_commitment(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One signed commitment to every account's margin at the replica's block and market
+        snapshot (offchain/attest/commitment.py). Accounts this signer cannot attest (a diverged
+        replica, an underlying without market data) are left out and listed in `extra`."""
+        ctx = self._snapshot_context(body.get("min_block"))
+        self._needs(ctx, ())
+        key = (ctx.state.version, ctx.market.key or (ctx.snapshot_time, ctx.block), ctx.params.version, ctx.block_time)
+        book, left_out = self._books.get(key, lambda: self._book(ctx))
+        return self._commit(ctx, book, left_out)
+
+    def _book(self, ctx: Context, numbers: dict[str, tuple[int, int, int]] | None = None
+              ) -> tuple[BookCommitment, list[str]]:
+        state = ctx.state
+        accounts = {a: s for a, s in state.accounts.items() if a not in state.diverged}
+        if numbers is None:
+            numbers = self._numbers_batch(ctx, {a: s.positions for a, s in accounts.items() if s.positions})
+        deadline = ctx.block_time + self.ttl
+        attestations = {}
+        for account, acct in accounts.items():
+            if not acct.positions:
+                value, im, mm = 0, 0, 0
+            elif account in numbers:
+                value, im, mm = numbers[account]
+            else:
+                continue  # an underlying without market data
+            attestations[account] = MarginAttestation(account, acct.state_hash, value, im, mm, ctx.snapshot_time,
+                                                      deadline, ctx.params.version)
+        if not attestations:
+            raise OracleError(409, "no account to commit to yet")
+        left_out = sorted(set(state.accounts) - set(attestations))
+        return BookCommitment(attestations, ctx.snapshot_time, deadline, ctx.params.version, ctx.block), left_out
+
+    def _commit(self, ctx: Context, book: BookCommitment, left_out: list[str]) -> dict[str, Any]:
+        with self._sig_lock:
+            self.commitments[book.root] = book
+            self.commitments.move_to_end(book.root)
+            while len(self.commitments) > 16:
+                self.commitments.popitem(last=False)
+        item = SnapshotCommitment(book.root, book.snapshot_time, book.deadline, book.params_version, len(book.attestations))
+        return self._response(ctx, {"commitment": item}, {"left_out": left_out})
+
+    def commitment_numbers(self, root: str) -> dict[str, Any]:
+        """(value, IM, MM) per account of a commitment this signer built: what another signer
+        checks, number by number within the float tolerance, before it co-signs this root."""
+        book = self._book_of(root)
+        return {"root": "0x" + book.root.hex(), "block": book.block,
+                "numbers": {a: [str(t.value), str(t.initial_margin), str(t.maintenance_margin)]
+                            for a, t in book.attestations.items()}}
+
+    def commitment_proof(self, root: str, account: str) -> dict[str, Any]:
+        """An account's committed attestation and its proof (siblings from the leaf up)."""
+        book = self._book_of(root)
+        account = self.address(account, "account")
+        if account not in book.attestations:
+            raise OracleError(404, f"account {account} is not in commitment {root}")
+        return {"root": "0x" + book.root.hex(), "block": book.block,
+                "attestation": to_wire(book.attestations[account]),
+                "proof": ["0x" + p.hex() for p in book.proof(account)]}
+
+    def commitment_proofs(self, root: str, accounts: str) -> dict[str, Any]:
+        """Leaves and proofs of several accounts (comma-separated, at most 200) of one commitment;
+        accounts not in it are listed under `missing`."""
+        book = self._book_of(root)
+        wanted = [a for a in str(accounts).split(",") if a]
+        if not 1 <= len(wanted) <= 200:
+            raise OracleError(400, "accounts: 1 to 200 comma-separated addresses")
+        proofs, missing = {}, []
+        for i, raw in enumerate(wanted):
+            account = self.address(raw, f"accounts[{i}]")
+            if account not in book.attestations:
+                missing.append(account)
+                continue
+            proofs[account] = {"attestation": to_wire(book.attestations[account]),
+                               "proof": ["0x" + p.hex() for p in book.proof(account)]}
+        return {"root": "0x" + book.root.hex(), "block": book.block, "proofs": proofs, "missing": missing}
+
+    def _book_of(self, root: str) -> BookCommitment:
+        try:
+            raw = bytes.fromhex(str(root).removeprefix("0x"))
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise OracleError(400, f"root: {root!r} is not 32 bytes of hex")
+        with self._sig_lock:
+            book = self.commitments.get(raw)
+        if book is None:
+            raise OracleError(404, f"commitment {root} is not among this signer's recent ones")
+        return book
+
+    def cosign_commitment(self, request: dict[str, Any], proposal_root: bytes,
+                          numbers: dict[str, Any]) -> dict[str, Any]:
+        """This signer's own commitment, or — when its root differs from the proposal's only by
+        float noise — the proposal rebuilt from the proposer's numbers, each within the tolerance
+        of this signer's own (offchain/oracle/cosign.py) and over exactly the same accounts."""
+        from offchain.oracle.cosign import tolerance
+
+        own = self.attest_commitment(request)
+        ctx = self._snapshot_context(request.get("min_block"))
+        key = (ctx.state.version, ctx.market.key or (ctx.snapshot_time, ctx.block), ctx.params.version, ctx.block_time)
+        book, left_out = self._books.get(key, lambda: self._book(ctx))
+        if book.root == proposal_root:
+            return own
+        if not isinstance(numbers, dict) or set(numbers) != set(book.attestations):
+            raise OracleError(409, "refusing to co-sign: the proposal covers other accounts than this signer's")
+        theirs: dict[str, tuple[int, int, int]] = {}
+        for account, mine in book.attestations.items():
+            try:
+                value, im, mm = (int(x) for x in numbers[account])
+            except (TypeError, ValueError):
+                raise OracleError(400, f"numbers.{account}: three integers (value, IM, MM)") from None
+            for name, t, o in (("value", value, mine.value), ("initialMargin", im, mine.initial_margin),
+                               ("maintenanceMargin", mm, mine.maintenance_margin)):
+                if abs(t - o) > tolerance(o):
+                    raise OracleError(409, f"refusing to co-sign: {account}.{name} is {t - o:+d} from own {o}, "
+                                           f"beyond the tolerance {tolerance(o)}")
+            theirs[account] = (value, im, mm)
+        rebuilt, _ = self._book(ctx, theirs)
+        if rebuilt.root != proposal_root:
+            raise OracleError(409, "refusing to co-sign: the proposer's numbers do not give the proposed root")
+        return self._commit(ctx, rebuilt, left_out)
 
     # ------------------------------------------------------------------ risk views (unsigned)
 

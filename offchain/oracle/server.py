@@ -10,6 +10,7 @@ import json
 import logging
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from offchain.oracle.cosign import Content, changed_fields, content_key, content
 
 log = logging.getLogger("oracle.http")
 
-ATTEST_ENDPOINTS = ("margin", "trade", "liquidation", "adl", "settlement", "heartbeat")
+ATTEST_ENDPOINTS = ("margin", "trade", "liquidation", "adl", "settlement", "heartbeat", "commitment")
 
 
 def openapi(title: str, signer: bool = False) -> dict[str, Any]:
@@ -40,6 +41,10 @@ def openapi(title: str, signer: bool = False) -> dict[str, Any]:
                         {"accounts": "[address]", "liquidator": "address"}),
         "adl": ("ADL plan of a bankrupt account: marks, ranked queues (Merkle roots) and fills", {"account": "address"}),
         "settlement": ("Settlement price of an underlying at a passed expiry", {"underlying": "ETH", "expiry": "unix seconds"}),
+        "heartbeat": ("The signer's newest market snapshot time, for postSnapshot", {"min_block": "block (optional)"}),
+        "commitment": ("One commitment (a StandardMerkleTree root) to every account's margin at the snapshot, "
+                       "for SnapshotCommitments.postCommitment; extra.left_out lists accounts not committed",
+                       {"min_block": "block (optional)"}),
     }
     paths: dict[str, Any] = {
         "/health": {"get": {"summary": "Liveness, synced block, lag and market status", "responses": {"200": {"description": "ok"}}}},
@@ -54,6 +59,16 @@ def openapi(title: str, signer: bool = False) -> dict[str, Any]:
                                            "account's cash, state hash and positions (exact integers)",
                                 "parameters": [{"name": "detail", "in": "query", "required": False}],
                                 "responses": {"200": {"description": "ok"}}}},
+        "/v1/commitments/{root}/proofs/{account}": {"get": {
+            "summary": "An account's committed MarginAttestation and its Merkle proof (siblings from the leaf up)",
+            "parameters": [{"name": "root", "in": "path", "required": True}, {"name": "account", "in": "path", "required": True}],
+            "responses": {"200": {"description": "{root, block, attestation, proof}"},
+                          "404": {"description": "not a recent commitment of the signers, or no such account in it"}}}},
+        "/v1/commitments/{root}/proofs": {"get": {
+            "summary": "Committed attestations and proofs of several accounts (accounts=comma-separated, at most 200)",
+            "parameters": [{"name": "root", "in": "path", "required": True}, {"name": "accounts", "in": "query", "required": True}],
+            "responses": {"200": {"description": "{root, block, proofs: {account: {attestation, proof}}, missing}"},
+                          "404": {"description": "not a recent commitment of the signers"}}}},
         "/v1/risk/accounts": {"get": {"summary": "Accounts whose equity / MM is below max_ratio, weakest first",
                                       "parameters": [{"name": "max_ratio", "in": "query", "required": False}],
                                       "responses": {"200": {"description": "ok"}}}},
@@ -71,6 +86,11 @@ def openapi(title: str, signer: bool = False) -> dict[str, Any]:
                           "503": {"description": "no trustworthy market data, or too few signers agree"}},
         }}
     if signer:
+        paths["/v1/commitments/{root}/numbers"] = {"get": {
+            "summary": "(value, IM, MM) per account of a commitment this signer built, for co-signers to check",
+            "parameters": [{"name": "root", "in": "path", "required": True}],
+            "responses": {"200": {"description": "{root, block, numbers: {account: [value, IM, MM]}}"},
+                          "404": {"description": "not among this signer's recent commitments"}}}}
         paths["/v1/cosign"] = {"post": {
             "summary": "Signs another signer's proposal for a request if it matches this signer's own answer "
                        "(identical but for float-derived numbers within the tolerance)",
@@ -140,6 +160,12 @@ def signer_server(oracle: Oracle, host: str, port: int, rate: float = 200.0) -> 
         fn = getattr(oracle, f"attest_{name}")
         server.route("POST", f"/v1/attest/{name}", lambda b, p, q, fn=fn, name=name: _timed(metrics, name, lambda: fn(b)))
     server.route("POST", "/v1/cosign", lambda b, p, q: _timed(metrics, "cosign", lambda: cosign(oracle, b)))
+    server.route("GET", "/v1/commitments/{root}/numbers", lambda b, p, q: _timed(
+        metrics, "commitment_numbers", lambda: oracle.commitment_numbers(p["root"])))
+    server.route("GET", "/v1/commitments/{root}/proofs/{account}", lambda b, p, q: _timed(
+        metrics, "commitment_proof", lambda: oracle.commitment_proof(p["root"], p["account"])))
+    server.route("GET", "/v1/commitments/{root}/proofs", lambda b, p, q: _timed(
+        metrics, "commitment_proof", lambda: oracle.commitment_proofs(p["root"], q.get("accounts", [""])[0])))
     return server
 
 
@@ -153,7 +179,15 @@ def cosign(oracle: Oracle, body: dict[str, Any]) -> dict[str, Any]:
         raise HttpError(400, "request: the original request body (an object)")
     if not isinstance(proposal, dict) or not isinstance(proposal.get("items"), dict):
         raise HttpError(400, "proposal: {items: {name: {type, message}}, extra}")
-    own = getattr(oracle, f"attest_{endpoint}")(request)
+    if endpoint == "commitment":
+        # a whole-book root differs with any one number: the proposer's numbers come along
+        try:
+            root = bytes.fromhex(str(proposal["items"]["commitment"]["message"]["root"]).removeprefix("0x"))
+        except (KeyError, TypeError, ValueError):
+            raise HttpError(400, "proposal: a commitment item with a root") from None
+        own = oracle.cosign_commitment(request, root, body.get("numbers"))
+    else:
+        own = getattr(oracle, f"attest_{endpoint}")(request)
     problems = differences(proposal, content_of(own))
     if problems:
         raise HttpError(409, "refusing to co-sign: " + "; ".join(problems), differences=problems)
@@ -357,6 +391,11 @@ class Gateway:
             floor = body.get("min_block") if isinstance(body.get("min_block"), int) else 0
             newest = max([v.block for v in votes] + [floor])
             request = {"endpoint": endpoint, "request": {**body, "min_block": newest}, "proposal": proposal}
+            if endpoint == "commitment":
+                numbers = self._commitment_numbers(votes[0].url, proposal)
+                if numbers is None:
+                    continue
+                request["numbers"] = numbers
             proposer = ", ".join(v.signer for v in votes)
             for url, status, data in self._fan_out("/v1/cosign", request, asked):
                 if status != 200:
@@ -374,8 +413,19 @@ class Gateway:
                 return self._result(votes, "cosigned")
         return None
 
+    def _commitment_numbers(self, url: str, proposal: Content) -> dict[str, Any] | None:
+        """The proposer's per-account numbers behind a proposed root (for the co-signers to check)."""
+        try:
+            root = proposal["items"]["commitment"]["message"]["root"]
+            status, data = _http("GET", f"{url}/v1/commitments/{root}/numbers", None, self.timeout)
+        except (KeyError, TypeError, urllib.error.URLError, TimeoutError, ConnectionError, OSError, ValueError):
+            return None
+        numbers = data.get("numbers") if status == 200 else None
+        return numbers if isinstance(numbers, dict) else None
+
     def forward(self, path: str) -> dict[str, Any]:
         errors = {}
+        missing: tuple[int, str] | None = None
         for url in self.urls:
             try:
                 status, data = _http("GET", url + path, None, self.timeout)
@@ -384,9 +434,16 @@ class Gateway:
                 continue
             if status == 200:
                 return data
+            if status == 404 and path.startswith("/v1/commitments/"):
+                # only the signers that built or co-signed a commitment hold it: ask the next
+                errors[url] = data.get("error", "HTTP 404")
+                missing = (status, errors[url])
+                continue
             if 400 <= status < 500:
                 raise HttpError(status, data.get("error", "rejected"))
             errors[url] = data.get("error", f"HTTP {status}")
+        if missing is not None:
+            raise HttpError(missing[0], missing[1], signers=errors)
         raise HttpError(503, "no signer answered", signers=errors)
 
     def health(self) -> dict[str, Any]:
@@ -412,6 +469,11 @@ def gateway_server(gateway: Gateway, host: str, port: int, rate: float = 200.0) 
     server.route("GET", "/v1/risk/accounts", lambda b, p, q: _timed(
         metrics, "risk", lambda: gateway.forward("/v1/risk/accounts?max_ratio=" + q.get("max_ratio", ["1.25"])[0])))
     server.route("GET", "/v1/marks", lambda b, p, q: _timed(metrics, "marks", lambda: gateway.forward("/v1/marks")))
+    server.route("GET", "/v1/commitments/{root}/proofs/{account}", lambda b, p, q: _timed(
+        metrics, "commitment_proof", lambda: gateway.forward(f"/v1/commitments/{p['root']}/proofs/{p['account']}")))
+    server.route("GET", "/v1/commitments/{root}/proofs", lambda b, p, q: _timed(
+        metrics, "commitment_proof", lambda: gateway.forward(
+            f"/v1/commitments/{p['root']}/proofs?accounts={urllib.parse.quote(q.get('accounts', [''])[0], safe=',')}")))
     for name in ATTEST_ENDPOINTS:
         server.route("POST", f"/v1/attest/{name}",
                      lambda b, p, q, name=name: _timed(metrics, name, lambda: gateway.attest(name, b)))

@@ -5,11 +5,15 @@ import {ClearinghouseFixture} from "../utils/ClearinghouseFixture.sol";
 import {ClearinghouseHarness} from "./ClearinghouseHarness.sol";
 import {MarginAttestation, Order, SnapshotHeartbeat} from "../../../contracts/interfaces/IClearinghouse.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {Digests} from "../utils/Digests.sol";
+import {Clearinghouse} from "../../../contracts/core/Clearinghouse.sol";
 
 /// @notice Gas of the user-facing paths, written to snapshots/Clearinghouse.json.
 /// @dev Run in isolation (`FOUNDRY_PROFILE=gas`): every call is its own transaction, so storage
 ///      starts cold as it would on a chain. The oracle is 3-of-5 unless a test says otherwise.
 contract GasSnapshots is ClearinghouseFixture {
+    using Digests for Clearinghouse;
+
     function setUp() public {
         setUpClearinghouse(6, 5, 3);
         fund(alice, 100_000);
@@ -75,7 +79,7 @@ contract GasSnapshots is ClearinghouseFixture {
             ClearinghouseHarness h =
                 new ClearinghouseHarness(IERC20(address(usdc)), owner, defaultConfig(), signerAddrs, uint8(m));
             MarginAttestation memory att = attestationFor(alice, bytes32(0), 0, 0, 0);
-            bytes memory sigs = signDigest(h.marginAttestationDigest(att), keys);
+            bytes memory sigs = signDigest(Clearinghouse(address(h)).marginAttestationDigest(att), keys);
             h.verifyOnly(att, sigs);
             vm.snapshotGasLastCall("AttestationVerifier", string.concat("verify ", vm.toString(m), "-of-", vm.toString(m)));
         }

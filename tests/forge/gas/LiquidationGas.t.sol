@@ -6,10 +6,17 @@ import {
     InstrumentKind, MarginAttestation, RiskConfig, SettlementPrice
 } from "../../../contracts/interfaces/IClearinghouse.sol";
 import {AdlAttestation, AdlFill, LiquidationRequest} from "../../../contracts/interfaces/ILiquidationEngine.sol";
+import {SnapshotCommitments} from "../../../contracts/core/SnapshotCommitments.sol";
+import {Clearinghouse} from "../../../contracts/core/Clearinghouse.sol";
+import {MerkleBuilder} from "../utils/MerkleBuilder.sol";
+import {Digests} from "../utils/Digests.sol";
 
 /// @notice Gas of the waterfall's paths, written to snapshots/LiquidationEngine.json.
 /// @dev Isolated transactions (FOUNDRY_PROFILE=gas); a 3-of-5 oracle; position cap raised to 32.
 contract LiquidationGas is LiquidationFixture {
+    using Digests for Clearinghouse;
+
+    uint256 internal constant BOOK = 1_024; // accounts in the committed book
     function defaultConfig() internal pure override returns (RiskConfig memory c) {
         c = super.defaultConfig();
         c.maxPositions = 32;
@@ -85,6 +92,67 @@ contract LiquidationGas is LiquidationFixture {
         vm.prank(keeper);
         engine.liquidate(reqs, katt, ksigs);
         vm.snapshotGasLastCall("LiquidationEngine", "liquidate a batch of 10 accounts (1 position each)");
+    }
+
+    // ------------------------------------------------------------------ snapshot commitments
+
+    /// @dev A fresh deployment with a commitment registry; `n` accounts long one perpetual from
+    ///      3,000 on 1,000 of collateral, attested at equity ≈ 500 < MM 2,000; returns the leaves
+    ///      of a BOOK-account tree (the rest are other accounts' leaves) with those first and the
+    ///      keeper's last.
+    function committedBook(uint256 n)
+        internal
+        returns (SnapshotCommitments registry, MarginAttestation[] memory atts, bytes32[] memory leaves)
+    {
+        setUpLiquidation(5, 3);
+        registry = new SnapshotCommitments(address(ch));
+        vm.prank(owner);
+        ch.bootstrapEngine(address(registry));
+        fund(bob, 1_000_000);
+        fund(keeper, 1_000_000);
+        seedFund(100_000);
+        atts = new MarginAttestation[](n + 1);
+        leaves = new bytes32[](BOOK);
+        for (uint256 k; k < n; ++k) {
+            address a = vm.addr(0xACC0 + k);
+            fund(a, 1_000);
+            fill(order(bob, perpId, -1e18, 3_000e18, 100 + k), bobKey, a, 1e18, quote(0, 0, 3_000e18, 600e18));
+        }
+        for (uint256 k; k < n; ++k) {
+            atts[k] = attestation(vm.addr(0xACC0 + k), 2_500e18, 2_500e18, 2_000e18);
+            leaves[k] = Digests.leaf(atts[k]);
+        }
+        atts[n] = attestation(keeper, 0, 0, 0);
+        leaves[BOOK - 1] = Digests.leaf(atts[n]);
+        for (uint256 k = n; k < BOOK - 1; ++k) leaves[k] = keccak256(abi.encode("another account", k));
+    }
+
+    function test_gas_postCommitment() public {
+        (SnapshotCommitments registry,, bytes32[] memory leaves) = committedBook(1);
+        postRoot(registry, MerkleBuilder.root(leaves), BOOK, keysSlice(0, 3));
+        vm.snapshotGasLastCall("LiquidationEngine", "postCommitment (root of 1,024 accounts x 3 sigs)");
+    }
+
+    function liquidateWithProofs(uint256 n, string memory label) internal {
+        (SnapshotCommitments registry, MarginAttestation[] memory atts, bytes32[] memory leaves) = committedBook(n);
+        postRoot(registry, MerkleBuilder.root(leaves), BOOK, keysSlice(0, 3));
+        LiquidationRequest[] memory reqs = new LiquidationRequest[](n);
+        for (uint256 k; k < n; ++k) {
+            reqs[k] = LiquidationRequest(atts[k].account, atts[k], proofBytes(address(registry), leaves, k), WAD);
+        }
+        bytes memory kproof = proofBytes(address(registry), leaves, BOOK - 1);
+        vm.prank(keeper);
+        engine.liquidate(reqs, atts[n], kproof);
+        vm.snapshotGasLastCall("LiquidationEngine", label);
+        assertGt(ch.positionOf(keeper, perpId), 0, "keeper took slices");
+    }
+
+    function test_gas_liquidate1WithProofs() public {
+        liquidateWithProofs(1, "liquidate 1 position with proofs (1,024-account root)");
+    }
+
+    function test_gas_batchOf10WithProofs() public {
+        liquidateWithProofs(10, "liquidate a batch of 10 accounts with proofs (1,024-account root)");
     }
 
     function test_gas_bankruptcyCoveredByFund() public {

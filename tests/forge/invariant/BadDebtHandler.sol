@@ -16,6 +16,7 @@ import {
     SettlementPrice
 } from "../../../contracts/interfaces/IClearinghouse.sol";
 import {AdlAttestation, AdlFill, LiquidationRequest} from "../../../contracts/interfaces/ILiquidationEngine.sol";
+import {Digests} from "../utils/Digests.sol";
 
 /// @notice Drives the whole bad-debt life cycle: trades (levered traders, dust padding), price
 ///         falls and recoveries, liquidations by a keeper holding inventory and by empty-book
@@ -29,6 +30,8 @@ import {AdlAttestation, AdlFill, LiquidationRequest} from "../../../contracts/in
 ///      take this account? would clearFlag succeed?) run inside vm.snapshotState and are undone
 ///      with vm.revertToStateAndDelete; their verdict is recorded after the state is restored.
 contract BadDebtHandler {
+    using Digests for Clearinghouse;
+
     Vm internal constant vm = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
     uint256 internal constant WAD = 1e18;
     bytes32 internal constant ETH = "ETH";

@@ -4,12 +4,17 @@ pragma solidity 0.8.28;
 import {Vm} from "../utils/Vm.sol";
 import {Clearinghouse} from "../../../contracts/core/Clearinghouse.sol";
 import {DevStablecoin} from "../../../contracts/periphery/DevStablecoin.sol";
-import {MarginAttestation, Order} from "../../../contracts/interfaces/IClearinghouse.sol";
+import {MarginAttestation, Order, SnapshotCommitment} from "../../../contracts/interfaces/IClearinghouse.sol";
+import {SnapshotCommitments} from "../../../contracts/core/SnapshotCommitments.sol";
+import {Digests} from "../utils/Digests.sol";
+import {MerkleBuilder} from "../utils/MerkleBuilder.sol";
 
 /// @notice Drives the clearinghouse with random deposits, withdrawals, trades and price moves,
 ///         acting as an honest oracle with a simple model (value = Σ size × mark, IM = 20% of
 ///         Σ |size| × mark) and keeping ghost totals to check the contract against.
 contract ClearinghouseHandler {
+    using Digests for Clearinghouse;
+
     Vm internal constant vm = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
     uint256 internal constant WAD = 1e18;
 
@@ -29,6 +34,8 @@ contract ClearinghouseHandler {
     uint256 public withdrawals;
     bool public imViolated;
     uint256 internal nonce;
+    SnapshotCommitments public registry; // whole-book commitments (withdrawWithProof)
+    uint256 public proofWithdrawals;
 
     constructor(Clearinghouse ch_, DevStablecoin usdc_, uint256[] memory oracleKeys_, uint256[] memory instrumentIds) {
         ch = ch_;
@@ -43,6 +50,10 @@ contract ClearinghouseHandler {
         for (uint256 i; i < instrumentIds.length; ++i) {
             mark[instrumentIds[i]] = i == 0 ? 3_000e18 : 150e18;
         }
+    }
+
+    function useRegistry(SnapshotCommitments registry_) external {
+        registry = registry_;
     }
 
     function actorCount() external view returns (uint256) {
@@ -75,6 +86,37 @@ contract ClearinghouseHandler {
         try ch.withdraw(amount, a, att, sigs) {
             ghostWithdrawn += amount * 1e12;
             withdrawals++;
+            _checkIm(a);
+        } catch {}
+    }
+
+    /// @dev The same withdrawal, proven against a freshly posted commitment to every actor's
+    ///      honest attestation instead of signed.
+    function withdrawWithProof(uint256 actorSeed, uint256 amount) external {
+        uint256 ai = actorSeed % actors.length;
+        amount = _bound(amount, 1, 1_000_000e6);
+        MarginAttestation[] memory atts = new MarginAttestation[](actors.length);
+        bytes32[] memory leaves = new bytes32[](actors.length);
+        for (uint256 i; i < actors.length; ++i) {
+            atts[i] = _attest(actors[i], ch.stateHashOf(actors[i]), _value(actors[i]), _im(actors[i]));
+            leaves[i] = Digests.leaf(atts[i]);
+        }
+        bytes32 root = MerkleBuilder.root(leaves);
+        SnapshotCommitment memory c = SnapshotCommitment(
+            root, uint64(block.timestamp), uint64(block.timestamp + 60), 1, uint32(actors.length)
+        );
+        try registry.postCommitment(c, _sign(ch.commitmentDigest(c))) {} catch {
+            return; // e.g. identical books at the same time: the root is posted already
+        }
+        bytes memory proof = abi.encodePacked(bytes32(uint256(uint160(address(registry)))), root);
+        bytes32[] memory siblings = MerkleBuilder.proof(leaves, ai);
+        for (uint256 i; i < siblings.length; ++i) proof = bytes.concat(proof, siblings[i]);
+        address a = actors[ai];
+        vm.prank(a);
+        try ch.withdraw(amount, a, atts[ai], proof) {
+            ghostWithdrawn += amount * 1e12;
+            withdrawals++;
+            proofWithdrawals++;
             _checkIm(a);
         } catch {}
     }

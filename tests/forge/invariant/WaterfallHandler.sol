@@ -7,13 +7,17 @@ import {Clearinghouse} from "../../../contracts/core/Clearinghouse.sol";
 import {InsuranceFund} from "../../../contracts/core/InsuranceFund.sol";
 import {LiquidationEngine} from "../../../contracts/core/LiquidationEngine.sol";
 import {DevStablecoin} from "../../../contracts/periphery/DevStablecoin.sol";
-import {MarginAttestation, Order} from "../../../contracts/interfaces/IClearinghouse.sol";
+import {MarginAttestation, Order, SnapshotCommitment} from "../../../contracts/interfaces/IClearinghouse.sol";
+import {SnapshotCommitments} from "../../../contracts/core/SnapshotCommitments.sol";
 import {AdlAttestation, AdlFill, LiquidationRequest} from "../../../contracts/interfaces/ILiquidationEngine.sol";
+import {Digests} from "../utils/Digests.sol";
 
 /// @notice Drives trades, price moves, liquidations and deleveraging, acting as an honest oracle
 ///         with a linear model (value = Σ size × mark, MM = 16%, IM = 20% of Σ |size| × mark)
 ///         and recording ghost totals and any breach of the waterfall's rules.
 contract WaterfallHandler {
+    using Digests for Clearinghouse;
+
     Vm internal constant vm = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
     uint256 internal constant WAD = 1e18;
 
@@ -27,6 +31,8 @@ contract WaterfallHandler {
     uint256[] public instruments;
     mapping(uint256 => uint256) public mark;
     uint256 internal nonce;
+    SnapshotCommitments public registry; // when set, every third liquidation is proven, not signed
+    uint256 public provenLiquidations;
 
     // ghost state
     uint256 public ghostFundIn;
@@ -100,6 +106,29 @@ contract WaterfallHandler {
         try ch.fillOrder(o, makerSig, amount, ma, maSigs, ta, taSigs) {} catch {}
     }
 
+    function useRegistry(SnapshotCommitments registry_) external {
+        registry = registry_;
+    }
+
+    /// @dev Posts a commitment to `a` and `b` and returns each one's proof (the `sigs` bytes).
+    function _prove(MarginAttestation memory a, MarginAttestation memory b)
+        internal
+        returns (bool ok, bytes memory pa, bytes memory pb)
+    {
+        bytes32[] memory leaves = new bytes32[](2);
+        leaves[0] = Digests.leaf(a);
+        leaves[1] = Digests.leaf(b);
+        bytes32 root = MerkleBuilder.root(leaves);
+        SnapshotCommitment memory c = SnapshotCommitment(root, a.snapshotTime, a.deadline, a.paramsVersion, 2);
+        try registry.postCommitment(c, _sign(ch.commitmentDigest(c))) {} catch {
+            return (false, "", "");
+        }
+        bytes memory head = abi.encodePacked(bytes32(uint256(uint160(address(registry)))), root);
+        pa = bytes.concat(head, MerkleBuilder.proof(leaves, 0)[0]);
+        pb = bytes.concat(head, MerkleBuilder.proof(leaves, 1)[0]);
+        ok = true;
+    }
+
     function movePrice(uint256 instrumentSeed, uint256 pctSeed) external {
         uint256 id = instruments[instrumentSeed % instruments.length];
         mark[id] = mark[id] * (88 + pctSeed % 25) / 100 + 1e18; // −12% … +12%
@@ -117,10 +146,18 @@ contract WaterfallHandler {
         MarginAttestation memory att = _attest(a, ch.stateHashOf(a), _value(a), mm * 5 / 4, mm);
         reqs[0] = LiquidationRequest(a, att, _sign(ch.marginAttestationDigest(att)), WAD);
         (MarginAttestation memory katt, bytes memory ksigs, uint256 f) = _keeperNow(equity, mm);
+        bool proven;
+        if (address(registry) != address(0) && accountSeed % 3 == 1) {
+            bytes memory pa;
+            bytes memory pk;
+            (proven, pa, pk) = _prove(att, katt);
+            if (proven) (reqs[0].sigs, ksigs) = (pa, pk);
+        }
         uint256 fundBefore = fund.fundBalance();
         vm.prank(keeper());
         try engine.liquidate(reqs, katt, ksigs) {
             liquidations++;
+            if (proven) provenLiquidations++;
             if (healthy) healthyLiquidated = true;
             uint256 fundAfter = fund.fundBalance();
             if (fundAfter > fundBefore) ghostFundIn += fundAfter - fundBefore;

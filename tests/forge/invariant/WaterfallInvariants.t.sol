@@ -4,6 +4,7 @@ pragma solidity 0.8.28;
 import {LiquidationFixture} from "../utils/LiquidationFixture.sol";
 import {WaterfallHandler} from "./WaterfallHandler.sol";
 import {DevStablecoin} from "../../../contracts/periphery/DevStablecoin.sol";
+import {SnapshotCommitments} from "../../../contracts/core/SnapshotCommitments.sol";
 
 /// @notice Invariants of the loss waterfall under random trades, crashes, liquidations and ADL.
 contract WaterfallInvariants is LiquidationFixture {
@@ -11,6 +12,9 @@ contract WaterfallInvariants is LiquidationFixture {
 
     function setUp() public {
         setUpLiquidation(3, 2);
+        SnapshotCommitments registry = new SnapshotCommitments(address(ch));
+        vm.prank(owner);
+        ch.bootstrapEngine(address(registry)); // before the first deposit seals the bootstrap
         uint256[] memory ids = new uint256[](3);
         ids[0] = perpId;
         ids[1] = callId;
@@ -19,6 +23,7 @@ contract WaterfallInvariants is LiquidationFixture {
         usdc.transferOwnership(address(handler));
         vm.prank(address(handler));
         usdc.acceptOwnership();
+        handler.useRegistry(registry);
         handler.setUpBalances();
         targetContract(address(handler));
         bytes4[] memory selectors = new bytes4[](4);

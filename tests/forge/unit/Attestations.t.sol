@@ -3,13 +3,16 @@ pragma solidity 0.8.28;
 
 import {ClearinghouseFixture} from "../utils/ClearinghouseFixture.sol";
 import {Clearinghouse} from "../../../contracts/core/Clearinghouse.sol";
-import {IClearinghouse, MarginAttestation, Order} from "../../../contracts/interfaces/IClearinghouse.sol";
+import {IClearinghouse, MarginAttestation, Order, SnapshotHeartbeat} from "../../../contracts/interfaces/IClearinghouse.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {Digests} from "../utils/Digests.sol";
 
 /// @notice The adversarial suite: every way an attestation can be wrong, each its own test.
 ///         The honest path is a 3-of-5 oracle; alice withdraws against an attestation of her
 ///         portfolio after she bought one perpetual from bob.
 contract AttestationsTest is ClearinghouseFixture {
+    using Digests for Clearinghouse;
+
     uint256 internal constant SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
 
     function setUp() public {
@@ -97,9 +100,17 @@ contract AttestationsTest is ClearinghouseFixture {
         bytes memory sigs = oracleSign(att);
         bytes memory cut = new bytes(sigs.length - 1);
         for (uint256 i; i < cut.length; ++i) cut[i] = sigs[i];
+        // a length that is not a multiple of 65 is read as a Merkle proof, which must be 32-byte words
         vm.prank(alice);
-        vm.expectRevert(IClearinghouse.MalformedSignatures.selector);
+        vm.expectRevert(IClearinghouse.MalformedProof.selector);
         ch.withdraw(1e6, alice, att, cut);
+        // where only signatures are accepted, the same bytes are malformed signatures
+        uint64 t = uint64(block.timestamp);
+        bytes memory hb = signDigest(heartbeatDigest(t), oracleKeys);
+        bytes memory hbCut = new bytes(hb.length - 1);
+        for (uint256 i; i < hbCut.length; ++i) hbCut[i] = hb[i];
+        vm.expectRevert(IClearinghouse.MalformedSignatures.selector);
+        ch.postSnapshot(SnapshotHeartbeat(t), hbCut);
     }
 
     function test_expiredRejected() public {

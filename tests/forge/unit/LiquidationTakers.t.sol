@@ -4,11 +4,15 @@ pragma solidity 0.8.28;
 import {LiquidationFixture} from "../utils/LiquidationFixture.sol";
 import {IClearinghouse, InstrumentKind, MarginAttestation, RiskConfig} from "../../../contracts/interfaces/IClearinghouse.sol";
 import {ILiquidationEngine, LiquidationRequest} from "../../../contracts/interfaces/ILiquidationEngine.sol";
+import {Digests} from "../utils/Digests.sol";
+import {Clearinghouse} from "../../../contracts/core/Clearinghouse.sol";
 
 /// @notice Who can take a liquidation. Alice is long 10 perpetuals bought at 3,000 with a deposit
 ///         of 10,000 (cash −20,015); the oracle's model: value = 10 × mark, MM 16% / IM 20% of it.
 ///         At 2,300 she is below MM (equity 2,985 < 3,680) and liquidated in part.
 contract LiquidatorAttestationTest is LiquidationFixture {
+    using Digests for Clearinghouse;
+
     uint256 internal constant DIP = 2_300e18;
 
     function setUp() public {

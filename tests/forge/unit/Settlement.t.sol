@@ -4,8 +4,12 @@ pragma solidity 0.8.28;
 import {LiquidationFixture} from "../utils/LiquidationFixture.sol";
 import {IClearinghouse, SettlementPrice} from "../../../contracts/interfaces/IClearinghouse.sol";
 import {ILiquidationEngine} from "../../../contracts/interfaces/ILiquidationEngine.sol";
+import {Digests} from "../utils/Digests.sol";
+import {Clearinghouse} from "../../../contracts/core/Clearinghouse.sol";
 
 contract SettlementTest is LiquidationFixture {
+    using Digests for Clearinghouse;
+
     function setUp() public {
         setUpLiquidation(3, 2);
         fund(alice, 100_000);

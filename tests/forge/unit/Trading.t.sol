@@ -4,8 +4,12 @@ pragma solidity 0.8.28;
 import {ClearinghouseFixture} from "../utils/ClearinghouseFixture.sol";
 import {IClearinghouse, InstrumentKind, MarginAttestation, Order} from "../../../contracts/interfaces/IClearinghouse.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {Digests} from "../utils/Digests.sol";
+import {Clearinghouse} from "../../../contracts/core/Clearinghouse.sol";
 
 contract TradingTest is ClearinghouseFixture {
+    using Digests for Clearinghouse;
+
     function setUp() public {
         setUpClearinghouse(6, 3, 2);
         fund(alice, 100_000);

@@ -13,10 +13,13 @@ import {
     SnapshotHeartbeat
 } from "../../../contracts/interfaces/IClearinghouse.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {Digests} from "./Digests.sol";
 
 /// @notice Deploys a clearinghouse with an m-of-n oracle set whose keys the test holds, and
 ///         signs attestations and orders the way the off-chain oracle and makers do.
 abstract contract ClearinghouseFixture is Test {
+    using Digests for Clearinghouse;
+
     uint256 internal constant WAD = 1e18;
     uint256 internal constant TIMELOCK = 1 days;
     bytes32 internal constant ETH = "ETH";

@@ -3,11 +3,13 @@ pragma solidity 0.8.28;
 
 import {ClearinghouseFixture} from "./ClearinghouseFixture.sol";
 import {MerkleBuilder} from "./MerkleBuilder.sol";
+import {Digests} from "./Digests.sol";
 import {InsuranceFund} from "../../../contracts/core/InsuranceFund.sol";
 import {LiquidationEngine} from "../../../contracts/core/LiquidationEngine.sol";
 import {IInsuranceFund} from "../../../contracts/interfaces/IInsuranceFund.sol";
 import {AdlAttestation, AdlFill, LiquidationRequest} from "../../../contracts/interfaces/ILiquidationEngine.sol";
-import {MarginAttestation, RiskConfig} from "../../../contracts/interfaces/IClearinghouse.sol";
+import {MarginAttestation, RiskConfig, SnapshotCommitment} from "../../../contracts/interfaces/IClearinghouse.sol";
+import {SnapshotCommitments} from "../../../contracts/core/SnapshotCommitments.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 
 /// @notice The clearinghouse with its insurance fund and liquidation engine wired in.
@@ -54,6 +56,7 @@ abstract contract LiquidationFixture is ClearinghouseFixture {
     ///      collateral; bob, carol and the keeper hold 100,000 each; the fund `fundSeed`.
     function openAliceLong(uint256 fundSeed) internal {
         setUpLiquidation(3, 2);
+        beforeFirstDeposit();
         fund(alice, 10_000);
         fund(bob, 100_000);
         fund(carol, 100_000);
@@ -61,6 +64,26 @@ abstract contract LiquidationFixture is ClearinghouseFixture {
         seedFund(fundSeed);
         fill(order(bob, perpId, -6e18, 3_000e18, 1), bobKey, alice, 6e18, quote(-18_000e18, 4_000e18, 18_000e18, 4_000e18));
         fill(order(carol, perpId, -4e18, 3_000e18, 1), carolKey, alice, 4e18, quote(-12_000e18, 3_000e18, 30_000e18, 6_000e18));
+    }
+
+    /// @dev Wiring a test adds while the bootstrap is still open (the first deposit seals it).
+    function beforeFirstDeposit() internal virtual {}
+
+    // ------------------------------------------------------------------ snapshot commitments
+
+    /// @dev Posts `root` (of `count` leaves) to `registry`, signed by `keys`, at this block's time.
+    function postRoot(SnapshotCommitments registry, bytes32 root, uint256 count, uint256[] memory keys) internal {
+        SnapshotCommitment memory c = SnapshotCommitment(
+            root, uint64(block.timestamp), uint64(block.timestamp + 60), attestVersion, uint32(count)
+        );
+        registry.postCommitment(c, signDigest(Digests.commitmentDigest(ch, c), keys));
+    }
+
+    /// @dev The `sigs` bytes proving leaf `index` of `leaves` against `registry`'s posted root.
+    function proofBytes(address registry, bytes32[] memory leaves, uint256 index) internal pure returns (bytes memory p) {
+        p = abi.encodePacked(bytes32(uint256(uint160(registry))), MerkleBuilder.root(leaves));
+        bytes32[] memory siblings = MerkleBuilder.proof(leaves, index);
+        for (uint256 i; i < siblings.length; ++i) p = bytes.concat(p, siblings[i]);
     }
 
     function carolThenBob() internal view returns (address[] memory r) {

@@ -11,7 +11,8 @@ import pytest
 
 from offchain.attest.builder import margin_attestation
 from offchain.attest.eip712 import digest, signer_of
-from offchain.attest.messages import MarginAttestation, Order, SettlementPrice
+from offchain.attest.commitment import leaf_of
+from offchain.attest.messages import MarginAttestation, Order, SettlementPrice, SnapshotCommitment
 from offchain.attest.signer import LocalSigner, sign_bundle
 from offchain.attest.state import ZERO_HASH, chain_state_hash, next_state_hash, underlying_to_bytes32
 from offchain.risk.params import MarginParams
@@ -40,6 +41,9 @@ def _positions(system: System, account: str) -> dict[int, int]:
 
 
 def test_python_digests_equal_contract_digests(system: System) -> None:
+    from ape import project
+
+    lens = system.deployer.deploy(project.AttestationDigests, system.ch.address)
     rng = random.Random(7)
     for _ in range(10):
         att = MarginAttestation(
@@ -52,13 +56,17 @@ def test_python_digests_equal_contract_digests(system: System) -> None:
             deadline=rng.randint(0, 2**63),
             params_version=rng.randint(0, 2**32 - 1),
         )
-        assert digest(system.domain, att) == bytes(system.ch.marginAttestationDigest(att.as_tuple()))
+        assert digest(system.domain, att) == bytes(lens.marginAttestationDigest(att.as_tuple()))
         order = Order("0x" + rng.randbytes(20).hex(), rng.randint(0, 2**64), rng.randint(-(2**200), 2**200),
                       rng.randint(0, 2**200), rng.randint(0, 2**64), rng.randint(0, 2**63))
-        assert digest(system.domain, order) == bytes(system.ch.orderDigest(order.as_tuple()))
+        assert digest(system.domain, order) == bytes(lens.orderDigest(order.as_tuple()))
         price = SettlementPrice(underlying_to_bytes32("ETH"), rng.randint(0, 2**63), rng.randint(0, 2**200),
                                 rng.randint(0, 2**63))
-        assert digest(system.domain, price) == bytes(system.ch.settlementPriceDigest(price.as_tuple()))
+        assert digest(system.domain, price) == bytes(lens.settlementPriceDigest(price.as_tuple()))
+        commitment = SnapshotCommitment(rng.randbytes(32), rng.randint(0, 2**63), rng.randint(0, 2**63),
+                                        rng.randint(0, 2**32 - 1), rng.randint(0, 2**32 - 1))
+        assert digest(system.domain, commitment) == bytes(lens.commitmentDigest(commitment.as_tuple()))
+        assert leaf_of(att) == bytes(lens.commitmentLeaf(att.as_tuple()))
     # and the signature eth-account makes recovers to the signer under that digest
     signer = system.oracle[0]
     assert signer_of(system.domain, att, signer.sign(system.domain, att)) == signer.address

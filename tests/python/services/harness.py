@@ -95,9 +95,10 @@ class Proxy:
 
 def start_harness(workdir: Path, n_signers: int = 3, threshold: int = 2, keeper: bool = True,
                   fund_seed_units: float = 50_000, keeper_extra: list[str] | None = None,
-                  signer_extra: dict[int, list[str]] | None = None, timelock_delay: int = 3600) -> Harness:
+                  signer_extra: dict[int, list[str]] | None = None, timelock_delay: int = 3600,
+                  gas_limit: int = 60_000_000) -> Harness:
     """`signer_extra` maps a signer's index to extra arguments of its process (e.g. --params)."""
-    node = AnvilNode(port=0, log_path=workdir / "anvil.log", accounts=10).start()
+    node = AnvilNode(port=0, log_path=workdir / "anvil.log", accounts=10, gas_limit=gas_limit).start()
     proxy = Proxy(node.port).start()
     signer_keys = [Account.create().key.hex() for _ in range(n_signers)]
     signer_addresses = [Account.from_key(k).address for k in signer_keys]

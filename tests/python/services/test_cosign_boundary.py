@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 from eth_account import Account
+from eth_utils import keccak
 
+from offchain.attest.commitment import proof_bytes
 from offchain.attest.eip712 import Domain, signer_of
 from offchain.attest.messages import from_wire
 from offchain.chain.anvil import free_port
@@ -25,7 +27,7 @@ from offchain.sim.desk import trader_keys
 from offchain.sim.stack import Proc
 
 from .byzantine import Byzantine
-from .harness import Harness, start_harness, stop_harness
+from .harness import Harness, open_leveraged_longs, start_harness, stop_harness
 from .test_gateway_byzantine import bundle_signers, long_one_perp, withdraw_with
 from .test_services import call, perp_id
 
@@ -198,3 +200,100 @@ def test_a_byzantine_proposer_cannot_get_a_lie_cosigned(s: Setup) -> None:
     assert got.maintenance_margin == honest.maintenance_margin + QUANTUM_WEI and got.value == honest.value - QUANTUM_WEI
     assert bundle_signers(s.h, body["items"]["margin"]) == ascending(s.address(0), s.address(2))
     withdraw_with(s.h, trader, body)
+
+
+# ---------------------------------------------------------------------------------- commitments
+
+
+def commit(h: Harness, gateway_url: str) -> tuple[dict[str, Any], bytes]:
+    """A whole-book commitment through a gateway, posted on chain; returns (answer, root)."""
+    status, body = call(gateway_url + "/v1/attest/commitment", "POST", {})
+    assert status == 200, body
+    item = body["items"]["commitment"]
+    commitment = from_wire(item)
+    client = h.desk.client
+    fn = client.commitments.functions.postCommitment(commitment.as_tuple(), bytes.fromhex(item["signatures"][2:]))
+    h.desk.send(h.desk.deployer, fn, "post commitment")
+    assert client.commitments.functions.rootPosted(commitment.root).call()
+    return body, commitment.root
+
+
+def proof_for(h: Harness, gateway_url: str, root: bytes, account: str) -> tuple[Any, bytes]:
+    """An account's committed attestation and the `sigs` bytes that prove it."""
+    status, body = call(f"{gateway_url}/v1/commitments/0x{root.hex()}/proofs/{account}")
+    assert status == 200, body
+    proof = [bytes.fromhex(p[2:]) for p in body["proof"]]
+    return from_wire(body["attestation"]), proof_bytes(h.deployment.commitments, root, proof)
+
+
+def test_signers_agree_on_a_whole_book_root_and_a_proof_replaces_signatures(s: Setup) -> None:
+    h = s.h
+    gateway = h.stack.procs["gateway"].url  # four real signer processes, threshold 2
+    maker, *traders = trader_keys(610, 4)
+    open_leveraged_longs(h, traders, maker, contracts=10.0, deposit=8_000)
+    liquidator = trader_keys(614, 1)[0]
+    h.desk.fund_gas([liquidator.address])
+    h.desk.deposit(liquidator, 500_000)
+    body, root = commit(h, gateway)
+    assert body["agreement"] == "identical"
+    roots = {call(p.url + "/v1/attest/commitment", "POST", {"min_block": body["block"]})[1]["items"]["commitment"]
+             ["message"]["root"] for p in (s.honest, s.other_honest)}
+    assert roots == {"0x" + root.hex()}, "honest signers build the same tree"
+    committed = int(from_wire(body["items"]["commitment"]).accounts)
+    assert committed >= len(traders) + 2
+    # a withdrawal with a proof, no signature
+    att, sigs = proof_for(h, gateway, root, traders[0].address)
+    fn = h.desk.client.ch.functions.withdraw(10**h.deployment.collateral_decimals, traders[0].address, att.as_tuple(), sigs)
+    h.desk.send(traders[0], fn, "withdraw with a proof")
+    # the market falls: a new root, and a liquidation proven for the victims and the liquidator
+    h.desk.set_market("ETH", 2_500.0, 0.8)  # every long below MM, none bankrupt
+    _, root = commit(h, gateway)
+    requests = []
+    for t in traders[1:]:
+        att, sigs = proof_for(h, gateway, root, t.address)
+        requests.append((t.address, att.as_tuple(), sigs, WAD))
+    katt, ksigs = proof_for(h, gateway, root, liquidator.address)
+    engine = h.desk.client.engine
+    receipt = h.desk.send(liquidator, engine.functions.liquidate(requests, katt.as_tuple(), ksigs), "liquidate with proofs")
+    liquidated = engine.events.Liquidated().process_receipt(receipt)
+    assert {e.args["account"] for e in liquidated} == {t.address for t in traders[1:]}
+    # a proof of a leaf the account has since left is refused as a signed attestation would be
+    att, sigs = proof_for(h, gateway, root, traders[1].address)
+    wrong_state = "0x" + keccak(text="WrongPortfolioState(bytes32,bytes32)")[:4].hex()
+    with pytest.raises(Exception, match=wrong_state):
+        h.desk.client.ch.functions.withdraw(1, traders[1].address, att.as_tuple(), sigs).call({"from": traders[1].address})
+
+
+def test_signers_a_rounding_step_apart_cosign_one_root_from_the_proposers_numbers(s: Setup) -> None:
+    h = s.h
+    long_one_perp(h, 620)  # every number on a rounding boundary: the perturbed signer differs
+    status, honest = call(s.honest.url + "/v1/attest/commitment", "POST", {})
+    assert status == 200, honest
+    status, perturbed = call(s.perturbed.url + "/v1/attest/commitment", "POST", {"min_block": honest["block"]})
+    assert status == 200, perturbed
+    assert honest["items"]["commitment"]["message"]["root"] != perturbed["items"]["commitment"]["message"]["root"]
+    body, root = commit(h, s.pair.url)  # honest + perturbed, threshold 2
+    assert body["agreement"] == "cosigned"
+    assert bundle_signers(h, body["items"]["commitment"]) == ascending(s.address(0), s.address(2))
+    # the co-signer rebuilt the agreed tree from the proposer's numbers: proofs come from either
+    for p in (s.honest, s.perturbed):
+        status, proof = call(f"{p.url}/v1/commitments/0x{root.hex()}/proofs/{s.address(0)}")
+        assert status == 404 and "not in commitment" in proof["error"]  # a signer is no account
+    own_roots = {s.honest.url: honest["items"]["commitment"]["message"]["root"],
+                 s.perturbed.url: perturbed["items"]["commitment"]["message"]["root"]}
+    cosigner = next(url for url, r in own_roots.items() if r != "0x" + root.hex())
+    proposer = next(url for url in own_roots if url != cosigner)
+    status, numbers = call(f"{proposer}/v1/commitments/0x{root.hex()}/numbers")
+    assert status == 200, numbers
+    # numbers beyond the tolerance are refused by the co-signer, naming the account and field
+    account, (value, im, mm) = next(iter(numbers["numbers"].items()))
+    lie = {**numbers["numbers"], account: [str(int(value) + 10**15), im, mm]}
+    proposal = {"items": {"commitment": {k: v for k, v in body["items"]["commitment"].items() if k in ("type", "message")}},
+                "extra": body["extra"]}
+    status, refused = call(cosigner + "/v1/cosign", "POST", {
+        "endpoint": "commitment", "request": {"min_block": body["block"]}, "numbers": lie, "proposal": proposal})
+    assert status == 409 and f"{account}.value" in refused["error"] and "beyond the tolerance" in refused["error"], refused
+    # and without the proposer's numbers nothing is co-signed
+    status, refused = call(cosigner + "/v1/cosign", "POST", {
+        "endpoint": "commitment", "request": {"min_block": body["block"]}, "proposal": proposal})
+    assert status == 409 and "other accounts" in refused["error"], refused
