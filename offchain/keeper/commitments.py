@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from offchain.attest.commitment import proof_bytes
+from offchain.attest.commitment import leaf_of, proof_bytes, verify
 from offchain.attest.messages import MarginAttestation, SnapshotCommitment, from_wire, to_wire
 
 
@@ -45,36 +45,55 @@ class Root:
 
 
 class Commitments:
-    """The newest root the keeper uses, and the proofs it fetched from it."""
+    """The root the keeper proves against (`current`, posted) and its successor being posted
+    (`next`), with the proofs fetched from each."""
 
     def __init__(self, registry: str, margin_seconds: int = 24) -> None:
         self.registry = registry
         self.margin = margin_seconds
         self.current: Root | None = None
+        self.next: Root | None = None
         self.asked_at_block = -1
 
-    def adopt(self, answer: dict[str, Any]) -> Root:
-        """A gateway's signed commitment answer becomes the current root (not posted yet)."""
+    def ask(self, answer: dict[str, Any]) -> Root:
+        """A gateway's signed commitment answer becomes the next root (not posted yet)."""
         item = answer["items"]["commitment"]
         commitment = from_wire(item)
         if not isinstance(commitment, SnapshotCommitment):
             raise ValueError("the oracle answered with another message than a commitment")
-        self.current = Root(commitment, bytes.fromhex(str(item["signatures"]).removeprefix("0x")), int(answer["block"]))
-        return self.current
+        self.next = Root(commitment, bytes.fromhex(str(item["signatures"]).removeprefix("0x")), int(answer["block"]))
+        return self.next
+
+    def promote(self, root: Root) -> None:
+        """`root` is on-chain: it becomes the one proven against."""
+        root.posted = True
+        self.current = root
+        if self.next is root:
+            self.next = None
 
     def usable(self, now: int) -> Root | None:
         root = self.current
         return root if root is not None and root.usable(now, self.margin) else None
 
     def fetch(self, oracle: Oracle, root: Root, accounts: list[str]) -> None:
-        """Fetches the leaves and proofs of `accounts` not fetched yet (one request)."""
+        """Fetches the leaves and proofs of `accounts` not fetched yet. A leaf is kept only if its
+        proof leads to the root and it carries the commitment's times and version: whatever one
+        signer serves, nothing unprovable reaches a transaction."""
         wanted = [a for a in accounts if a not in root.proofs]
+        c = root.commitment
         for i in range(0, len(wanted), PROOFS_PER_REQUEST):
             chunk = ",".join(wanted[i:i + PROOFS_PER_REQUEST])
             answer = oracle.get(f"/v1/commitments/0x{root.root.hex()}/proofs?accounts={chunk}")
-            for account, entry in answer.get("proofs", {}).items():
-                att = from_wire(entry["attestation"])
-                proof = [bytes.fromhex(str(p).removeprefix("0x")) for p in entry["proof"]]
+            for account, entry in (answer.get("proofs") or {}).items():
+                try:
+                    att = from_wire(entry["attestation"])
+                    proof = [bytes.fromhex(str(p).removeprefix("0x")) for p in entry["proof"]]
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    continue
+                if not isinstance(att, MarginAttestation) or att.account != account \
+                        or (att.snapshot_time, att.deadline, att.params_version) != (c.snapshot_time, c.deadline, c.params_version) \
+                        or not verify(proof, root.root, leaf_of(att)):
+                    continue
                 root.proofs[account] = (att, proof_bytes(self.registry, root.root, proof))
 
     @staticmethod

@@ -168,7 +168,7 @@ class Keeper:
         self.confirmations = client.deployment.confirmations if config.confirmations is None else config.confirmations
         self.flag_watch: set[str] = set(self._load_extra().get("flag_watch", []))
         self._saved_flags = set(self.flag_watch)
-        self.journal = Journal(state_dir / "journal.json")
+        self.journal = Journal(state_dir / "journal.sqlite")
         self.decoder = ErrorDecoder([client.ch.abi, client.engine.abi, client.fund.abi]
                                     + ([client.commitments.abi] if client.commitments is not None else []))
         if config.proofs and client.commitments is None:
@@ -500,12 +500,12 @@ class Keeper:
             self.m_flags.labels("cleared").inc()
         elif kind == "heartbeat" and r.ok:
             self.m_heartbeats.inc()
-        elif kind == "commitment" and self.commitments is not None and self.commitments.current is not None \
-                and "0x" + self.commitments.current.root.hex() == r.plan.meta.get("root"):
+        elif kind == "commitment" and self.commitments is not None and self.commitments.next is not None \
+                and "0x" + self.commitments.next.root.hex() == r.plan.meta.get("root"):
             if r.ok:
-                self.commitments.current.posted = True
+                self.commitments.promote(self.commitments.next)
             else:
-                self.commitments.current = None  # ask for a fresh one
+                self.commitments.next = None  # ask for a fresh one
         again = r.status in ("cancelled", "replaced")  # nothing happened on-chain: try afresh now
         for k in keys_a:
             if r.ok:
@@ -630,13 +630,19 @@ class Keeper:
         self.sender.replace(p, f"{len(newcomers)} more accounts below maintenance margin", optional=True)
 
     def _liquidation_quotes(self, accounts: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
-        """The oracle's attestations for as many of `accounts` as it will sign: one request,
-        or one per account when it refuses the batch (or proven leaves of a posted commitment)."""
+        """Attestations for as many of `accounts` as can go in one batch: proven leaves of a
+        posted commitment (--proofs, batches of at least --proofs-min), else the oracle's signed
+        attestations."""
         if self.commitments is not None and len(accounts) >= self.config.proofs_min:
             return self._committed_quotes(accounts)
-        if len(accounts) > SIGNED_BATCH:  # batches sized for proofs, too few for them: signed, 50 at a time
+        return self._signed_quotes(accounts)
+
+    def _signed_quotes(self, accounts: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+        """The oracle's attestations for as many of `accounts` as it will sign: one request (of
+        at most 50), or one per account when it refuses the batch."""
+        if len(accounts) > SIGNED_BATCH:
             later = {a: "deferred: signed attestations come 50 accounts at a time" for a in accounts[SIGNED_BATCH:]}
-            items, fractions, errors = self._liquidation_quotes(accounts[:SIGNED_BATCH])
+            items, fractions, errors = self._signed_quotes(accounts[:SIGNED_BATCH])
             return items, fractions, {**errors, **later}
         body = {"accounts": accounts, "liquidator": self.me, "min_block": self.seen_block}
         try:
@@ -660,84 +666,94 @@ class Keeper:
         return items, fractions, errors
 
     def _committed_quotes(self, accounts: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
-        """Victims proven against the posted commitment, fractions by the contract's formula,
-        and the liquidator's own signed attestation (its state changes with every batch)."""
+        """Victims proven against the posted commitment, fractions by the contract's formula, and
+        the liquidator's own signed attestation (its state changes with every batch). Until a
+        root is posted — and for victims it cannot prove — the batch goes signed, so a missing,
+        evicted or lying root costs speed, never liveness."""
         assert self.commitments is not None
         root = self.commitments.usable(self.head_time)
         if root is not None and not self.client.commitments.functions.rootPosted(root.root).call():
-            root.posted = False  # its post was reorganised away, or the signer set changed
+            self.commitments.current = None  # its post was reorganised away, or the signer set changed
             root = None
         if root is None:
             self._ensure_root()
-            return {}, {}, {a: "deferred: waiting for a posted commitment" for a in accounts}
+            return self._signed_quotes(accounts)
         cfg = self.state.liquidation_config
         if cfg is None:
-            return {}, {}, {a: "deferred: risk configuration not seen yet" for a in accounts}
+            return self._signed_quotes(accounts)
         try:
             self.commitments.fetch(self.oracle, root, accounts)
-            own = self._attest("margin", {"account": self.me, "min_block": self.seen_block})
         except OracleRefused as err:
-            return {}, {}, {a: str(err) for a in accounts}
-        items: dict[str, Any] = {"liquidator": own["items"]["margin"]}
+            event(log, "no proofs for the posted root; signed attestations meanwhile", logging.WARNING,
+                  error=str(err)[:300])
+            self.commitments.current = None
+            self._ensure_root()
+            return self._signed_quotes(accounts)
+        items: dict[str, Any] = {}
         fractions: dict[str, Any] = {}
-        errors: dict[str, str] = {}
-        stale = []
+        unproven: list[str] = []
         health = self.fund_health()
         for a in accounts:
             proven, acct = root.proofs.get(a), self.state.accounts.get(a)
             if proven is None or acct is None or proven[0].state_hash != acct.state_hash:
-                stale.append(a)
-                errors[a] = "deferred: not in the posted commitment at its current state"
+                unproven.append(a)  # not in the root, or its state moved since
                 continue
             att, sigs = proven
             equity = acct.cash + att.value
             try:
                 f, bonus, fee = terms(equity, att.maintenance_margin, cfg, health)
             except NotLiquidatable:
-                # the root predates what put it below MM (the risk list is newer): a newer root
-                stale.append(a)
-                errors[a] = (f"deferred: not liquidatable per the commitment of block {root.block} (equity "
-                             f"{equity / WAD:,.2f} ≥ MM {att.maintenance_margin / WAD:,.2f})")
+                unproven.append(a)  # the root predates what put it below MM (the risk list is newer)
                 continue
             items[a] = self.commitments.item(att, sigs)
             fractions[a] = {"fraction": str(f), "bonus": str(bonus), "fee": str(fee), "equity": str(equity)}
-        if stale:
-            self._ensure_root(newer_than=root.block)
-        return items, fractions, errors
+        if unproven:
+            self._ensure_root(newer_than=root.block)  # a newer root in the background; this one stays in use
+        if not items:
+            return self._signed_quotes(unproven)
+        try:
+            own = self._attest("margin", {"account": self.me, "min_block": self.seen_block})
+        except OracleRefused as err:
+            return {}, {}, {a: str(err) for a in accounts}
+        items["liquidator"] = own["items"]["margin"]
+        return items, fractions, {a: "deferred: not provable against the posted commitment yet" for a in unproven}
 
     def _ensure_root(self, newer_than: int = -1) -> None:
-        """Asks for a commitment of the current state (once per block) and posts its root,
-        unless one newer than `newer_than` is already posted or on its way."""
+        """Makes sure a commitment newer than `newer_than` and not near its deadline is posted or
+        on its way: asks the oracle for one (once per block) and posts it. The root in use stays
+        in use until its successor is posted."""
         assert self.commitments is not None
-        current = self.commitments.current
-        if current is not None and current.block > newer_than \
-                and current.commitment.deadline > self.head_time + self.commitments.margin:
-            if current.posted or self.client.commitments.functions.rootPosted(current.root).call():
-                current.posted = True
-                return
-            if any(p.plan.meta.get("kind") == "commitment" for p in self.sender.pending.values()):
-                return
-        elif self.commitments.asked_at_block >= self.head:
+        c = self.commitments
+        current = c.current
+        if current is not None and current.posted and current.block > newer_than \
+                and current.commitment.deadline > self.head_time + c.margin:
             return
-        else:
-            self.commitments.asked_at_block = self.head
+        nxt = c.next
+        if nxt is not None and (nxt.block <= newer_than or nxt.commitment.deadline <= self.head_time + c.margin):
+            nxt = c.next = None  # outdated before it was posted
+        if nxt is None:
+            if c.asked_at_block >= self.head:
+                return
+            c.asked_at_block = self.head
             try:
                 # at least the block of the risk list the keeper acts on
-                current = self.commitments.adopt(self._attest("commitment", {"min_block": max(self.seen_block, self.head)}))
-            except OracleRefused as err:
+                nxt = c.ask(self._attest("commitment", {"min_block": max(self.seen_block, self.head)}))
+            except (OracleRefused, ValueError, KeyError) as err:
                 event(log, "no commitment from the oracle", logging.WARNING, error=str(err)[:300])
                 return
-            if self.client.commitments.functions.rootPosted(current.root).call():
-                current.posted = True  # someone else posted it
-                return
-        call = self.client.commitments.functions.postCommitment(current.commitment.as_tuple(), current.signatures)
+        if self.client.commitments.functions.rootPosted(nxt.root).call():
+            c.promote(nxt)  # posted (by us, or by someone else)
+            return
+        if any(p.plan.meta.get("kind") == "commitment" for p in self.sender.pending.values()):
+            return
+        call = self.client.commitments.functions.postCommitment(nxt.commitment.as_tuple(), nxt.signatures)
         try:
-            plan = self.sender.plan(call, "post commitment", meta={"kind": "commitment", "root": "0x" + current.root.hex(),
+            plan = self.sender.plan(call, "post commitment", meta={"kind": "commitment", "root": "0x" + nxt.root.hex(),
                                                                    "keys": ["commitment"]})
         except SimulationFailed as err:
             # e.g. a snapshot already too old: the next block asks for a fresh commitment
             event(log, "commitment would not post", logging.WARNING, error=err.reason)
-            self.commitments.current = None
+            c.next = None
             return
         self.duties.ensure("commitment", self.head)
         self._send(plan, self.duties, ["commitment"])

@@ -214,7 +214,9 @@ class Oracle:
         self.adl_plans = Memo(256)
         self._risk_rows = Memo(8)
         self._books = Memo(4)  # whole-book commitments per (state, market, params, block time)
-        self.commitments: OrderedDict[bytes, BookCommitment] = OrderedDict()  # by root, newest last
+        self.commitments: OrderedDict[bytes, BookCommitment] = OrderedDict()  # own, by root, newest last
+        # co-signed books apart: nobody's co-sign requests can push this signer's own books out
+        self.cosigned: OrderedDict[bytes, BookCommitment] = OrderedDict()
         self._signatures: OrderedDict[Any, bytes] = OrderedDict()
         self._sig_lock = threading.Lock()
 
@@ -223,6 +225,8 @@ class Oracle:
     def sync(self, min_block: int | None = None) -> int:
         """Replays events up to `min_block` (or the head), never past the head less the
         confirmation depth; undoes first what a reorganisation replaced."""
+        if min_block is not None and (not isinstance(min_block, int) or isinstance(min_block, bool) or min_block < 0):
+            raise OracleError(400, f"min_block: {min_block!r} is not a block number")
         with self.lock:
             try:
                 # a request fails fast (503) when the node is unreachable, never holding the lock long
@@ -797,12 +801,13 @@ class Oracle:
         left_out = sorted(set(state.accounts) - set(attestations))
         return BookCommitment(attestations, ctx.snapshot_time, deadline, ctx.params.version, ctx.block), left_out
 
-    def _commit(self, ctx: Context, book: BookCommitment, left_out: list[str]) -> dict[str, Any]:
+    def _commit(self, ctx: Context, book: BookCommitment, left_out: list[str], cosigned: bool = False) -> dict[str, Any]:
+        kept, size = (self.cosigned, 16) if cosigned else (self.commitments, 16)
         with self._sig_lock:
-            self.commitments[book.root] = book
-            self.commitments.move_to_end(book.root)
-            while len(self.commitments) > 16:
-                self.commitments.popitem(last=False)
+            kept[book.root] = book
+            kept.move_to_end(book.root)
+            while len(kept) > size:
+                kept.popitem(last=False)
         item = SnapshotCommitment(book.root, book.snapshot_time, book.deadline, book.params_version, len(book.attestations))
         return self._response(ctx, {"commitment": item}, {"left_out": left_out})
 
@@ -849,7 +854,7 @@ class Oracle:
         if len(raw) != 32:
             raise OracleError(400, f"root: {root!r} is not 32 bytes of hex")
         with self._sig_lock:
-            book = self.commitments.get(raw)
+            book = self.commitments.get(raw) or self.cosigned.get(raw)
         if book is None:
             raise OracleError(404, f"commitment {root} is not among this signer's recent ones")
         return book
@@ -871,10 +876,11 @@ class Oracle:
             raise OracleError(409, "refusing to co-sign: the proposal covers other accounts than this signer's")
         theirs: dict[str, tuple[int, int, int]] = {}
         for account, mine in book.attestations.items():
-            try:
-                value, im, mm = (int(x) for x in numbers[account])
-            except (TypeError, ValueError):
-                raise OracleError(400, f"numbers.{account}: three integers (value, IM, MM)") from None
+            entry = numbers[account]
+            if not isinstance(entry, list) or len(entry) != 3 or \
+                    not all(isinstance(x, str) and x.lstrip("-").isdigit() and len(x) <= 80 for x in entry):
+                raise OracleError(400, f"numbers.{account}: three integers as decimal strings (value, IM, MM)")
+            value, im, mm = (int(x) for x in entry)
             for name, t, o in (("value", value, mine.value), ("initialMargin", im, mine.initial_margin),
                                ("maintenanceMargin", mm, mine.maintenance_margin)):
                 if abs(t - o) > tolerance(o):
@@ -884,7 +890,7 @@ class Oracle:
         rebuilt, _ = self._book(ctx, theirs)
         if rebuilt.root != proposal_root:
             raise OracleError(409, "refusing to co-sign: the proposer's numbers do not give the proposed root")
-        return self._commit(ctx, rebuilt, left_out)
+        return self._commit(ctx, rebuilt, left_out, cosigned=True)
 
     # ------------------------------------------------------------------ risk views (unsigned)
 

@@ -72,4 +72,12 @@ contract WaterfallInvariants is LiquidationFixture {
     function invariant_adlOnlyWhenFundCannotCover() public view {
         assertFalse(handler.adlWhileFundCouldCover(), "ADL ran while the fund could cover");
     }
+
+    /// The proven-liquidation path of the handler works (the campaign exercises it, not only reverts).
+    function test_handlerLiquidatesWithProofs() public {
+        handler.trade(0, 1, 0, 19e18, true); // actor 0 long ~20 perpetuals at the mark, 20,000 deposited
+        for (uint256 i; i < 3; ++i) handler.movePrice(0, 0); // −12% three times
+        handler.liquidate(4); // 4 % 3 == 1: proven; even: the weakest account
+        assertEq(handler.provenLiquidations(), 1, "a liquidation proven against a posted root");
+    }
 }

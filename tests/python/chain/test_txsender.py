@@ -235,20 +235,20 @@ def test_a_lost_answer_costs_no_second_nonce_and_a_lost_send_is_repeated(chain: 
 
 def test_a_restarted_sender_adopts_what_is_still_in_the_pool(chain: Chain, tmp_path: Path) -> None:
     account = Account.from_key(anvil_key(3))
-    journal = Journal(tmp_path / "journal.json")
+    journal = Journal(tmp_path / "journal.sqlite")
     first = TxSender(chain.w3, account, journal)
     poll(first, chain)
     first.submit(transfer())
-    assert Journal(tmp_path / "journal.json").in_flight(), "journaled before it left the process"
+    assert Journal(tmp_path / "journal.sqlite").in_flight(), "journaled before it left the process"
     # the process dies here; a new one starts from the journal
-    second = TxSender(chain.w3, account, Journal(tmp_path / "journal.json"))
+    second = TxSender(chain.w3, account, Journal(tmp_path / "journal.sqlite"))
     assert sorted(second.pending) == [0]
     second.sync_nonce()
     assert second.next_nonce == 1
     chain.mine()
     (result,) = poll(second, chain)
     assert result.status == "mined"
-    assert Journal(tmp_path / "journal.json").seen(Journal.nonce_key(0))["status"] == "mined"
+    assert Journal(tmp_path / "journal.sqlite").seen(Journal.nonce_key(0))["status"] == "mined"
 
 
 def test_transactions_orphaned_by_a_reorg_free_their_nonces_and_nothing_waits_behind_a_gap(chain: Chain) -> None:

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from eth_account import Account
 
+from offchain.keeper.journal import Journal
 from offchain.sim.desk import trader_keys
 
 from .chainfaults import ManualChain
@@ -79,7 +79,7 @@ def assert_nonce_in_sync(h: Harness) -> None:
 
     wait_for(settled, 60, "the keeper to have nothing in flight and the chain's nonce")
     assert w3.eth.get_transaction_count(me, "pending") == w3.eth.get_transaction_count(me, "latest")
-    journal = json.loads((h.stack.workdir / "keeper" / "journal.json").read_text())
+    journal = Journal(h.stack.workdir / "keeper" / "journal.sqlite").entries
     assert not [k for k, v in journal.items() if v.get("status") == "in_flight"]
 
 

@@ -297,3 +297,18 @@ def test_signers_a_rounding_step_apart_cosign_one_root_from_the_proposers_number
     status, refused = call(cosigner + "/v1/cosign", "POST", {
         "endpoint": "commitment", "request": {"min_block": body["block"]}, "proposal": proposal})
     assert status == 409 and "other accounts" in refused["error"], refused
+
+
+def test_malformed_commitment_requests_get_400_naming_the_field(s: Setup) -> None:
+    status, body = call(s.honest.url + "/v1/attest/commitment", "POST", {"min_block": "x"})
+    assert status == 400 and body["error"].startswith("min_block"), body
+    status, answer = call(s.honest.url + "/v1/attest/commitment", "POST", {})
+    assert status == 200, answer
+    account = next(iter(call(f"{s.honest.url}/v1/commitments/{answer['items']['commitment']['message']['root']}/numbers")[1]["numbers"]))
+    proposal = {"items": {"commitment": {"type": "SnapshotCommitment", "message": {
+        **answer["items"]["commitment"]["message"], "root": "0x" + "ab" * 32}}}, "extra": answer["extra"]}
+    for bad in ([1e999, "0", "0"], ["1", "2"], "x", [True, "0", "0"]):
+        status, body = call(s.honest.url + "/v1/cosign", "POST", {
+            "endpoint": "commitment", "request": {"min_block": answer["block"]}, "numbers": {account: bad},
+            "proposal": proposal})
+        assert status in (400, 409), (bad, body)

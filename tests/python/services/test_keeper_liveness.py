@@ -7,12 +7,13 @@ nonce matches the chain's; /health says "stalled" (503) while accounts stay unha
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import pytest
 from eth_account import Account
+
+from offchain.keeper.journal import Journal
 
 from .chainfaults import FaultyRpc, ManualChain, set_market_urgently
 from .harness import Harness
@@ -140,7 +141,7 @@ def test_failed_attempts_are_retried_not_abandoned_and_health_says_stalled(h: Ha
     second = open_longs(h, 540, 2, deposit=10_000)  # below MM at 2,400
     me = keeper_address(h)
     desk.deposit(Account.from_key(h.stack.keeper_key), 50)  # far too little to take a slice
-    journal = h.stack.workdir / "keeper" / "journal.json"
+    journal = h.stack.workdir / "keeper" / "journal.sqlite"
     log = h.stack.workdir / "logs" / "keeper.log"
 
     def mine(n: int) -> None:
@@ -175,7 +176,7 @@ def test_failed_attempts_are_retried_not_abandoned_and_health_says_stalled(h: Ha
 
     # a dry run logs what it would send, again after new blocks, and journals nothing; the real
     # keeper started after it still liquidates
-    entries = json.loads(journal.read_text())
+    entries = Journal(journal).entries
     dry = h.stack.keeper(["--dry-run", "--retry-max-blocks", "2"]).start()
     dry.wait_healthy()
     before = log.read_text().count("dry run: would send liquidation")
@@ -183,7 +184,7 @@ def test_failed_attempts_are_retried_not_abandoned_and_health_says_stalled(h: Ha
     mine(6)
     assert log.read_text().count("dry run: would send liquidation") - before >= 2
     dry.stop()
-    assert json.loads(journal.read_text()) == entries
+    assert Journal(journal).entries == entries
     h.stack.keeper().start().wait_healthy()
     wait_for(lambda: all(t.address in liquidation_blocks(h, 0) for t in second), 60, "the liquidations after the dry run")
     assert_nonce_in_sync(h)

@@ -4,6 +4,7 @@ caps and replacements, retry backoff in blocks, and the nonce-keyed journal."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -224,15 +225,27 @@ def test_failed_attempts_back_off_in_blocks_up_to_a_bound_and_changes_make_them_
 
 
 def test_journal_holds_only_what_is_mined_or_in_flight(tmp_path: Path) -> None:
-    j = Journal(tmp_path / "journal.json", keep=3)
+    j = Journal(tmp_path / "journal.sqlite", keep=3)
     for n in range(6):
         j.record(Journal.nonce_key(n), status="in_flight", nonce=n)
     for n in range(5):
         j.update(Journal.nonce_key(n), status="mined")
     j.remove(Journal.nonce_key(5))  # a nonce something else took
-    again = Journal(tmp_path / "journal.json", keep=3)
+    again = Journal(tmp_path / "journal.sqlite", keep=3)
     assert sorted(again.entries) == [Journal.nonce_key(n) for n in (2, 3, 4)]
     assert again.in_flight() == {}
+    rows = again.db.execute("SELECT count(*) FROM journal").fetchone()[0]
+    assert rows == 3, "pruned rows are deleted, not only forgotten in memory"
+
+
+def test_a_journal_json_of_an_older_version_is_imported_once(tmp_path: Path) -> None:
+    legacy = {Journal.nonce_key(7): {"ts": 1.0, "status": "in_flight", "nonce": 7}}
+    (tmp_path / "journal.json").write_text(json.dumps(legacy))
+    j = Journal(tmp_path / "journal.sqlite")
+    assert j.in_flight() == legacy
+    assert not (tmp_path / "journal.json").exists() and (tmp_path / "journal.json.imported").exists()
+    j.update(Journal.nonce_key(7), status="mined")
+    assert Journal(tmp_path / "journal.sqlite").seen(Journal.nonce_key(7))["status"] == "mined"
 
 
 # ---------------------------------------------------------------------------------- unwinding
