@@ -59,6 +59,7 @@ from offchain.attest.state import ZERO_HASH, next_state_hash, underlying_to_byte
 from offchain.chain.contracts import SystemClient
 from offchain.errors import UserError
 from offchain.ops.logs import event
+from offchain.oracle.cosign import tolerance
 from offchain.oracle.market_sources import MarketSnapshot, MarketSource, SettlementUnavailable
 from offchain.oracle.state import RISK_CONFIG_FIELDS, ChainState
 from offchain.oracle.store import open_store
@@ -774,10 +775,15 @@ class Oracle:
         snapshot (offchain/attest/commitment.py). Accounts this signer cannot attest (a diverged
         replica, an underlying without market data) are left out and listed in `extra`."""
         ctx = self._snapshot_context(body.get("min_block"))
+        book, left_out = self._own_book(ctx)
+        return self._commit(ctx, book, left_out)
+
+    def _own_book(self, ctx: Context) -> tuple[BookCommitment, list[str]]:
+        """This signer's own whole-book commitment at `ctx`, built once per state version, market
+        snapshot, params version and block time."""
         self._needs(ctx, ())
         key = (ctx.state.version, ctx.market.key or (ctx.snapshot_time, ctx.block), ctx.params.version, ctx.block_time)
-        book, left_out = self._books.get(key, lambda: self._book(ctx))
-        return self._commit(ctx, book, left_out)
+        return self._books.get(key, lambda: self._book(ctx))
 
     def _book(self, ctx: Context, numbers: dict[str, tuple[int, int, int]] | None = None
               ) -> tuple[BookCommitment, list[str]]:
@@ -864,14 +870,10 @@ class Oracle:
         """This signer's own commitment, or — when its root differs from the proposal's only by
         float noise — the proposal rebuilt from the proposer's numbers, each within the tolerance
         of this signer's own (offchain/oracle/cosign.py) and over exactly the same accounts."""
-        from offchain.oracle.cosign import tolerance
-
-        own = self.attest_commitment(request)
         ctx = self._snapshot_context(request.get("min_block"))
-        key = (ctx.state.version, ctx.market.key or (ctx.snapshot_time, ctx.block), ctx.params.version, ctx.block_time)
-        book, left_out = self._books.get(key, lambda: self._book(ctx))
+        book, left_out = self._own_book(ctx)
         if book.root == proposal_root:
-            return own
+            return self._commit(ctx, book, left_out)
         if not isinstance(numbers, dict) or set(numbers) != set(book.attestations):
             raise OracleError(409, "refusing to co-sign: the proposal covers other accounts than this signer's")
         theirs: dict[str, tuple[int, int, int]] = {}

@@ -43,6 +43,19 @@ contract CommitmentOutlivesSignerRotationTest is LiquidationFixture {
         a.deadline = type(uint64).max;
     }
 
+    /// @dev The leaked keys commit to `a` and `b` and post the root (dated now: accepted).
+    function plant(MarginAttestation memory a, MarginAttestation memory b)
+        internal
+        returns (MarginAttestation[] memory atts, bytes32[] memory ls, bytes32 root)
+    {
+        atts = new MarginAttestation[](2);
+        (atts[0], atts[1]) = (a, b);
+        ls = new bytes32[](2);
+        (ls[0], ls[1]) = (Digests.leaf(a), Digests.leaf(b));
+        root = MerkleBuilder.root(ls);
+        postRoot(registry, root, 2, oracleKeys);
+    }
+
     function rotateSigners() internal {
         address[] memory fresh = new address[](1);
         fresh[0] = vm.addr(0xF4E54);
@@ -54,14 +67,8 @@ contract CommitmentOutlivesSignerRotationTest is LiquidationFixture {
 
     function test_leakedKeysDoNotSurviveRotation_withdrawal() public {
         // 1. the leaked oracle keys commit a book with a future-dated, absurd leaf for alice
-        MarginAttestation[] memory atts = new MarginAttestation[](2);
-        atts[0] = futureLeaf(alice, 10_000_000e18, 0, 0);
-        atts[1] = futureLeaf(keeper, 0, 0, 0);
-        bytes32[] memory ls = new bytes32[](2);
-        ls[0] = Digests.leaf(atts[0]);
-        ls[1] = Digests.leaf(atts[1]);
-        bytes32 root = MerkleBuilder.root(ls);
-        postRoot(registry, root, 2, oracleKeys); // commitment itself is dated now: accepted
+        (MarginAttestation[] memory atts, bytes32[] memory ls, bytes32 root) =
+            plant(futureLeaf(alice, 10_000_000e18, 0, 0), futureLeaf(keeper, 0, 0, 0)); // commitment itself is dated now: accepted
         assertTrue(registry.rootPosted(root));
 
         // 2. governance notices and rotates the signer set
@@ -85,14 +92,8 @@ contract CommitmentOutlivesSignerRotationTest is LiquidationFixture {
 
     /// Without a rotation the future-dated leaves are refused too: they are not their root's.
     function test_futureDatedLeavesRefusedEvenWithoutARotation() public {
-        MarginAttestation[] memory atts = new MarginAttestation[](2);
-        atts[0] = futureLeaf(alice, 10_000_000e18, 0, 0);
-        atts[1] = futureLeaf(keeper, 0, 0, 0);
-        bytes32[] memory ls = new bytes32[](2);
-        ls[0] = Digests.leaf(atts[0]);
-        ls[1] = Digests.leaf(atts[1]);
-        bytes32 root = MerkleBuilder.root(ls);
-        postRoot(registry, root, 2, oracleKeys);
+        (MarginAttestation[] memory atts, bytes32[] memory ls, bytes32 root) =
+            plant(futureLeaf(alice, 10_000_000e18, 0, 0), futureLeaf(keeper, 0, 0, 0));
         vm.warp(tUse);
         bytes memory p = proofBytes(address(registry), ls, 0);
         vm.prank(alice);
@@ -103,14 +104,8 @@ contract CommitmentOutlivesSignerRotationTest is LiquidationFixture {
     function test_leakedKeysDoNotSurviveRotation_liquidation() public {
         // bob: short 6 at 3,000, cash 118,000 — healthy. The leaked keys commit a leaf showing him
         // just above zero equity (value −117,000) and a leaf for the keeper (flat).
-        MarginAttestation[] memory atts = new MarginAttestation[](2);
-        atts[0] = futureLeaf(bob, -117_000e18, 12_500e18, 10_000e18);
-        atts[1] = futureLeaf(keeper, 0, 0, 0);
-        bytes32[] memory ls = new bytes32[](2);
-        ls[0] = Digests.leaf(atts[0]);
-        ls[1] = Digests.leaf(atts[1]);
-        bytes32 root = MerkleBuilder.root(ls);
-        postRoot(registry, root, 2, oracleKeys);
+        (MarginAttestation[] memory atts, bytes32[] memory ls, bytes32 root) =
+            plant(futureLeaf(bob, -117_000e18, 12_500e18, 10_000e18), futureLeaf(keeper, 0, 0, 0));
         rotateSigners();
         // the guardian pauses everything it can
         vm.prank(guardian);
