@@ -676,18 +676,18 @@ class Keeper:
             self.commitments.current = None  # its post was reorganised away, or the signer set changed
             root = None
         if root is None:
-            self._ensure_root()
+            self._try_ensure_root()
             return self._signed_quotes(accounts)
         cfg = self.state.liquidation_config
         if cfg is None:
             return self._signed_quotes(accounts)
         try:
             self.commitments.fetch(self.oracle, root, accounts)
-        except OracleRefused as err:
+        except Exception as err:  # refused, malformed, timed out: whatever the answer, go signed
             event(log, "no proofs for the posted root; signed attestations meanwhile", logging.WARNING,
-                  error=str(err)[:300])
+                  error=f"{type(err).__name__}: {err}"[:300])
             self.commitments.current = None
-            self._ensure_root()
+            self._try_ensure_root()
             return self._signed_quotes(accounts)
         items: dict[str, Any] = {}
         fractions: dict[str, Any] = {}
@@ -708,7 +708,7 @@ class Keeper:
             items[a] = self.commitments.item(att, sigs)
             fractions[a] = {"fraction": str(f), "bonus": str(bonus), "fee": str(fee), "equity": str(equity)}
         if unproven:
-            self._ensure_root(newer_than=root.block)  # a newer root in the background; this one stays in use
+            self._try_ensure_root(newer_than=root.block)  # a newer root in the background; this one stays in use
         if not items:
             return self._signed_quotes(unproven)
         try:
@@ -717,6 +717,16 @@ class Keeper:
             return {}, {}, {a: str(err) for a in accounts}
         items["liquidator"] = own["items"]["margin"]
         return items, fractions, {a: "deferred: not provable against the posted commitment yet" for a in unproven}
+
+    def _try_ensure_root(self, newer_than: int = -1) -> None:
+        """_ensure_root, whose failures (a malformed or slow oracle answer, an RPC error) cost the
+        next root, never the batch in hand."""
+        try:
+            self._ensure_root(newer_than)
+        except Exception as err:
+            assert self.commitments is not None
+            self.commitments.next = None
+            event(log, "no new commitment this block", logging.WARNING, error=f"{type(err).__name__}: {err}"[:300])
 
     def _ensure_root(self, newer_than: int = -1) -> None:
         """Makes sure a commitment newer than `newer_than` and not near its deadline is posted or

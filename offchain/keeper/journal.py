@@ -37,13 +37,9 @@ class Journal:
             k: json.loads(v) for k, v in self.db.execute("SELECT key, entry FROM journal")}
         legacy = path.with_name("journal.json")
         if not self.entries and legacy.exists() and legacy != path:
-            self.entries = json.loads(legacy.read_text())
-            with self._lock:
-                self.db.execute("BEGIN")
-                self.db.executemany("INSERT OR REPLACE INTO journal VALUES (?, ?)",
-                                    [(k, json.dumps(v)) for k, v in self.entries.items()])
-                self.db.execute("COMMIT")
-            legacy.rename(legacy.with_name("journal.json.imported"))
+            # renamed first: a crash after it cannot import the same file again later
+            imported = legacy.rename(legacy.with_name("journal.json.imported"))
+            self._commit(json.loads(imported.read_text()), [])
 
     def close(self) -> None:
         self.db.close()
@@ -60,33 +56,41 @@ class Journal:
 
     def record(self, key: str, **fields: Any) -> None:
         previous = self.entries.get(key, {})
-        self.entries[key] = {"ts": previous.get("ts", time.time()), **fields}
-        self._write([key], [])
+        self._commit({key: {"ts": previous.get("ts", time.time()), **fields}}, [])
 
     def update(self, key: str, **fields: Any) -> None:
-        entry = self.entries.setdefault(key, {"ts": time.time()})
+        entry = dict(self.entries.get(key, {"ts": time.time()}))
         for k, v in fields.items():
             if v is None:
                 entry.pop(k, None)
             else:
                 entry[k] = v
-        self._write([key], self._prune())
+        dropped = self._to_prune({**self.entries, key: entry})
+        self._commit({} if key in dropped else {key: entry}, dropped)
 
     def remove(self, key: str) -> None:
-        if self.entries.pop(key, None) is not None:
-            self._write([], [key])
+        if key in self.entries:
+            self._commit({}, [key])
 
-    def _prune(self) -> list[str]:
-        done = [k for k, v in self.entries.items() if v.get("status") != "in_flight"]
-        dropped = sorted(done)[: max(0, len(done) - self.keep)]
-        for k in dropped:
-            del self.entries[k]
-        return dropped
+    def _to_prune(self, entries: dict[str, dict[str, Any]]) -> list[str]:
+        done = [k for k, v in entries.items() if v.get("status") != "in_flight"]
+        return sorted(done)[: max(0, len(done) - self.keep)]
 
-    def _write(self, changed: list[str], dropped: list[str]) -> None:
+    def _commit(self, changed: dict[str, dict[str, Any]], dropped: list[str]) -> None:
+        """Writes `changed` and deletes `dropped` in one transaction, then mirrors it in memory.
+        A failed write (a value that is not JSON, a locked database) is rolled back and raised:
+        memory and disk stay equal, and the connection is ready for the next write."""
+        rows = [(k, json.dumps(v)) for k, v in changed.items()]  # serialised before the transaction
         with self._lock:
-            self.db.execute("BEGIN")
-            self.db.executemany("INSERT OR REPLACE INTO journal VALUES (?, ?)",
-                                [(k, json.dumps(self.entries[k])) for k in changed if k in self.entries])
-            self.db.executemany("DELETE FROM journal WHERE key = ?", [(k,) for k in dropped])
-            self.db.execute("COMMIT")
+            try:
+                self.db.execute("BEGIN")
+                self.db.executemany("INSERT OR REPLACE INTO journal VALUES (?, ?)", rows)
+                self.db.executemany("DELETE FROM journal WHERE key = ?", [(k,) for k in dropped])
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+        self.entries.update(changed)
+        for k in dropped:
+            self.entries.pop(k, None)

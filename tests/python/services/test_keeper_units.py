@@ -349,3 +349,15 @@ def test_the_keeper_buys_back_an_option_marked_below_one_tick_at_one_tick() -> N
     with pytest.raises(QuoteRefused):
         check_quote(Quote(Order(o["maker"], 9, -5 * 10**18, 3 * 10**12, 1, 1), b""), 9, -5 * 10**18, 4e-7, 100)
     assert largest_position({9: 5 * 10**18}, {9: 4e-7}) is None, "a long with no bid is left to expire"
+
+
+def test_a_failed_journal_write_is_rolled_back_and_the_next_one_works(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "journal.sqlite")
+    j.record(Journal.nonce_key(1), status="in_flight", nonce=1)
+    with pytest.raises(TypeError):
+        j.record(Journal.nonce_key(2), status="in_flight", raw=b"not json")
+    assert Journal.nonce_key(2) not in j.entries  # memory stays what the disk holds
+    j.update(Journal.nonce_key(1), status="mined")  # the connection is not left in a transaction
+    again = Journal(tmp_path / "journal.sqlite")
+    assert again.entries == j.entries and again.seen(Journal.nonce_key(1))["status"] == "mined"
+
