@@ -231,7 +231,8 @@ class Vote:
 
 class Gateway:
     """Fans each attestation request out to every signer and returns a content that at least
-    `threshold` distinct authorized signers signed, signatures in ascending signer order.
+    `threshold` distinct authorized signers signed, with exactly `threshold` signatures in
+    ascending signer order.
 
     Agreement is per response, not per item: every item of an answer (and its extra data) comes
     from the same agreeing signers, because the items describe one computation (a trade's two
@@ -353,7 +354,10 @@ class Gateway:
         return self._result(best, "identical")
 
     def _result(self, votes: list[Vote], agreement: str) -> dict[str, Any]:
-        chosen = sorted(votes, key=lambda v: int(v.signer, 16))  # the contract wants ascending signers
+        # exactly `threshold` signatures, lowest addresses first (the contract wants ascending
+        # signers): each extra one costs ~7k gas and would make the cost depend on which signers
+        # happened to answer in time
+        chosen = sorted(votes, key=lambda v: int(v.signer, 16))[:self.threshold]
         content = chosen[0].content
         items = {}
         for k, v in content["items"].items():
