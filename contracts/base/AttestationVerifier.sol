@@ -83,8 +83,11 @@ abstract contract AttestationVerifier is RiskGovernance, EIP712 {
             revert IClearinghouse.WrongParamsVersion(_config.paramsVersion, att.paramsVersion);
         }
         _checkFresh(att.snapshotTime, att.deadline);
-        if (sigs.length % SIGNATURE_LENGTH == 0) _verifySignatures(_hashTypedDataV4(AttestationHashing.hash(att)), sigs);
-        else _verifyLeaf(att, sigs);
+        if (sigs.length % SIGNATURE_LENGTH == 0) {
+            _verifySignatures(_hashTypedDataV4(AttestationHashing.hash(att)), sigs);
+        } else {
+            _verifyLeaf(att, sigs);
+        }
     }
 
     /// @dev Reverts unless `proof` (registry, root, then siblings from the leaf up) proves `att`

@@ -4,6 +4,8 @@ pragma solidity 0.8.28;
 import {Ownable2Step, Ownable} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 
 import {IClearinghouse, RiskConfig} from "../interfaces/IClearinghouse.sol";
+import {WAD} from "../libraries/FixedPoint.sol";
+import {PositionBook} from "../libraries/PositionBook.sol";
 
 /// @title RiskGovernance
 /// @notice Who may change what, and how fast. The owner (two-step transfer; in production a
@@ -11,13 +13,15 @@ import {IClearinghouse, RiskConfig} from "../interfaces/IClearinghouse.sol";
 ///         trusted engines only through a timelock, each value checked against hard bounds when
 ///         scheduled and again when executed. A guardian may pause trading and withdrawals at
 ///         once; nothing here can pause deposits, liquidations or settlement.
-abstract contract RiskGovernance is Ownable2Step {
+abstract contract RiskGovernance is IClearinghouse, Ownable2Step {
     // ============================================================================ Bounds
 
     uint256 public constant MIN_TIMELOCK_DELAY = 60;
     uint256 public constant MAX_TIMELOCK_DELAY = 30 days;
     uint256 public constant MAX_SIGNERS = 16;
-    uint256 internal constant WAD = 1e18;
+    /// @dev Highest position cap (`maxPositions`) governance may set: half the storage bound, so
+    ///      an account at the cap can always receive a whole other account at the cap.
+    uint256 internal constant MAX_POSITIONS_CAP = PositionBook.MAX_POSITIONS / 2;
 
     // ============================================================================ Storage
 
@@ -80,12 +84,12 @@ abstract contract RiskGovernance is Ownable2Step {
 
     // ============================================================================ Views
 
+    /// @inheritdoc IClearinghouse
     function riskConfig() external view returns (RiskConfig memory) {
         return _config;
     }
 
-    /// @notice Whether attestations carrying `version` are accepted now: the version in force, or
-    ///         the previous one during the grace window after a change.
+    /// @inheritdoc IClearinghouse
     function acceptsParamsVersion(uint32 version) public view returns (bool) {
         if (version == _config.paramsVersion) return true;
         return version != 0 && version == previousParamsVersion
@@ -218,11 +222,15 @@ abstract contract RiskGovernance is Ownable2Step {
 
     function _checkConfig(RiskConfig memory c) internal pure {
         if (c.paramsVersion == 0) revert IClearinghouse.ParameterOutOfBounds("paramsVersion");
-        if (c.maxSnapshotAge < 5 || c.maxSnapshotAge > 3600) revert IClearinghouse.ParameterOutOfBounds("maxSnapshotAge");
+        if (c.maxSnapshotAge < 5 || c.maxSnapshotAge > 3600) {
+            revert IClearinghouse.ParameterOutOfBounds("maxSnapshotAge");
+        }
         if (c.snapshotTolerance > 600 || c.snapshotTolerance > c.maxSnapshotAge) {
             revert IClearinghouse.ParameterOutOfBounds("snapshotTolerance");
         }
-        if (c.maxPositions == 0 || c.maxPositions > 32) revert IClearinghouse.ParameterOutOfBounds("maxPositions");
+        if (c.maxPositions == 0 || c.maxPositions > MAX_POSITIONS_CAP) {
+            revert IClearinghouse.ParameterOutOfBounds("maxPositions");
+        }
         if (c.takerFee > WAD / 100) revert IClearinghouse.ParameterOutOfBounds("takerFee");
         if (c.liquidationBuffer > WAD / 2) revert IClearinghouse.ParameterOutOfBounds("liquidationBuffer");
         if (c.liquidatorBonus > WAD / 2) revert IClearinghouse.ParameterOutOfBounds("liquidatorBonus");

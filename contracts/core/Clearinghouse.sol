@@ -17,9 +17,10 @@ import {
     SettlementPrice,
     SnapshotHeartbeat
 } from "../interfaces/IClearinghouse.sol";
+import {IClearinghouseEngineHooks} from "../interfaces/IClearinghouseEngineHooks.sol";
 import {IInsuranceFund} from "../interfaces/IInsuranceFund.sol";
 import {AttestationHashing} from "../libraries/AttestationHashing.sol";
-import {FixedPoint} from "../libraries/FixedPoint.sol";
+import {FixedPoint, WAD} from "../libraries/FixedPoint.sol";
 import {PositionBook} from "../libraries/PositionBook.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {AttestationVerifier} from "../base/AttestationVerifier.sol";
@@ -33,7 +34,7 @@ import {RiskGovernance} from "../base/RiskGovernance.sol";
 ///      update as keccak256(abi.encode(stateHash, instrumentId, newSize)). An attestation names
 ///      the state hash it describes, so one made for another portfolio — before a trade, after a
 ///      different trade, for another account — can never be applied.
-contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTransient {
+contract Clearinghouse is IClearinghouseEngineHooks, AttestationVerifier, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
     using FixedPoint for uint256;
     using PositionBook for PositionBook.Book;
@@ -87,7 +88,6 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
     ///         instrument's shorts start settling).
     mapping(uint256 => uint256) public shortOpenInterest;
 
-
     // ============================================================================ Construction
 
     constructor(
@@ -130,7 +130,7 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         nonReentrant
     {
         if (withdrawalsPaused) revert WithdrawalsPaused();
-        if (flaggedCount != 0) revert WithdrawalsPaused();
+        if (flaggedCount != 0) revert WithdrawalsGatedByBadDebt();
         if (tokenAmount == 0) revert ZeroAmount();
         if (to == address(0)) revert ZeroAddress();
         uint256 amount = FixedPoint.toWad(tokenAmount, collateralDecimals);
@@ -167,6 +167,7 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         emit InstrumentListed(instrumentId, underlying, kind, strike, expiry);
     }
 
+    /// @inheritdoc IClearinghouse
     function instrument(uint256 instrumentId) external view returns (Instrument memory) {
         return _instrument(instrumentId);
     }
@@ -201,7 +202,7 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
 
     /// @inheritdoc IClearinghouse
     function raiseMinNonce(uint256 newMinNonce) external {
-        if (newMinNonce <= minNonce[msg.sender]) revert InvalidFillAmount();
+        if (newMinNonce <= minNonce[msg.sender]) revert MinNonceNotIncreasing();
         minNonce[msg.sender] = newMinNonce;
         emit MinNonceRaised(msg.sender, newMinNonce);
     }
@@ -266,8 +267,7 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         _;
     }
 
-    /// @notice For engines: verifies a margin attestation of `account`'s current state and
-    ///         returns its equity (cash + attested value).
+    /// @inheritdoc IClearinghouseEngineHooks
     function verifyMarginAttestation(address account, MarginAttestation calldata att, bytes calldata sigs)
         external
         onlyEngine
@@ -276,8 +276,7 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         return _verifiedEquity(account, att, sigs);
     }
 
-    /// @notice For engines: verifies threshold signatures over an engine-defined EIP-712 digest
-    ///         and the freshness of its snapshot.
+    /// @inheritdoc IClearinghouseEngineHooks
     function verifyOracleSignatures(bytes32 structHash, uint64 snapshotTime, uint64 deadline, bytes calldata sigs)
         external
         onlyEngine
@@ -286,7 +285,7 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         _verifySignatures(_hashTypedDataV4(structHash), sigs);
     }
 
-    /// @notice For engines: moves `amount` contracts (signed, from `from`'s side) to `to`.
+    /// @inheritdoc IClearinghouseEngineHooks
     /// @dev Receipts are exempt from `maxPositions` (up to the storage bound): a configuration
     ///      change or a padded book must never leave a position nobody can take.
     function engineMovePosition(address from, address to, uint256 instrumentId, int256 amount) external onlyEngine {
@@ -295,19 +294,15 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         _changePosition(to, instrumentId, amount, PositionBook.MAX_POSITIONS);
     }
 
-    /// @notice For engines: moves a pro-rata slice of every position of `from` to `to`.
-    /// @param fraction WAD share; each slice is rounded away from zero (the smallest slice that
-    ///        is at least the fraction), and at `fraction >= 1e18` the whole position moves.
-    /// @dev Positions are visited in `from`'s open-list order (the `instrumentIds` of the event);
-    ///      each update extends both state-hash chains exactly as a single update would.
+    /// @inheritdoc IClearinghouseEngineHooks
+    /// @dev Each slice is the smallest that is at least the fraction. Positions are visited in
+    ///      `from`'s open-list order (the `instrumentIds` of the event); each update extends both
+    ///      state-hash chains exactly as a single update would.
     function engineTransferSlice(address from, address to, uint256 fraction) external onlyEngine {
         Account storage a = _accounts[from];
         Account storage b = _accounts[to];
         uint256[] memory ids = _books[from].ids(a.openCount);
-        // Receiving a slice is exempt from maxPositions (up to the storage bound), so neither a
-        // padded book nor a lowered cap can make an account unliquidatable.
-        Transfer memory t =
-            Transfer(from, to, fraction, PositionBook.MAX_POSITIONS, a.openCount, b.openCount, a.stateHash, b.stateHash);
+        Transfer memory t = Transfer(from, to, fraction, a.openCount, b.openCount, a.stateHash, b.stateHash);
         for (uint256 i; i < ids.length; ++i) {
             _transferOne(t, ids[i]);
         }
@@ -320,15 +315,14 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         emit PortfolioSliceTransferred(from, to, fraction, ids, t.hashFrom, t.hashTo);
     }
 
-    /// @notice For engines: moves cash between two accounts (may leave `from` negative).
+    /// @inheritdoc IClearinghouseEngineHooks
     function engineMoveCash(address from, address to, int256 amount) external onlyEngine {
         _addCash(from, -amount);
         _addCash(to, amount);
     }
 
-    /// @notice For engines: debits `account` and sends the tokens to `to` (e.g. the insurance fund).
+    /// @inheritdoc IClearinghouseEngineHooks
     /// @dev Pays whole token units, rounded down; debits exactly what was sent.
-    /// @return debited The WAD amount actually debited and sent.
     function enginePayOut(address account, address to, uint256 amount)
         external
         onlyEngine
@@ -342,8 +336,7 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         collateral.safeTransfer(to, tokenAmount);
     }
 
-    /// @notice For engines: pulls whole token units that the insurance fund released (approved)
-    ///         and credits exactly what arrived to `account`. Never pulls from any other wallet.
+    /// @inheritdoc IClearinghouseEngineHooks
     function enginePayIn(address account, uint256 tokenAmount)
         external
         onlyEngine
@@ -358,8 +351,7 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         _addCash(account, int256(credited));
     }
 
-    /// @notice For engines: closes `account`'s position in an expired instrument and books its
-    ///         cash settlement `payout` (negative for a payer).
+    /// @inheritdoc IClearinghouseEngineHooks
     function engineSettle(address account, uint256 instrumentId, int256 payout) external onlyEngine {
         int256 size = _books[account].sizeOf(instrumentId);
         _setPosition(account, instrumentId, 0, PositionBook.MAX_POSITIONS);
@@ -367,16 +359,14 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         emit PositionSettled(account, instrumentId, size, payout);
     }
 
-    /// @notice For engines: books settlement cash that is not a position's payout (a payer's
-    ///         shortfall, recovered later from the winners' payouts).
+    /// @inheritdoc IClearinghouseEngineHooks
     function engineCreditSettlement(address account, int256 amount) public onlyEngine {
         if (amount == 0) return;
         _addCash(account, amount);
         netSettlementPayouts += amount;
     }
 
-    /// @notice For engines: flags or clears an account's unresolved bad debt; returns whether the
-    ///         flag changed.
+    /// @inheritdoc IClearinghouseEngineHooks
     function engineSetFlag(address account, bool on) external onlyEngine returns (bool changed) {
         if (flagged[account] == on) return false;
         flagged[account] = on;
@@ -385,25 +375,29 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         return true;
     }
 
-    /// @notice Whether withdrawals are gated: some account has unresolved bad debt.
+    /// @inheritdoc IClearinghouse
     function withdrawalsGated() external view returns (bool) {
         return flaggedCount != 0;
     }
 
     // ============================================================================ Views
 
+    /// @inheritdoc IClearinghouse
     function cashOf(address account) external view returns (int256) {
         return _accounts[account].cash;
     }
 
+    /// @inheritdoc IClearinghouse
     function positionOf(address account, uint256 instrumentId) external view returns (int256) {
         return _books[account].sizeOf(instrumentId);
     }
 
+    /// @inheritdoc IClearinghouse
     function openInstruments(address account) external view returns (uint256[] memory) {
         return _books[account].ids(_accounts[account].openCount);
     }
 
+    /// @inheritdoc IClearinghouse
     function stateHashOf(address account) external view returns (bytes32) {
         return _accounts[account].stateHash;
     }
@@ -506,7 +500,6 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         address from;
         address to;
         uint256 fraction;
-        uint256 maxPositions;
         uint256 countFrom;
         uint256 countTo;
         bytes32 hashFrom;
@@ -521,12 +514,14 @@ contract Clearinghouse is IClearinghouse, AttestationVerifier, ReentrancyGuardTr
         int256 slice = t.fraction >= WAD ? size : _sliceOf(size, t.fraction);
         int256 left = size - slice;
         _trackShort(id, size, left);
-        t.countFrom = fromBook.set(id, left, t.countFrom, t.maxPositions);
+        // Receiving a slice is exempt from maxPositions (up to the storage bound), so neither a
+        // padded book nor a lowered cap can make an account unliquidatable.
+        t.countFrom = fromBook.set(id, left, t.countFrom, PositionBook.MAX_POSITIONS);
         t.hashFrom = keccak256(abi.encode(t.hashFrom, id, left));
         int256 held = toBook.sizeOf(id);
         int256 received = held + slice;
         _trackShort(id, held, received);
-        t.countTo = toBook.set(id, received, t.countTo, t.maxPositions);
+        t.countTo = toBook.set(id, received, t.countTo, PositionBook.MAX_POSITIONS);
         t.hashTo = keccak256(abi.encode(t.hashTo, id, received));
     }
 

@@ -5,11 +5,9 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Ownable2Step, Ownable} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 
+import {IClearinghouse} from "../interfaces/IClearinghouse.sol";
+import {IClearinghouseEngineHooks} from "../interfaces/IClearinghouseEngineHooks.sol";
 import {IInsuranceFund} from "../interfaces/IInsuranceFund.sol";
-
-interface IEngineRegistry {
-    function isEngine(address account) external view returns (bool);
-}
 import {FixedPoint} from "../libraries/FixedPoint.sol";
 
 /// @title InsuranceFund
@@ -30,14 +28,16 @@ contract InsuranceFund is IInsuranceFund, Ownable2Step {
     uint256 public target;
 
     constructor(IERC20 token_, uint8 decimals_, address clearinghouse_, address owner_) Ownable(owner_) {
-        if (address(token_) == address(0) || clearinghouse_ == address(0)) revert ZeroAddress();
+        if (address(token_) == address(0) || clearinghouse_ == address(0)) revert IClearinghouse.ZeroAddress();
         token = token_;
         tokenDecimals = decimals_;
         clearinghouse = clearinghouse_;
     }
 
     modifier onlyEngine() {
-        if (msg.sender != clearinghouse && !IEngineRegistry(clearinghouse).isEngine(msg.sender)) revert NotEngine();
+        if (msg.sender != clearinghouse && !IClearinghouse(clearinghouse).isEngine(msg.sender)) {
+            revert IClearinghouseEngineHooks.NotEngine();
+        }
         _;
     }
 
@@ -53,7 +53,7 @@ contract InsuranceFund is IInsuranceFund, Ownable2Step {
     }
 
     function deposit(uint256 tokenAmount) external {
-        if (tokenAmount == 0) revert ZeroAmount();
+        if (tokenAmount == 0) revert IClearinghouse.ZeroAmount();
         token.safeTransferFrom(msg.sender, address(this), tokenAmount);
         uint256 amount = FixedPoint.toWad(tokenAmount, tokenDecimals);
         fundBalance += amount;

@@ -5,31 +5,30 @@ import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
-import {Instrument, InstrumentKind, MarginAttestation, RiskConfig} from "../interfaces/IClearinghouse.sol";
-import {IInsuranceFund} from "../interfaces/IInsuranceFund.sol";
 import {
-    AdlAttestation,
-    AdlFill,
-    ILiquidationEngine,
-    LiquidationRequest
-} from "../interfaces/ILiquidationEngine.sol";
-import {FixedPoint} from "../libraries/FixedPoint.sol";
-import {Clearinghouse} from "./Clearinghouse.sol";
+    IClearinghouse,
+    Instrument,
+    InstrumentKind,
+    MarginAttestation,
+    RiskConfig
+} from "../interfaces/IClearinghouse.sol";
+import {IClearinghouseEngineHooks} from "../interfaces/IClearinghouseEngineHooks.sol";
+import {IInsuranceFund} from "../interfaces/IInsuranceFund.sol";
+import {AdlAttestation, AdlFill, ILiquidationEngine, LiquidationRequest} from "../interfaces/ILiquidationEngine.sol";
+import {AttestationHashing} from "../libraries/AttestationHashing.sol";
+import {FixedPoint, WAD} from "../libraries/FixedPoint.sol";
 
 /// @title LiquidationEngine
 /// @notice The loss waterfall — account cash, then the insurance fund, then auto-deleveraging —
 ///         on top of the clearinghouse's engine hooks. Nothing here can be paused.
 contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
     using FixedPoint for uint256;
+    using FixedPoint for int256;
 
-    uint256 internal constant WAD = 1e18;
+    /// @notice The EIP-712 type hash of an ADL attestation (see AttestationHashing).
+    bytes32 public constant ADL_ATTESTATION_TYPEHASH = AttestationHashing.ADL_ATTESTATION_TYPEHASH;
 
-    bytes32 public constant ADL_ATTESTATION_TYPEHASH = keccak256(
-        "AdlAttestation(address account,bytes32 stateHash,uint256[] instrumentIds,uint256[] marks,"
-        "bytes32[] queueRoots,uint64 snapshotTime,uint64 deadline,uint32 paramsVersion)"
-    );
-
-    Clearinghouse public immutable clearinghouse;
+    IClearinghouseEngineHooks public immutable clearinghouse;
     IInsuranceFund public immutable fund;
 
     uint8 internal constant SKIP_STATE_MOVED = 1;
@@ -60,7 +59,7 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
     /// @notice Shortfall credited to payers but not yet recovered from longs' payouts (WAD).
     uint256 public outstandingShortfall;
 
-    constructor(Clearinghouse clearinghouse_, IInsuranceFund fund_) {
+    constructor(IClearinghouseEngineHooks clearinghouse_, IInsuranceFund fund_) {
         clearinghouse = clearinghouse_;
         fund = fund_;
     }
@@ -128,7 +127,7 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
             emit LiquidationSkipped(r.account, SKIP_FUND_CANNOT_COVER);
             return (false, 0, 0);
         }
-        int256 sliceValue = fraction == WAD ? r.att.value : _mulWadFloor(r.att.value, fraction);
+        int256 sliceValue = fraction == WAD ? r.att.value : r.att.value.mulWadFloor(fraction);
         sliceIm = fraction == WAD ? r.att.initialMargin : r.att.initialMargin.mulWadUp(fraction);
 
         clearinghouse.engineTransferSlice(r.account, msg.sender, fraction);
@@ -183,8 +182,7 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         pure
         returns (uint256)
     {
-        uint256 remainingTarget =
-            fraction == WAD ? 0 : mm.mulWadUp(WAD - fraction).mulWadUp(WAD + c.liquidationBuffer);
+        uint256 remainingTarget = fraction == WAD ? 0 : mm.mulWadUp(WAD - fraction).mulWadUp(WAD + c.liquidationBuffer);
         uint256 afterBonus = e > bonus ? e - bonus : 0;
         return afterBonus > remainingTarget ? afterBonus - remainingTarget : 0;
     }
@@ -207,7 +205,9 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         for (uint256 i; i < instrumentIds.length; ++i) {
             uint256 id = instrumentIds[i];
             Instrument memory inst = clearinghouse.instrument(id);
-            if (inst.kind == InstrumentKind.Perpetual || inst.expiry > block.timestamp) revert NotExpired(inst.expiry);
+            if (inst.kind == InstrumentKind.Perpetual || inst.expiry > block.timestamp) {
+                revert IClearinghouse.NotExpired(inst.expiry);
+            }
             int256 size = clearinghouse.positionOf(account, id);
             if (size == 0) continue;
             uint256 price = clearinghouse.settlementPrices(inst.underlying, inst.expiry);
@@ -373,10 +373,7 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
 
     /// @dev Cash plus the attested portfolio value; an account without positions needs no
     ///      attestation (its equity is its cash).
-    function _equityOf(address account, MarginAttestation calldata att, bytes calldata sigs)
-        internal
-        returns (int256)
-    {
+    function _equityOf(address account, MarginAttestation calldata att, bytes calldata sigs) internal returns (int256) {
         if (clearinghouse.openInstruments(account).length == 0) return clearinghouse.cashOf(account);
         return clearinghouse.verifyMarginAttestation(account, att, sigs);
     }
@@ -443,7 +440,7 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
             if (left != uint256(size > 0 ? size : -size)) moved = true;
             if (left == 0) continue;
             complete = false;
-            equity += _mulWadFloor(size > 0 ? int256(left) : -int256(left), att.marks[leg]);
+            equity += (size > 0 ? int256(left) : -int256(left)).mulWadFloor(att.marks[leg]);
         }
         if (!moved) revert AdlIncomplete(att.instrumentIds[0], plan.remaining[0]);
         // Per-fill rounding (and what capped fills carried down) can leave a whole deleveraging a
@@ -463,11 +460,11 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
 
     function _checkAdl(AdlAttestation calldata att, bytes calldata sigs) internal returns (Plan memory plan) {
         if (!clearinghouse.acceptsParamsVersion(att.paramsVersion)) {
-            revert WrongParamsVersion(clearinghouse.riskConfig().paramsVersion, att.paramsVersion);
+            revert IClearinghouse.WrongParamsVersion(clearinghouse.riskConfig().paramsVersion, att.paramsVersion);
         }
         bytes32 current = clearinghouse.stateHashOf(att.account);
-        if (att.stateHash != current) revert WrongPortfolioState(current, att.stateHash);
-        clearinghouse.verifyOracleSignatures(hashAdlAttestation(att), att.snapshotTime, att.deadline, sigs);
+        if (att.stateHash != current) revert IClearinghouse.WrongPortfolioState(current, att.stateHash);
+        clearinghouse.verifyOracleSignatures(AttestationHashing.hash(att), att.snapshotTime, att.deadline, sigs);
 
         uint256 n = att.instrumentIds.length;
         if (n == 0 || att.marks.length != n || att.queueRoots.length != n) revert AdlLegsMismatch();
@@ -500,7 +497,7 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
     {
         int256 equity = clearinghouse.cashOf(att.account);
         for (uint256 leg; leg < plan.sizes.length; ++leg) {
-            equity += _mulWadFloor(plan.sizes[leg], att.marks[leg]);
+            equity += plan.sizes[leg].mulWadFloor(att.marks[leg]);
         }
         uint256 available = fund.fundBalance();
         if (equity >= 0 || uint256(-equity) <= available) {
@@ -544,21 +541,26 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
 
     /// @dev Checks the fill's place in its queue and returns what it deleverages (0 for a
     ///      counterparty that has since closed or flipped its opposite position).
-    function _admit(AdlAttestation calldata att, Plan memory plan, AdlFill calldata fill) internal view returns (uint256 amount) {
+    function _admit(AdlAttestation calldata att, Plan memory plan, AdlFill calldata fill)
+        internal
+        view
+        returns (uint256 amount)
+    {
         uint256 leg = fill.leg;
         if (leg >= plan.sizes.length) revert AdlLegsMismatch();
         if (fill.rank != plan.nextRank[leg]) revert AdlRankOutOfOrder(leg, plan.nextRank[leg], fill.rank);
         plan.nextRank[leg] = fill.rank + 1;
         if (plan.remaining[leg] == 0) revert AdlOvershoot(leg);
         uint256 id = att.instrumentIds[leg];
-        bytes32 leaf = keccak256(
-            bytes.concat(keccak256(abi.encode(id, fill.rank, fill.counterparty, fill.stateHash, fill.value)))
-        );
+        bytes32 leaf = AttestationHashing.leaf(id, fill);
         if (!MerkleProof.verifyCalldata(fill.proof, att.queueRoots[leg], leaf)) revert AdlInvalidProof(leg, fill.rank);
         if (fill.counterparty == plan.account) return 0;
         // A member whose portfolio changed since the plan is skipped (its leaf's value no longer
         // describes it) — unless that change is its own fill on an earlier leg of this plan.
-        if (_seenAt(plan, fill.counterparty) == plan.seenCount && clearinghouse.stateHashOf(fill.counterparty) != fill.stateHash) {
+        if (
+            _seenAt(plan, fill.counterparty) == plan.seenCount
+                && clearinghouse.stateHashOf(fill.counterparty) != fill.stateHash
+        ) {
             return 0;
         }
         int256 size = plan.sizes[leg];
@@ -576,7 +578,8 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
         uint256 charge = _charge(plan, fill, mark, amount);
         int256 size = plan.sizes[fill.leg];
         int256 signedAmount = size > 0 ? int256(amount) : -int256(amount);
-        int256 paid = size > 0 ? int256(amount.mulWadDown(mark) + charge) : int256(charge) - int256(amount.mulWadUp(mark));
+        int256 paid =
+            size > 0 ? int256(amount.mulWadDown(mark) + charge) : int256(charge) - int256(amount.mulWadUp(mark));
         clearinghouse.engineMovePosition(plan.account, fill.counterparty, id, signedAmount);
         clearinghouse.engineMoveCash(fill.counterparty, plan.account, paid);
         if (charge == 0) _flagIfBadDebt(fill.counterparty);
@@ -624,27 +627,7 @@ contract LiquidationEngine is ILiquidationEngine, ReentrancyGuardTransient {
     }
 
     /// @notice The EIP-712 struct hash of an ADL attestation (signed under the clearinghouse's domain).
-    function hashAdlAttestation(AdlAttestation calldata att) public pure returns (bytes32) {
-        return keccak256(
-            abi.encode(
-                ADL_ATTESTATION_TYPEHASH,
-                att.account,
-                att.stateHash,
-                keccak256(abi.encodePacked(att.instrumentIds)),
-                keccak256(abi.encodePacked(att.marks)),
-                keccak256(abi.encodePacked(att.queueRoots)),
-                att.snapshotTime,
-                att.deadline,
-                att.paramsVersion
-            )
-        );
-    }
-
-    // ============================================================================ Math
-
-    /// @dev x × y / WAD rounded toward −∞ (the conservative side for a credited value).
-    function _mulWadFloor(int256 x, uint256 y) internal pure returns (int256) {
-        if (x >= 0) return int256(uint256(x).mulWadDown(y));
-        return -int256(uint256(-x).mulWadUp(y));
+    function hashAdlAttestation(AdlAttestation calldata att) external pure returns (bytes32) {
+        return AttestationHashing.hash(att);
     }
 }

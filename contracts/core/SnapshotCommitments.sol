@@ -2,22 +2,15 @@
 pragma solidity 0.8.28;
 
 import {IClearinghouse, MarginAttestation, SnapshotCommitment} from "../interfaces/IClearinghouse.sol";
+import {IClearinghouseEngineHooks} from "../interfaces/IClearinghouseEngineHooks.sol";
 import {ISnapshotCommitments} from "../interfaces/ISnapshotCommitments.sol";
 import {AttestationHashing} from "../libraries/AttestationHashing.sol";
 
-/// @dev The clearinghouse's hooks this contract calls (it must be one of the clearinghouse's engines).
-interface IOracleVerifier {
-    function verifyOracleSignatures(bytes32 structHash, uint64 snapshotTime, uint64 deadline, bytes calldata sigs)
-        external;
-    function acceptsParamsVersion(uint32 version) external view returns (bool);
-    function riskConfig() external view returns (uint32 paramsVersion);
-    function signerEpoch() external view returns (uint64);
-}
-
 /// @title SnapshotCommitments
 /// @notice The registry of posted whole-book commitments (see ISnapshotCommitments).
-/// @dev A stored root carries what its leaves must carry — the commitment's snapshot time, deadline
-///      and params version — and the signer epoch that signed it: a leaf lives no longer than the
+/// @dev Calls `verifyOracleSignatures`, so it must be one of the clearinghouse's engines. A stored
+///      root carries what its leaves must carry — the commitment's snapshot time, deadline and
+///      params version — and the signer epoch that signed it: a leaf lives no longer than the
 ///      commitment's deadline, and no root outlives a signer-set change (as no signature does).
 contract SnapshotCommitments is ISnapshotCommitments {
     struct Stored {
@@ -28,14 +21,14 @@ contract SnapshotCommitments is ISnapshotCommitments {
     }
 
     /// @notice The clearinghouse whose signer set and domain sign the commitments.
-    IOracleVerifier public immutable clearinghouse;
+    IClearinghouseEngineHooks public immutable clearinghouse;
 
     /// @notice What each posted root binds its leaves to.
     mapping(bytes32 root => Stored) public stored;
 
     constructor(address clearinghouse_) {
         if (clearinghouse_ == address(0)) revert IClearinghouse.ZeroAddress();
-        clearinghouse = IOracleVerifier(clearinghouse_);
+        clearinghouse = IClearinghouseEngineHooks(clearinghouse_);
     }
 
     /// @inheritdoc ISnapshotCommitments
@@ -44,7 +37,7 @@ contract SnapshotCommitments is ISnapshotCommitments {
         Stored storage s = stored[c.root];
         if (s.deadline != 0 && s.signerEpoch == epoch) return;
         if (!clearinghouse.acceptsParamsVersion(c.paramsVersion)) {
-            revert IClearinghouse.WrongParamsVersion(clearinghouse.riskConfig(), c.paramsVersion);
+            revert IClearinghouse.WrongParamsVersion(clearinghouse.riskConfig().paramsVersion, c.paramsVersion);
         }
         clearinghouse.verifyOracleSignatures(AttestationHashing.hash(c), c.snapshotTime, c.deadline, sigs);
         stored[c.root] = Stored(c.snapshotTime, c.deadline, c.paramsVersion, epoch);

@@ -102,54 +102,114 @@ struct RiskConfig {
 interface IClearinghouse {
     // ============================================================================ Errors
 
+    /// @notice Thrown when an amount that must be positive is zero (a deposit, a withdrawal, a
+    ///         settlement price).
     error ZeroAmount();
+    /// @notice Thrown when a required address (account, recipient, token, engine, fund) is zero.
     error ZeroAddress();
+    /// @notice Thrown when the collateral token has more than 18 decimals.
     error TokenDecimalsUnsupported(uint8 decimals);
+    /// @notice Thrown when the collateral token delivers another amount than requested (e.g. a
+    ///         fee-on-transfer token).
     error TransferAmountMismatch(uint256 expected, uint256 received);
+    /// @notice Thrown when a withdrawal without positions, or of protocol fees, exceeds the cash.
     error InsufficientCash(int256 cash, uint256 requested);
+    /// @notice Thrown when an account's equity after a trade or withdrawal is below its attested
+    ///         initial margin.
     error InsufficientEquity(int256 equity, uint256 required);
+    /// @notice Thrown when an order is filled while the guardian has paused trading.
     error TradingPaused();
+    /// @notice Thrown when a withdrawal is made while the guardian has paused withdrawals.
     error WithdrawalsPaused();
+    /// @notice Thrown when a withdrawal is made while some account is flagged with unresolved bad
+    ///         debt (`flaggedCount` is not zero).
+    error WithdrawalsGatedByBadDebt();
+    /// @notice Thrown when pausing is asked by neither the guardian nor the owner.
     error NotGuardian();
-    error NotEngine();
+    /// @notice Thrown when a set-up step (naming an engine or the insurance fund) comes after the
+    ///         first deposit, or the insurance fund is named a second time.
     error AlreadySealed();
+    /// @notice Thrown when an instrument id was never listed.
     error UnknownInstrument(uint256 instrumentId);
+    /// @notice Thrown when a listing is inconsistent (no underlying; a perpetual with a strike or
+    ///         expiry; an option without a strike or with a past expiry) or the ids are exhausted.
     error InvalidInstrument();
+    /// @notice Thrown when an expired option would be traded or moved between accounts: it only
+    ///         settles.
     error InstrumentExpired(uint256 instrumentId);
+    /// @notice Thrown when a position change would leave an account with more than `limit` open
+    ///         positions.
     error TooManyPositions(uint256 limit);
-    error NotInsuranceFund();
+    /// @notice Thrown when a position size does not fit in an int248.
     error PositionTooLarge();
+    /// @notice Thrown when an order is filled after its deadline.
     error OrderExpired();
+    /// @notice Thrown when an order was cancelled or its nonce is below the maker's minimum nonce.
     error OrderNoLongerValid();
+    /// @notice Thrown when a fill exceeds what is left of the order.
     error OrderOverfilled(uint256 remaining, uint256 requested);
+    /// @notice Thrown when the maker's signature (ECDSA, or ERC-1271 for a contract) does not sign
+    ///         the order.
     error InvalidOrderSignature();
+    /// @notice Thrown when the taker is the order's maker.
     error SelfTrade();
+    /// @notice Thrown when the fill amount or the order's size is zero.
     error InvalidFillAmount();
+    /// @notice Thrown when `raiseMinNonce` would not raise the caller's minimum nonce.
+    error MinNonceNotIncreasing();
+    /// @notice Thrown when an order is cancelled by someone other than its maker.
     error NotOrderMaker();
     // attestations
+    /// @notice Thrown when an attestation is about another account than the one acted on.
     error WrongAccount(address expected, address attested);
+    /// @notice Thrown when an attestation or ADL plan describes another portfolio state than the
+    ///         account's current one.
     error WrongPortfolioState(bytes32 expected, bytes32 attested);
+    /// @notice Thrown when an attestation carries a risk-model version that is not accepted now
+    ///         (neither the current one nor the previous one within its grace window).
     error WrongParamsVersion(uint32 expected, uint32 attested);
+    /// @notice Thrown when an attestation is used after its deadline.
     error AttestationExpired(uint64 deadline);
+    /// @notice Thrown when a snapshot time lies after the current block's time.
     error SnapshotInFuture(uint64 snapshotTime);
+    /// @notice Thrown when a snapshot is older than `maxSnapshotAge`, or trails the newest accepted
+    ///         snapshot by more than `snapshotTolerance`.
     error SnapshotTooOld(uint64 snapshotTime, uint256 oldestAccepted);
+    /// @notice Thrown when the signatures' length is not a multiple of 65 bytes.
     error MalformedSignatures();
+    /// @notice Thrown when fewer signatures than the signer threshold are given.
     error NotEnoughSignatures(uint256 provided, uint256 threshold);
+    /// @notice Thrown when a signature recovers to no address, or is malleable (high s).
     error InvalidSignature();
+    /// @notice Thrown when signatures are not in strictly ascending signer order, which is what
+    ///         makes each signer count once.
     error SignersNotAscending();
+    /// @notice Thrown when a signature recovers to an address outside the current signer set.
     error UnauthorizedSigner(address signer);
     /// @notice Thrown when a proof is not 32-byte words (registry, root, then siblings).
     error MalformedProof();
     /// @notice Thrown when a proof names a registry that is not one of the engines.
     error UnknownRegistry(address registry);
     // settlement
+    /// @notice Thrown when a settlement price is posted, or a position settled, before the
+    ///         instrument's expiry (or for a perpetual, which never expires).
     error NotExpired(uint64 expiry);
+    /// @notice Thrown when the settlement price of an underlying and expiry is posted twice.
     error SettlementPriceAlreadySet();
+    /// @notice Thrown when a settlement price's market data is not from the `maxSnapshotAge`
+    ///         before the expiry.
     error SettlementPriceNotAtExpiry(uint64 snapshotTime, uint64 expiry);
     // governance
+    /// @notice Thrown when a governance value (risk parameter, timelock delay) is outside its hard
+    ///         bounds; `name` says which.
     error ParameterOutOfBounds(bytes32 name);
+    /// @notice Thrown when a timelocked change is executed that is not scheduled (never, or
+    ///         cancelled, or executed already).
     error NothingScheduled();
+    /// @notice Thrown when a timelocked change is executed before its `eta`.
     error TimelockNotElapsed(uint256 eta);
+    /// @notice Thrown when a signer set is empty, too large, not strictly ascending, or its
+    ///         threshold is zero or above its size.
     error InvalidSignerSet();
 
     // ============================================================================ Events
@@ -207,7 +267,9 @@ interface IClearinghouse {
     /// @notice Sends `tokenAmount` of collateral to `to`, debited from the caller's cash.
     /// @dev With open positions the caller must pass an attestation for its current portfolio
     ///      state; equity after the withdrawal must be at least the attested IM. Without open
-    ///      positions the attestation is ignored (pass an empty one).
+    ///      positions the attestation is ignored (pass an empty one). Refused while the guardian
+    ///      has paused withdrawals (`WithdrawalsPaused`) and while any account is flagged with bad
+    ///      debt (`WithdrawalsGatedByBadDebt`).
     function withdraw(uint256 tokenAmount, address to, MarginAttestation calldata att, bytes calldata sigs) external;
 
     // ============================================================================ Trading
@@ -230,6 +292,7 @@ interface IClearinghouse {
     function cancelOrder(Order calldata order) external;
 
     /// @notice Cancels every order of the caller with a nonce below `minNonce`.
+    /// @dev `minNonce` must be above the caller's current one (`MinNonceNotIncreasing`).
     function raiseMinNonce(uint256 minNonce) external;
 
     // ============================================================================ Settlement
@@ -261,4 +324,37 @@ interface IClearinghouse {
     /// @notice The account's portfolio commitment: a hash chain over every position update.
     function stateHashOf(address account) external view returns (bytes32);
 
+    /// @notice A listed instrument (reverts `UnknownInstrument` for an id never listed).
+    function instrument(uint256 instrumentId) external view returns (Instrument memory);
+
+    /// @notice The settlement price (WAD) of `underlying` at `expiry`; 0 until posted.
+    function settlementPrices(bytes32 underlying, uint64 expiry) external view returns (uint256);
+
+    /// @notice Σ |size| of the short positions of an instrument.
+    function shortOpenInterest(uint256 instrumentId) external view returns (uint256);
+
+    /// @notice Whether `account` is flagged with unresolved bad debt.
+    function flagged(address account) external view returns (bool);
+
+    /// @notice Whether withdrawals are gated: some account has unresolved bad debt.
+    function withdrawalsGated() external view returns (bool);
+
+    /// @notice The risk parameters in force.
+    function riskConfig() external view returns (RiskConfig memory);
+
+    /// @notice Whether attestations carrying `version` are accepted now: the version in force, or
+    ///         the previous one during the grace window after a change.
+    function acceptsParamsVersion(uint32 version) external view returns (bool);
+
+    /// @notice The epoch of the oracle signer set in office (raised by every installed set).
+    function signerEpoch() external view returns (uint64);
+
+    /// @notice The newest market snapshot time accepted so far (the freshness floor's anchor).
+    function latestSnapshotTime() external view returns (uint64);
+
+    /// @notice Whether `account` is an enabled engine (see IClearinghouseEngineHooks).
+    function isEngine(address account) external view returns (bool);
+
+    /// @notice The EIP-712 domain separator every oracle attestation and order is signed under.
+    function domainSeparator() external view returns (bytes32);
 }

@@ -4,11 +4,11 @@ pragma solidity 0.8.28;
 /// @title IInsuranceFund
 /// @notice The second line of the loss waterfall. Funded by liquidation fees and direct
 ///         deposits; pays the deficit of bankrupt accounts; its balance can never go negative.
-/// @dev Amounts are WAD; the fund holds the clearinghouse's collateral token.
+/// @dev Amounts are WAD; the fund holds the clearinghouse's collateral token. Its shared errors
+///      (`ZeroAmount`, `ZeroAddress`) are IClearinghouse's and `NotEngine` is
+///      IClearinghouseEngineHooks': one selector per meaning across the protocol.
 interface IInsuranceFund {
-    error NotEngine();
-    error ZeroAmount();
-    error ZeroAddress();
+    /// @notice Thrown when a target above `MAX_TARGET` is set.
     error TargetOutOfBounds();
 
     event Deposited(address indexed from, uint256 amount, uint256 balance);

@@ -54,29 +54,55 @@ struct AdlFill {
 ///      f = ((1 + b)·MM − E) / ((1 + b − β − φ)·MM), rounded up and capped at 1.
 ///      b = liquidationBuffer, β = liquidatorBonus, φ = insuranceFee (RiskConfig).
 interface ILiquidationEngine {
+    /// @notice Thrown when an account is not below the maintenance margin it is held to (a
+    ///         liquidation's terms, a stall report, a backstop).
     error NotLiquidatable(int256 equity, uint256 maintenanceMargin);
+    /// @notice Thrown when a liquidation would take more of the account than the request's
+    ///         `maxFraction`.
     error FractionAboveMax(uint256 fraction, uint256 maxFraction);
+    /// @notice Thrown when a liquidator names itself in a request.
     error SelfLiquidation();
+    /// @notice Thrown when the liquidator's equity after a batch (before plus the bonuses) is below
+    ///         its requirement bound (IM before plus each slice's IM).
     error LiquidatorBelowInitialMargin(int256 equity, uint256 initialMargin);
-    error FundCannotCover(uint256 deficit, uint256 fundBalance);
+    /// @notice Thrown when bad debt is flagged or deleveraged although the fund can cover it.
     error FundCanCover(uint256 deficit, uint256 fundBalance);
+    /// @notice Thrown when an account is flagged or deleveraged as bankrupt while its equity is not
+    ///         negative (and, for a deleveraging, no backstop is due).
     error NotBankrupt(int256 equity);
-    error WrongPortfolioState(bytes32 expected, bytes32 attested);
-    error WrongParamsVersion(uint32 expected, uint32 attested);
+    /// @notice Thrown when an ADL plan's legs are not exactly the account's open positions in
+    ///         ascending order with matching marks and queue roots, or a fill names no such leg.
     error AdlLegsMismatch();
+    /// @notice Thrown when a fill skips or repeats a rank of its leg's queue.
     error AdlRankOutOfOrder(uint256 leg, uint256 expectedRank, uint256 rank);
+    /// @notice Thrown when a fill's Merkle proof does not lead to its leg's queue root.
     error AdlInvalidProof(uint256 leg, uint256 rank);
+    /// @notice Thrown when a fill comes after its leg was fully deleveraged.
     error AdlOvershoot(uint256 leg);
+    /// @notice Thrown when a deleveraging moves nothing (every queue member was skipped).
     error AdlIncomplete(uint256 instrumentId, uint256 remaining);
+    /// @notice Thrown when a liquidation batch executes none of its requests.
     error NothingLiquidated();
+    /// @notice Thrown when a flag is cleared while the account still has a deficit: negative equity
+    ///         with positions, or negative cash beyond the fund without.
     error StillBankrupt(int256 equity, uint256 fundBalance);
+    /// @notice Thrown when `clearFlag` names an account that is not flagged.
     error NotFlagged(address account);
+    /// @notice Thrown when the backstop is asked outside its window: the stall was not confirmed
+    ///         BACKSTOP_DELAY after its first report, or that confirmation is too old.
     error BackstopNotDue(uint256 dueAt);
+    /// @notice Thrown when a flag would be cleared with an attestation older than the newest
+    ///         snapshot the clearinghouse has seen.
     error ClearingWithOlderSnapshot(uint64 snapshotTime, uint64 latestSnapshotTime);
+    /// @notice Thrown when a settlement that pays on a short leaves another expired leg of the
+    ///         account behind (other than a long still waiting for its own payers).
     error PayerLegsSettleTogether(uint256 instrumentId);
+    /// @notice Thrown when a stall report repeats the same state with a snapshot no newer than the
+    ///         last confirmation.
     error StaleStallReport(uint64 snapshotTime, uint64 confirmedAt);
-    error NotExpired(uint64 expiry);
+    /// @notice Thrown when an instrument is settled before its settlement price is posted.
     error SettlementPriceMissing(bytes32 underlying, uint64 expiry);
+    /// @notice Thrown when a long is settled while shorts of its instrument are still open.
     error PayersNotSettled(uint256 instrumentId, uint256 shortOpenInterest);
 
     event Liquidated(
@@ -176,9 +202,10 @@ interface ILiquidationEngine {
     /// @dev Payers (shorts of an in-the-money option) settle first and always can; the longs of an
     ///      instrument settle once every short of it has (`PayersNotSettled` until then), and are
     ///      paid in full less their pro-rata share of `settlementShortfall`. A call that pays on a
-    ///      short must settle every other expired leg of the account, priced or not, but a long still
-    ///      waiting for its own payers (`PayerLegsSettleTogether`) — so no caller splits a payer's legs to choose whose
-    ///      payouts absorb its deficit. An account left with no positions and negative cash has
+    ///      short must settle every other expired leg of the account, priced or not, but a long
+    ///      still waiting for its own payers (`PayerLegsSettleTogether`) — so no caller splits a
+    ///      payer's legs to choose whose payouts absorb its deficit. An account left with no
+    ///      positions and negative cash has
     ///      its deficit paid by the insurance fund, and what the fund cannot pay is shared by the
     ///      winners of the instruments it paid on in this call, so settlement never creates an
     ///      account with negative cash and no positions (a deficit with no instrument to share it,

@@ -12,15 +12,15 @@ import {IClearinghouse} from "../interfaces/IClearinghouse.sol";
 ///      The number of open positions is kept by the caller (packed next to the account's cash).
 library PositionBook {
     /// @dev Storage bound of an account's open list. Voluntary trades stop at the governance cap
-    ///      (at most 32); liquidation and ADL receipts may go up to this bound, so that an empty-book
-    ///      liquidator can always take any account.
+    ///      (at most half of this bound); liquidation and ADL receipts may go up to this bound, so
+    ///      that an empty-book liquidator can always take any account.
     uint256 internal constant MAX_POSITIONS = 64;
     uint256 private constant SIZE_MASK = (uint256(1) << 248) - 1;
     uint256 private constant ID_MASK = 0xffffffff;
 
     struct Book {
         mapping(uint256 instrumentId => uint256 packed) slots;
-        uint256[8] openWords; // MAX_POSITIONS / 8
+        uint256[MAX_POSITIONS / 8] openWords; // eight uint32 ids per word
     }
 
     function sizeOf(Book storage book, uint256 instrumentId) internal view returns (int256) {

@@ -4,6 +4,7 @@ pragma solidity 0.8.28;
 import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/MessageHashUtils.sol";
 
 import {
+    IClearinghouse,
     MarginAttestation,
     Order,
     SettlementPrice,
@@ -12,21 +13,16 @@ import {
 } from "../interfaces/IClearinghouse.sol";
 import {AttestationHashing} from "../libraries/AttestationHashing.sol";
 
-interface IDomain {
-    function domainSeparator() external view returns (bytes32);
-    function stateHashOf(address account) external view returns (bytes32);
-}
-
 /// @title AttestationDigests
 /// @notice What a clearinghouse's signers and makers sign — EIP-712 digests, commitment leaves,
 ///         a trade's post-state hash — for integrators and tests: the clearinghouse itself only
 ///         verifies. Deploy one per clearinghouse.
 contract AttestationDigests {
     /// @notice The clearinghouse whose EIP-712 domain these digests use.
-    IDomain public immutable clearinghouse;
+    IClearinghouse public immutable clearinghouse;
 
     constructor(address clearinghouse_) {
-        clearinghouse = IDomain(clearinghouse_);
+        clearinghouse = IClearinghouse(clearinghouse_);
     }
 
     function marginAttestationDigest(MarginAttestation calldata att) external view returns (bytes32) {

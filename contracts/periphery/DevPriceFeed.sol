@@ -20,6 +20,7 @@ contract DevPriceFeed is Ownable2Step {
 
     event AnswerUpdated(int256 indexed current, uint256 indexed roundId, uint256 updatedAt);
 
+    /// @notice Thrown when a round that was never published is read.
     error NoData();
 
     constructor(uint8 decimals_, string memory description_, address owner_) Ownable(owner_) {

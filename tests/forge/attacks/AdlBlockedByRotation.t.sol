@@ -22,7 +22,9 @@ contract AdlBlockedByRotationTest is BankruptcyFixture {
         fund(sock, 2_000);
         fill(order(sock, perpId, -6e18, 1_000e18, 1), sockKey, bob, 6e18, quote(-6_000e18, 1_200e18, 0, 0));
         bool ok;
-        try engine.deleverage(att, sigs, fills) { ok = true; } catch {}
+        try engine.deleverage(att, sigs, fills) {
+            ok = true;
+        } catch {}
         assertTrue(ok, "keeper's ADL reverted (AdlIncomplete) after a counterparty rotated its position");
     }
 }

@@ -36,6 +36,8 @@ contract AdlEscapeByDustTradeTest is BankruptcyFixture {
         carolOnly[0] = fills[0]; // bob has nothing left on the opposite side
         carolCash = ch.cashOf(carol);
         engine.deleverage(att, sigs, carolOnly);
-        assertApproxEqAbs(uint256(carolCash - ch.cashOf(carol)), uint256(4_000e18 + carolEquity), 1e6, "carol: 4 x mark + her equity");
+        assertApproxEqAbs(
+            uint256(carolCash - ch.cashOf(carol)), uint256(4_000e18 + carolEquity), 1e6, "carol: 4 x mark + her equity"
+        );
     }
 }

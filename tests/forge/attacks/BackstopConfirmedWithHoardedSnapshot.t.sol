@@ -23,7 +23,9 @@ contract BackstopConfirmedWithHoardedSnapshotTest is BackstopFixture {
         (, uint64 since, uint64 confirmedAt,) = engine.stalls(alice);
         assertEq(since, t0, "first report dated by its snapshot");
         assertEq(confirmedAt, t0 + 12, "confirmation dated by its snapshot, not the block");
-        vm.expectRevert(abi.encodeWithSelector(ILiquidationEngine.StaleStallReport.selector, uint64(t0 + 12), uint64(t0 + 12)));
+        vm.expectRevert(
+            abi.encodeWithSelector(ILiquidationEngine.StaleStallReport.selector, uint64(t0 + 12), uint64(t0 + 12))
+        );
         engine.reportStall(alice, b, bsigs);
         backstopRefused(t0 + 60);
     }

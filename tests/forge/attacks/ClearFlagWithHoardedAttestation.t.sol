@@ -46,7 +46,9 @@ contract ClearFlagWithHoardedAttestationTest is BankruptcyFixture {
             vm.prank(bob);
             ch.withdraw(100_000e6, bob, batt, bsigs);
         }
-        emit log_named_uint("bob withdrew (tokens) while alice is bankrupt beyond the fund", usdc.balanceOf(bob) - before);
+        emit log_named_uint(
+            "bob withdrew (tokens) while alice is bankrupt beyond the fund", usdc.balanceOf(bob) - before
+        );
 
         // Property: while an account is bankrupt beyond the fund, withdrawals stay gated.
         assertTrue(ch.flagged(alice), "flag of a still-bankrupt account cleared with a hoarded attestation");

@@ -75,13 +75,17 @@ contract GasSnapshots is ClearinghouseFixture {
             uint256 m = counts[k];
             address[] memory signerAddrs = new address[](m);
             uint256[] memory keys = keysSlice(0, m);
-            for (uint256 i; i < m; ++i) signerAddrs[i] = vm.addr(keys[i]);
+            for (uint256 i; i < m; ++i) {
+                signerAddrs[i] = vm.addr(keys[i]);
+            }
             ClearinghouseHarness h =
                 new ClearinghouseHarness(IERC20(address(usdc)), owner, defaultConfig(), signerAddrs, uint8(m));
             MarginAttestation memory att = attestationFor(alice, bytes32(0), 0, 0, 0);
             bytes memory sigs = signDigest(Clearinghouse(address(h)).marginAttestationDigest(att), keys);
             h.verifyOnly(att, sigs);
-            vm.snapshotGasLastCall("AttestationVerifier", string.concat("verify ", vm.toString(m), "-of-", vm.toString(m)));
+            vm.snapshotGasLastCall(
+                "AttestationVerifier", string.concat("verify ", vm.toString(m), "-of-", vm.toString(m))
+            );
         }
     }
 

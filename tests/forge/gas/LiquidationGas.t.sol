@@ -3,7 +3,10 @@ pragma solidity 0.8.28;
 
 import {LiquidationFixture} from "../utils/LiquidationFixture.sol";
 import {
-    InstrumentKind, MarginAttestation, RiskConfig, SettlementPrice
+    InstrumentKind,
+    MarginAttestation,
+    RiskConfig,
+    SettlementPrice
 } from "../../../contracts/interfaces/IClearinghouse.sol";
 import {AdlAttestation, AdlFill, LiquidationRequest} from "../../../contracts/interfaces/ILiquidationEngine.sol";
 import {SnapshotCommitments} from "../../../contracts/core/SnapshotCommitments.sol";
@@ -17,6 +20,7 @@ contract LiquidationGas is LiquidationFixture {
     using Digests for Clearinghouse;
 
     uint256 internal constant BOOK = 1_024; // accounts in the committed book
+
     function defaultConfig() internal pure override returns (RiskConfig memory c) {
         c = super.defaultConfig();
         c.maxPositions = 32;
@@ -30,14 +34,25 @@ contract LiquidationGas is LiquidationFixture {
     }
 
     /// alice holds one contract of each of n instruments, bought from bob at 10.
-    function openBook(address account, uint256 key, uint256 n, uint256 firstNonce) internal returns (uint256[] memory ids) {
+    function openBook(address account, uint256 key, uint256 n, uint256 firstNonce)
+        internal
+        returns (uint256[] memory ids)
+    {
         ids = new uint256[](n);
         ids[0] = perpId;
         vm.startPrank(owner);
-        for (uint256 i = 1; i < n; ++i) ids[i] = ch.listInstrument(ETH, InstrumentKind.Call, (2_000 + 50 * i) * 1e18, expiry);
+        for (uint256 i = 1; i < n; ++i) {
+            ids[i] = ch.listInstrument(ETH, InstrumentKind.Call, (2_000 + 50 * i) * 1e18, expiry);
+        }
         vm.stopPrank();
         for (uint256 i; i < n; ++i) {
-            fill(order(bob, ids[i], -1e18, 10e18, firstNonce + i), bobKey, account, 1e18, quote(0, 0, int256(10e18 * (i + 1)), 0));
+            fill(
+                order(bob, ids[i], -1e18, 10e18, firstNonce + i),
+                bobKey,
+                account,
+                1e18,
+                quote(0, 0, int256(10e18 * (i + 1)), 0)
+            );
         }
         key;
     }
@@ -124,7 +139,9 @@ contract LiquidationGas is LiquidationFixture {
         }
         atts[n] = attestation(keeper, 0, 0, 0);
         leaves[BOOK - 1] = Digests.leaf(atts[n]);
-        for (uint256 k = n; k < BOOK - 1; ++k) leaves[k] = keccak256(abi.encode("another account", k));
+        for (uint256 k = n; k < BOOK - 1; ++k) {
+            leaves[k] = keccak256(abi.encode("another account", k));
+        }
     }
 
     function test_gas_postCommitment() public {
@@ -253,7 +270,8 @@ contract LiquidationGas is LiquidationFixture {
         fill(order(bob, callId, -1e18, 100e18, 1), bobKey, alice, 1e18, quote(0, 0, 0, 0));
         fill(order(carol, callId, -1e18, 100e18, 1), carolKey, alice, 1e18, quote(0, 0, 0, 0));
         vm.warp(expiry);
-        SettlementPrice memory sp = SettlementPrice({underlying: ETH, expiry: expiry, price: 4_000e18, snapshotTime: expiry});
+        SettlementPrice memory sp =
+            SettlementPrice({underlying: ETH, expiry: expiry, price: 4_000e18, snapshotTime: expiry});
         ch.postSettlementPrice(sp, oracleSignPrice(sp));
         uint256[] memory ids = new uint256[](1);
         ids[0] = callId;

@@ -282,7 +282,9 @@ contract BadDebtHandler {
         uint256 fundBefore = fund.fundBalance();
         (AdlAttestation memory att, bytes memory sigs, AdlFill[] memory fills) = _adlPlan(a, ids);
         int256[] memory before = new int256[](fills.length);
-        for (uint256 i; i < fills.length; ++i) before[i] = _equity(fills[i].counterparty);
+        for (uint256 i; i < fills.length; ++i) {
+            before[i] = _equity(fills[i].counterparty);
+        }
         try engine.deleverage(att, sigs, fills) {
             deleveragings++;
             if (fundBefore >= uint256(-equity)) adlWhileFundCouldCover = true;
@@ -571,10 +573,14 @@ contract BadDebtHandler {
         ids[0] = live[1];
         ids[1] = live[2];
         for (uint256 pass; pass < 3; ++pass) {
-            for (uint256 i; i < ACCOUNTS; ++i) _settleAccount(accounts[i], ids, price, pass, (seed >> (8 + i)) % 2 == 1);
+            for (uint256 i; i < ACCOUNTS; ++i) {
+                _settleAccount(accounts[i], ids, price, pass, (seed >> (8 + i)) % 2 == 1);
+            }
         }
         for (uint256 i; i < ACCOUNTS; ++i) {
-            if (ch.positionOf(accounts[i], ids[0]) != 0 || ch.positionOf(accounts[i], ids[1]) != 0) settlementStuck = true;
+            if (ch.positionOf(accounts[i], ids[0]) != 0 || ch.positionOf(accounts[i], ids[1]) != 0) {
+                settlementStuck = true;
+            }
         }
         settlements++;
         _listOptions(price);
@@ -695,7 +701,9 @@ contract BadDebtHandler {
         fills = new AdlFill[](n);
         n = 0;
         for (uint256 leg; leg < ids.length; ++leg) {
-            for (uint256 i; i < perLeg[leg].length; ++i) fills[n++] = perLeg[leg][i];
+            for (uint256 i; i < perLeg[leg].length; ++i) {
+                fills[n++] = perLeg[leg][i];
+            }
         }
         att = AdlAttestation(
             a, ch.stateHashOf(a), ids, marks, roots, uint64(block.timestamp), uint64(block.timestamp + 60), _version()
@@ -712,7 +720,11 @@ contract BadDebtHandler {
         bytes32[] leaves;
     }
 
-    function _legQueue(address a, uint256 id, uint256 leg) internal view returns (bytes32 root, AdlFill[] memory fills) {
+    function _legQueue(address a, uint256 id, uint256 leg)
+        internal
+        view
+        returns (bytes32 root, AdlFill[] memory fills)
+    {
         Queue memory q;
         uint256 m;
         (q.ranked, m) = _ranked(a, id);
@@ -743,7 +755,9 @@ contract BadDebtHandler {
             int256 e = _equity(c);
             uint256 s = e > 0 ? _gross(c) * WAD / uint256(e) : type(uint256).max;
             uint256 j = m++;
-            for (; j > 0 && score[j - 1] < s; --j) (ranked[j], score[j]) = (ranked[j - 1], score[j - 1]);
+            for (; j > 0 && score[j - 1] < s; --j) {
+                (ranked[j], score[j]) = (ranked[j - 1], score[j - 1]);
+            }
             (ranked[j], score[j]) = (c, s);
         }
         if (m == 0) ranked[m++] = a; // an empty queue: the deleveraging cannot complete
@@ -765,11 +779,15 @@ contract BadDebtHandler {
 
     /// @dev Over the live instruments only: a settled expiry leaves no position behind (checked).
     function _value(address a) internal view returns (int256 v) {
-        for (uint256 i; i < live.length; ++i) v += _mulFloor(ch.positionOf(a, live[i]), mark[live[i]]);
+        for (uint256 i; i < live.length; ++i) {
+            v += _mulFloor(ch.positionOf(a, live[i]), mark[live[i]]);
+        }
     }
 
     function _gross(address a) internal view returns (uint256 g) {
-        for (uint256 i; i < live.length; ++i) g += _abs(ch.positionOf(a, live[i])) * mark[live[i]] / WAD;
+        for (uint256 i; i < live.length; ++i) {
+            g += _abs(ch.positionOf(a, live[i])) * mark[live[i]] / WAD;
+        }
     }
 
     function _mm(address a) internal view returns (uint256) {
@@ -796,7 +814,9 @@ contract BadDebtHandler {
     function _sortedOpen(address a) internal view returns (uint256[] memory ids) {
         ids = ch.openInstruments(a);
         for (uint256 i = 1; i < ids.length; ++i) {
-            for (uint256 j = i; j > 0 && ids[j - 1] > ids[j]; --j) (ids[j - 1], ids[j]) = (ids[j], ids[j - 1]);
+            for (uint256 j = i; j > 0 && ids[j - 1] > ids[j]; --j) {
+                (ids[j - 1], ids[j]) = (ids[j], ids[j - 1]);
+            }
         }
     }
 
@@ -822,7 +842,9 @@ contract BadDebtHandler {
     }
 
     function _sign(bytes32 digest) internal view returns (bytes memory sigs) {
-        for (uint256 i; i < oracleKeys.length; ++i) sigs = bytes.concat(sigs, _signWith(oracleKeys[i], digest));
+        for (uint256 i; i < oracleKeys.length; ++i) {
+            sigs = bytes.concat(sigs, _signWith(oracleKeys[i], digest));
+        }
     }
 
     function _signWith(uint256 key, bytes32 digest) internal pure returns (bytes memory) {

@@ -3,6 +3,7 @@ pragma solidity 0.8.28;
 
 import {LiquidationFixture} from "../utils/LiquidationFixture.sol";
 import {BadDebtHandler} from "./BadDebtHandler.sol";
+import {PositionBook} from "../../../contracts/libraries/PositionBook.sol";
 
 /// @notice Invariants of the bad-debt life cycle (see BadDebtHandler for what the campaign does).
 /// @dev Grouped into four campaigns (forge runs one campaign per invariant function) so that the
@@ -52,12 +53,16 @@ contract BadDebtInvariants is LiquidationFixture {
         assertEq(usdc.balanceOf(address(fundContract)) * 1e12, fundContract.fundBalance(), "fund backed by tokens");
         assertEq(fundContract.fundBalance(), handler.ghostFundIn() - handler.ghostFundOut(), "fund == in - out");
         int256 sum;
-        for (uint256 i; i < handler.accountCount(); ++i) sum += ch.cashOf(handler.accounts(i));
+        for (uint256 i; i < handler.accountCount(); ++i) {
+            sum += ch.cashOf(handler.accounts(i));
+        }
         assertEq(sum, ch.totalCash(), "sum of cash");
         for (uint256 j; j < handler.instrumentCount(); ++j) {
             int256 net;
             uint256 id = handler.live(j);
-            for (uint256 i; i < handler.accountCount(); ++i) net += ch.positionOf(handler.accounts(i), id);
+            for (uint256 i; i < handler.accountCount(); ++i) {
+                net += ch.positionOf(handler.accounts(i), id);
+            }
             assertEq(net, 0, "positions sum to zero");
         }
         assertFalse(handler.settlementStuck(), "an expiry could not be settled");
@@ -89,7 +94,9 @@ contract BadDebtInvariants is LiquidationFixture {
 
     /// Liquidation and ADL keep their promises.
     function invariant_liquidationAndAdl() public view {
-        assertFalse(handler.emptyBookRefused(), "an account below MM could not be liquidated by an empty-book liquidator");
+        assertFalse(
+            handler.emptyBookRefused(), "an account below MM could not be liquidated by an empty-book liquidator"
+        );
         assertFalse(handler.keeperRefused(), "an account below MM could not be liquidated by the keeper");
         assertFalse(handler.fundPaidBonus(), "the fund paid more than a deficit (a bonus)");
         assertFalse(handler.adlCounterpartyBelowZero(), "deleveraging left a counterparty below zero");
@@ -100,7 +107,7 @@ contract BadDebtInvariants is LiquidationFixture {
         for (uint256 i; i < handler.accountCount(); ++i) {
             if (i == 9) continue; // the probe never keeps a position
             address a = handler.accounts(i);
-            assertLe(ch.openInstruments(a).length, 64, "storage bound");
+            assertLe(ch.openInstruments(a).length, PositionBook.MAX_POSITIONS, "storage bound");
         }
     }
 }

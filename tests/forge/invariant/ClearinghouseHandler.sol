@@ -30,12 +30,15 @@ contract ClearinghouseHandler {
     uint256 public ghostDeposited; // WAD
     uint256 public ghostWithdrawn; // WAD
     uint256 public ghostFees; // WAD
-    uint256 public trades;
-    uint256 public withdrawals;
     bool public imViolated;
     uint256 internal nonce;
     SnapshotCommitments public registry; // whole-book commitments (withdrawWithProof)
+
+    // successful calls of each path that swallows reverts: one that always reverted would
+    // otherwise pass every invariant unexercised (deposits, price moves and time never revert)
+    uint256 public signedWithdrawals;
     uint256 public proofWithdrawals;
+    uint256 public trades;
 
     constructor(Clearinghouse ch_, DevStablecoin usdc_, uint256[] memory oracleKeys_, uint256[] memory instrumentIds) {
         ch = ch_;
@@ -56,6 +59,14 @@ contract ClearinghouseHandler {
         registry = registry_;
     }
 
+    /// @notice Every actor starts with 10,000 units deposited, so that trades and withdrawals can
+    ///         succeed from a run's first call.
+    function setUpBalances() external {
+        for (uint256 i; i < actors.length; ++i) {
+            _deposit(actors[i], 10_000e6);
+        }
+    }
+
     function actorCount() external view returns (uint256) {
         return actors.length;
     }
@@ -67,14 +78,7 @@ contract ClearinghouseHandler {
     // ------------------------------------------------------------------ actions
 
     function deposit(uint256 actorSeed, uint256 amount) external {
-        address a = actors[actorSeed % actors.length];
-        amount = _bound(amount, 1, 1_000_000e6);
-        usdc.mint(a, amount);
-        vm.startPrank(a);
-        usdc.approve(address(ch), amount);
-        ch.deposit(a, amount);
-        vm.stopPrank();
-        ghostDeposited += amount * 1e12;
+        _deposit(actors[actorSeed % actors.length], _bound(amount, 1, 1_000_000e6));
     }
 
     function withdraw(uint256 actorSeed, uint256 amount) external {
@@ -85,7 +89,7 @@ contract ClearinghouseHandler {
         vm.prank(a);
         try ch.withdraw(amount, a, att, sigs) {
             ghostWithdrawn += amount * 1e12;
-            withdrawals++;
+            signedWithdrawals++;
             _checkIm(a);
         } catch {}
     }
@@ -102,33 +106,51 @@ contract ClearinghouseHandler {
             leaves[i] = Digests.leaf(atts[i]);
         }
         bytes32 root = MerkleBuilder.root(leaves);
-        SnapshotCommitment memory c = SnapshotCommitment(
-            root, uint64(block.timestamp), uint64(block.timestamp + 60), 1, uint32(actors.length)
-        );
-        try registry.postCommitment(c, _sign(ch.commitmentDigest(c))) {} catch {
+        SnapshotCommitment memory c =
+            SnapshotCommitment(root, uint64(block.timestamp), uint64(block.timestamp + 60), 1, uint32(actors.length));
+        try registry.postCommitment(c, _sign(ch.commitmentDigest(c))) {}
+        catch {
             return; // e.g. identical books at the same time: the root is posted already
         }
         bytes memory proof = abi.encodePacked(bytes32(uint256(uint160(address(registry)))), root);
         bytes32[] memory siblings = MerkleBuilder.proof(leaves, ai);
-        for (uint256 i; i < siblings.length; ++i) proof = bytes.concat(proof, siblings[i]);
+        for (uint256 i; i < siblings.length; ++i) {
+            proof = bytes.concat(proof, siblings[i]);
+        }
         address a = actors[ai];
         vm.prank(a);
         try ch.withdraw(amount, a, atts[ai], proof) {
             ghostWithdrawn += amount * 1e12;
-            withdrawals++;
             proofWithdrawals++;
             _checkIm(a);
         } catch {}
     }
 
-    function trade(uint256 makerSeed, uint256 takerSeed, uint256 instrumentSeed, uint256 amount, bool makerBuys, uint256 priceSeed)
-        external
-    {
+    function trade(
+        uint256 makerSeed,
+        uint256 takerSeed,
+        uint256 instrumentSeed,
+        uint256 amount,
+        bool makerBuys,
+        uint256 priceSeed
+    ) external {
         uint256 mi = makerSeed % actors.length;
         uint256 ti = takerSeed % actors.length;
         if (mi == ti) ti = (ti + 1) % actors.length;
         uint256 id = instruments[instrumentSeed % instruments.length];
-        amount = _bound(amount, 1e15, 20e18);
+        uint256 most = 20e18;
+        if (amount % 2 == 0) {
+            // Half the time between accounts with equity above IM, no larger than both can afford
+            // (so runs exercise fills too, not only refusals): 30% of the mark per contract covers
+            // the IM, the price gap and the fee.
+            uint256 minFree = mark[id] * 3 / 10_000; // 30% of the smallest trade, 1e15 contracts
+            mi = _nextFree(mi, actors.length, minFree);
+            ti = _nextFree(ti, mi, minFree);
+            int256 free = _free(actors[mi]) < _free(actors[ti]) ? _free(actors[mi]) : _free(actors[ti]);
+            uint256 affordable = free > 0 ? uint256(free) * 10 / 3 * WAD / mark[id] : 0;
+            if (affordable < most) most = affordable < 1e15 ? 1e15 : affordable;
+        }
+        amount = _bound(amount, 1e15, most);
         // trade within ±5% of the mark
         uint256 price = mark[id] * _bound(priceSeed, 95, 105) / 100;
         Order memory o = Order({
@@ -168,6 +190,21 @@ contract ClearinghouseHandler {
         }
     }
 
+    /// @dev The first actor from `i` on (cyclically) other than `other` with at least `minFree` of
+    ///      equity above IM, or `i` itself when there is none.
+    function _nextFree(uint256 i, uint256 other, uint256 minFree) internal view returns (uint256) {
+        for (uint256 k; k < actors.length; ++k) {
+            uint256 j = (i + k) % actors.length;
+            if (j != other && _free(actors[j]) >= int256(minFree)) return j;
+        }
+        return i == other ? (i + 1) % actors.length : i;
+    }
+
+    /// @dev Equity above IM in the model: what the account could withdraw or commit to a trade.
+    function _free(address a) internal view returns (int256) {
+        return ch.cashOf(a) + _value(a) - int256(_im(a));
+    }
+
     function _checkIm(address a) internal {
         if (ch.openInstruments(a).length == 0) {
             if (ch.cashOf(a) < 0) imViolated = true;
@@ -177,6 +214,15 @@ contract ClearinghouseHandler {
     }
 
     // ------------------------------------------------------------------ internals
+
+    function _deposit(address a, uint256 amount) internal {
+        usdc.mint(a, amount);
+        vm.startPrank(a);
+        usdc.approve(address(ch), amount);
+        ch.deposit(a, amount);
+        vm.stopPrank();
+        ghostDeposited += amount * 1e12;
+    }
 
     function _fill(Order memory o, uint256 makerKey, address taker, uint256 amount) internal {
         int256 delta = o.size > 0 ? int256(amount) : -int256(amount);
@@ -235,11 +281,14 @@ contract ClearinghouseHandler {
         return abi.encodePacked(r, s, v);
     }
 
-    /// @dev A withdrawal amount: half the time within the account's cash (so runs exercise the
-    ///      successful path too, not only refusals), otherwise anything up to 1M units.
+    /// @dev A withdrawal amount: half the time within the account's cash and its equity above IM
+    ///      (so runs exercise the successful path too, not only refusals), otherwise anything up
+    ///      to 1M units.
     function _amount(address a, uint256 seed) internal view returns (uint256) {
         int256 cash = ch.cashOf(a);
-        if (seed % 2 == 0 && cash >= 1e12) return _bound(seed / 2, 1, uint256(cash) / 1e12);
+        int256 free = _free(a);
+        int256 room = cash < free ? cash : free;
+        if (seed % 2 == 0 && room >= 1e12) return _bound(seed / 2, 1, uint256(room) / 1e12);
         return _bound(seed, 1, 1_000_000e6);
     }
 

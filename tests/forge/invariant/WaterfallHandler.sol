@@ -15,11 +15,18 @@ import {Digests} from "../utils/Digests.sol";
 /// @notice Drives trades, price moves, liquidations and deleveraging, acting as an honest oracle
 ///         with a linear model (value = Σ size × mark, MM = 16%, IM = 20% of Σ |size| × mark)
 ///         and recording ghost totals and any breach of the waterfall's rules.
+/// @dev Every run liquidates (signed and proven) and deleverages at least once: until a path has
+///      succeeded in the run, its handler first makes the smallest market move that makes it due
+///      (`_moveAgainstOne`); from then on the fuzzer's inputs alone decide.
 contract WaterfallHandler {
     using Digests for Clearinghouse;
 
     Vm internal constant vm = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
     uint256 internal constant WAD = 1e18;
+    /// @dev The largest market move the handler makes to put a path in reach: a doubling or a
+    ///      halving. Larger gaps reach marks at which a wei of position is worth more than the
+    ///      rounding tolerance of the checks below.
+    uint256 internal constant MAX_MOVE = 2 * WAD;
 
     Clearinghouse public immutable ch;
     InsuranceFund public immutable fund;
@@ -32,12 +39,16 @@ contract WaterfallHandler {
     mapping(uint256 => uint256) public mark;
     uint256 internal nonce;
     SnapshotCommitments public registry; // when set, every third liquidation is proven, not signed
-    uint256 public provenLiquidations;
 
     // ghost state
     uint256 public ghostFundIn;
     uint256 public ghostFundOut;
-    uint256 public liquidations;
+
+    // successful calls of each path that swallows reverts: one that always reverted would
+    // otherwise pass every invariant unexercised (price moves never revert)
+    uint256 public trades;
+    uint256 public liquidations; // signed and proven
+    uint256 public provenLiquidations;
     uint256 public deleveragings;
     bool public healthyLiquidated;
     bool public targetMissed;
@@ -58,7 +69,9 @@ contract WaterfallHandler {
         oracleKeys = oracleKeys_;
         instruments = ids;
         mark[ids[0]] = 3_000e18;
-        for (uint256 i = 1; i < ids.length; ++i) mark[ids[i]] = 200e18;
+        for (uint256 i = 1; i < ids.length; ++i) {
+            mark[ids[i]] = 200e18;
+        }
         for (uint256 i; i < 5; ++i) {
             actorKeys.push(0xF00D + i);
             actors.push(vm.addr(0xF00D + i));
@@ -89,13 +102,24 @@ contract WaterfallHandler {
 
     // ------------------------------------------------------------------ actions
 
-    function trade(uint256 makerSeed, uint256 takerSeed, uint256 instrumentSeed, uint256 amount, bool makerBuys) external {
-        uint256 mi = makerSeed % (actors.length - 1);
-        uint256 ti = takerSeed % (actors.length - 1);
-        if (mi == ti) ti = (ti + 1) % (actors.length - 1);
+    function trade(uint256 makerSeed, uint256 takerSeed, uint256 instrumentSeed, uint256 amount, bool makerBuys)
+        external
+    {
         uint256 id = instruments[instrumentSeed % instruments.length];
-        amount = 1e17 + amount % 20e18;
-        Order memory o = Order(actors[mi], id, makerBuys ? int256(amount) : -int256(amount), mark[id], ++nonce, uint64(block.timestamp + 100));
+        (uint256 mi, uint256 ti, uint256 size) = _sides(makerSeed, takerSeed, id, amount);
+        _trade(mi, ti, id, size, makerBuys);
+    }
+
+    /// @dev Trader `mi` (maker) and trader `ti` (taker) trade `amount` of `id` at the mark.
+    function _trade(uint256 mi, uint256 ti, uint256 id, uint256 amount, bool makerBuys) internal returns (bool ok) {
+        Order memory o = Order(
+            actors[mi],
+            id,
+            makerBuys ? int256(amount) : -int256(amount),
+            mark[id],
+            ++nonce,
+            uint64(block.timestamp + 100)
+        );
         int256 delta = makerBuys ? int256(amount) : -int256(amount);
         MarginAttestation memory ma = _attestAfter(o.maker, id, delta);
         MarginAttestation memory ta = _attestAfter(actors[ti], id, -delta);
@@ -103,7 +127,49 @@ contract WaterfallHandler {
         bytes memory maSigs = _sign(ch.marginAttestationDigest(ma));
         bytes memory taSigs = _sign(ch.marginAttestationDigest(ta));
         vm.prank(actors[ti]);
-        try ch.fillOrder(o, makerSig, amount, ma, maSigs, ta, taSigs) {} catch {}
+        try ch.fillOrder(o, makerSig, amount, ma, maSigs, ta, taSigs) {
+            trades++;
+            ok = true;
+        } catch {}
+    }
+
+    /// @dev Maker, taker and size of a trade: any two traders and 0.1 to 20 contracts, or (half
+    ///      the time) two that can afford at least the smallest trade, no larger than both can
+    ///      afford — so fills keep happening after a crash has left some traders with nothing.
+    ///      25% of the mark per contract covers the IM and the fee.
+    function _sides(uint256 makerSeed, uint256 takerSeed, uint256 id, uint256 amount)
+        internal
+        view
+        returns (uint256 mi, uint256 ti, uint256 size)
+    {
+        uint256 traders = actors.length - 1;
+        mi = makerSeed % traders;
+        ti = takerSeed % traders;
+        if (mi == ti) ti = (ti + 1) % traders;
+        size = 1e17 + amount % 20e18;
+        if (amount % 2 == 1) return (mi, ti, size);
+        uint256 minFree = mark[id] / 40; // a quarter of the smallest trade's notional
+        mi = _nextFree(mi, traders, minFree);
+        ti = _nextFree(ti, mi, minFree);
+        int256 free = _free(actors[mi]) < _free(actors[ti]) ? _free(actors[mi]) : _free(actors[ti]);
+        uint256 affordable = free > 0 ? uint256(free) * 4 * WAD / mark[id] : 0;
+        if (affordable < size) size = affordable < 1e17 ? 1e17 : affordable;
+    }
+
+    /// @dev The first trader from `i` on (cyclically) other than `other` with at least `minFree` of
+    ///      equity above IM, or `i` itself (another trader if `i` is `other`) when there is none.
+    function _nextFree(uint256 i, uint256 other, uint256 minFree) internal view returns (uint256) {
+        uint256 traders = actors.length - 1;
+        for (uint256 k; k < traders; ++k) {
+            uint256 j = (i + k) % traders;
+            if (j != other && _free(actors[j]) >= int256(minFree)) return j;
+        }
+        return i == other ? (i + 1) % traders : i;
+    }
+
+    /// @dev Equity above IM in the model.
+    function _free(address a) internal view returns (int256) {
+        return ch.cashOf(a) + _value(a) - int256(_gross(a) / 5);
     }
 
     function useRegistry(SnapshotCommitments registry_) external {
@@ -120,7 +186,8 @@ contract WaterfallHandler {
         leaves[1] = Digests.leaf(b);
         bytes32 root = MerkleBuilder.root(leaves);
         SnapshotCommitment memory c = SnapshotCommitment(root, a.snapshotTime, a.deadline, a.paramsVersion, 2);
-        try registry.postCommitment(c, _sign(ch.commitmentDigest(c))) {} catch {
+        try registry.postCommitment(c, _sign(ch.commitmentDigest(c))) {}
+        catch {
             return (false, "", "");
         }
         bytes memory head = abi.encodePacked(bytes32(uint256(uint160(address(registry)))), root);
@@ -138,6 +205,13 @@ contract WaterfallHandler {
         address a = actors[accountSeed % (actors.length - 1)];
         // half the time, the account closest to (or furthest below) maintenance margin
         if (accountSeed % 2 == 0) a = _weakest(false);
+        bool proven = _provenNext(accountSeed); // if the proof posts
+        // Until its kind has run in the run, the call takes a trader below MM, after the smallest
+        // market move that puts one there: left to chance, most runs never liquidate.
+        if ((proven ? provenLiquidations : liquidations - provenLiquidations) == 0) {
+            address pushed = _moveAgainstOne(true);
+            if (pushed != address(0)) a = pushed;
+        }
         if (a == address(0) || ch.openInstruments(a).length == 0) return;
         int256 equity = ch.cashOf(a) + _value(a);
         uint256 mm = _mm(a);
@@ -146,8 +220,7 @@ contract WaterfallHandler {
         MarginAttestation memory att = _attest(a, ch.stateHashOf(a), _value(a), mm * 5 / 4, mm);
         reqs[0] = LiquidationRequest(a, att, _sign(ch.marginAttestationDigest(att)), WAD);
         (MarginAttestation memory katt, bytes memory ksigs, uint256 f) = _keeperNow(equity, mm);
-        bool proven;
-        if (address(registry) != address(0) && accountSeed % 3 == 1) {
+        if (proven) {
             bytes memory pa;
             bytes memory pk;
             (proven, pa, pk) = _prove(att, katt);
@@ -170,8 +243,24 @@ contract WaterfallHandler {
         } catch {}
     }
 
+    /// @dev Whether a liquidation is proven rather than signed: every third with a registry, but
+    ///      once one kind has run in the run, the other until it has too.
+    function _provenNext(uint256 accountSeed) internal view returns (bool) {
+        if (address(registry) == address(0)) return false;
+        bool signedRan = liquidations != provenLiquidations;
+        if (signedRan != (provenLiquidations != 0)) return signedRan;
+        return accountSeed % 3 == 1;
+    }
+
     function deleverage(uint256 accountSeed) external {
         address a = accountSeed % 4 == 0 ? actors[accountSeed % (actors.length - 1)] : _weakest(true);
+        // Until one deleveraging has run in the run, it takes a trader beyond what the fund can
+        // cover, after the smallest gap move that puts one there: left to chance, almost no run
+        // reaches ADL.
+        if (deleveragings == 0) {
+            address pushed = _moveAgainstOne(false);
+            if (pushed != address(0)) a = pushed;
+        }
         if (a == address(0)) return;
         uint256[] memory ids = _sortedOpen(a);
         if (ids.length == 0) return;
@@ -184,6 +273,97 @@ contract WaterfallHandler {
             if (fundBefore >= uint256(-equity)) adlWhileFundCouldCover = true;
             ghostFundOut += fundBefore - fund.fundBalance();
         } catch {}
+    }
+
+    /// @dev Takes a trader below MM (`belowMm`) or beyond what the fund can cover with the smallest
+    ///      move of one mark that does it — at most a doubling or a halving, and one the keeper
+    ///      stands. When no trader is that close, the two with the most equity above IM first
+    ///      open a position at the most they can afford. Returns the trader (one already there
+    ///      needs no move), or address(0) when none could be put there.
+    function _moveAgainstOne(bool belowMm) internal returns (address target) {
+        target = _moveWithin(belowMm);
+        if (target != address(0) || !_openLevered()) return target;
+        return _moveWithin(belowMm);
+    }
+
+    /// @dev `_moveAgainstOne` among the positions as they are.
+    function _moveWithin(bool belowMm) internal returns (address target) {
+        uint256 best = MAX_MOVE + 1; // the move's size: the ratio of the marks (WAD, ≥ 1)
+        uint256 bestId;
+        uint256 bestMark;
+        for (uint256 i; i + 1 < actors.length; ++i) {
+            address a = actors[i];
+            if (_pastThreshold(a, belowMm)) return a;
+            for (uint256 j; j < instruments.length; ++j) {
+                uint256 id = instruments[j];
+                uint256 m = _markAgainst(a, id, belowMm);
+                if (m == 0) continue;
+                uint256 size = m > mark[id] ? m * WAD / mark[id] : mark[id] * WAD / m;
+                if (size < best && _keeperStands(id, m)) (best, target, bestId, bestMark) = (size, a, id, m);
+            }
+        }
+        if (target != address(0)) mark[bestId] = bestMark;
+    }
+
+    /// @dev The two traders with the most equity above IM trade 90% of what the poorer of them can
+    ///      afford (the richer buys) of the first instrument the keeper holds none of (the
+    ///      perpetual if it holds all). Returns whether the trade filled.
+    function _openLevered() internal returns (bool) {
+        uint256 first;
+        uint256 second = 1;
+        for (uint256 i = 1; i + 1 < actors.length; ++i) {
+            if (_free(actors[i]) > _free(actors[first])) (first, second) = (i, first);
+            else if (i != second && _free(actors[i]) > _free(actors[second])) second = i;
+        }
+        uint256 id = instruments[0];
+        for (uint256 j; j < instruments.length; ++j) {
+            if (ch.positionOf(keeper(), instruments[j]) == 0) {
+                id = instruments[j];
+                break;
+            }
+        }
+        int256 free = _free(actors[second]);
+        if (free <= 0) return false;
+        uint256 size = uint256(free) * 4 * WAD / mark[id] * 9 / 10;
+        return size != 0 && _trade(first, second, id, size, true);
+    }
+
+    /// @dev Whether the keeper, the only liquidator, keeps at least twice its IM (40% of its gross)
+    ///      when the mark of `id` moves to `m`: a move that broke it would end every liquidation.
+    function _keeperStands(uint256 id, uint256 m) internal view returns (bool) {
+        address k = keeper();
+        int256 s = ch.positionOf(k, id);
+        if (s == 0) return true;
+        uint256 q = uint256(s > 0 ? s : -s);
+        int256 equity = ch.cashOf(k) + _value(k) + s * (int256(m) - int256(mark[id])) / int256(WAD);
+        uint256 gross = _gross(k) - q * mark[id] / WAD + q * m / WAD;
+        return equity >= int256(gross * 2 / 5);
+    }
+
+    /// @dev Below MM but within the fund's reach (`belowMm`: liquidatable), or beyond the fund.
+    function _pastThreshold(address a, bool belowMm) internal view returns (bool) {
+        if (ch.openInstruments(a).length == 0) return false;
+        int256 equity = ch.cashOf(a) + _value(a);
+        int256 fundBalance = int256(fund.fundBalance());
+        return belowMm ? equity < int256(_mm(a)) && equity >= -fundBalance : equity < -fundBalance;
+    }
+
+    /// @dev The mark of `id` 1% past the one at which `a` crosses the threshold (a short's above,
+    ///      a long's below), or 0 when none is, or `a` holds none of `id`. In the model, with
+    ///      q = |size|, E = equity and G = gross without the leg: below MM needs
+    ///      E − 16% G < (1.16 q m) for a short, < (−0.84 q m) for a long; beyond the fund F needs
+    ///      E + F < q m for a short, < −q m for a long.
+    function _markAgainst(address a, uint256 id, bool belowMm) internal view returns (uint256 m) {
+        int256 s = ch.positionOf(a, id);
+        if (s == 0) return 0;
+        uint256 q = uint256(s > 0 ? s : -s);
+        int256 legValue = s > 0 ? int256(q * mark[id] / WAD) : -int256((q * mark[id] + WAD - 1) / WAD);
+        int256 rest = ch.cashOf(a) + _value(a) - legValue;
+        int256 k =
+            belowMm ? rest - int256((_gross(a) - q * mark[id] / WAD) * 16 / 100) : rest + int256(fund.fundBalance());
+        uint256 per = belowMm ? (s < 0 ? 116 : 84) : 100; // the leg's weight, in % of q × m
+        if (s < 0) return k <= 0 ? 0 : uint256(k) * WAD / q * 100 / per * 101 / 100 + 1;
+        return k >= 0 ? 0 : uint256(-k) * WAD / q * 100 / per * 99 / 100;
     }
 
     /// @dev The trader with the lowest equity − MM (bankrupt only: the lowest equity below zero).
@@ -224,7 +404,8 @@ contract WaterfallHandler {
     function _attestAfter(address a, uint256 id, int256 delta) internal view returns (MarginAttestation memory) {
         int256 next = ch.positionOf(a, id) + delta;
         int256 cur = ch.positionOf(a, id);
-        uint256 gross = _gross(a) - uint256(cur >= 0 ? cur : -cur) * mark[id] / WAD + uint256(next >= 0 ? next : -next) * mark[id] / WAD;
+        uint256 gross = _gross(a) - uint256(cur >= 0 ? cur : -cur) * mark[id] / WAD + uint256(next >= 0 ? next : -next)
+            * mark[id] / WAD;
         int256 value = _value(a) + delta * int256(mark[id]) / int256(WAD);
         return _attest(a, ch.nextStateHash(a, id, next), value, gross / 5, gross * 16 / 100);
     }
@@ -260,7 +441,9 @@ contract WaterfallHandler {
     function _sortedOpen(address a) internal view returns (uint256[] memory ids) {
         ids = ch.openInstruments(a);
         for (uint256 i = 1; i < ids.length; ++i) {
-            for (uint256 j = i; j > 0 && ids[j - 1] > ids[j]; --j) (ids[j - 1], ids[j]) = (ids[j], ids[j - 1]);
+            for (uint256 j = i; j > 0 && ids[j - 1] > ids[j]; --j) {
+                (ids[j - 1], ids[j]) = (ids[j], ids[j - 1]);
+            }
         }
     }
 
@@ -282,13 +465,21 @@ contract WaterfallHandler {
         fills = new AdlFill[](n);
         n = 0;
         for (uint256 leg; leg < ids.length; ++leg) {
-            for (uint256 i; i < perLeg[leg].length; ++i) fills[n++] = perLeg[leg][i];
+            for (uint256 i; i < perLeg[leg].length; ++i) {
+                fills[n++] = perLeg[leg][i];
+            }
         }
-        att = AdlAttestation(a, ch.stateHashOf(a), ids, marks, roots, uint64(block.timestamp), uint64(block.timestamp + 60), 1);
+        att = AdlAttestation(
+            a, ch.stateHashOf(a), ids, marks, roots, uint64(block.timestamp), uint64(block.timestamp + 60), 1
+        );
         sigs = _sign(keccak256(abi.encodePacked("\x19\x01", ch.domainSeparator(), engine.hashAdlAttestation(att))));
     }
 
-    function _legQueue(address a, uint256 id, uint256 leg) internal view returns (bytes32 root, AdlFill[] memory fills) {
+    function _legQueue(address a, uint256 id, uint256 leg)
+        internal
+        view
+        returns (bytes32 root, AdlFill[] memory fills)
+    {
         int256 size = ch.positionOf(a, id);
         address[] memory ranked = new address[](actors.length);
         uint256 m;
@@ -339,7 +530,9 @@ contract WaterfallHandler {
     }
 
     function _sign(bytes32 digest) internal view returns (bytes memory sigs) {
-        for (uint256 i; i < oracleKeys.length; ++i) sigs = bytes.concat(sigs, _signWith(oracleKeys[i], digest));
+        for (uint256 i; i < oracleKeys.length; ++i) {
+            sigs = bytes.concat(sigs, _signWith(oracleKeys[i], digest));
+        }
     }
 
     function _signWith(uint256 key, bytes32 digest) internal pure returns (bytes memory) {

@@ -40,17 +40,25 @@ contract WaterfallInvariants is LiquidationFixture {
             ch.totalCash() + int256(ch.protocolFees()) - ch.netSettlementPayouts(),
             "clearinghouse custody == cash + fees"
         );
-        assertEq(usdc.balanceOf(address(fundContract)) * 1e12, fundContract.fundBalance(), "fund custody == fund balance");
-        assertEq(fundContract.fundBalance(), handler.ghostFundIn() - handler.ghostFundOut(), "fund == inflows - outflows");
+        assertEq(
+            usdc.balanceOf(address(fundContract)) * 1e12, fundContract.fundBalance(), "fund custody == fund balance"
+        );
+        assertEq(
+            fundContract.fundBalance(), handler.ghostFundIn() - handler.ghostFundOut(), "fund == inflows - outflows"
+        );
         int256 sum;
-        for (uint256 i; i < handler.actorCount(); ++i) sum += ch.cashOf(handler.actors(i));
+        for (uint256 i; i < handler.actorCount(); ++i) {
+            sum += ch.cashOf(handler.actors(i));
+        }
         assertEq(sum, ch.totalCash(), "sum of cash");
     }
 
     function invariant_positionsZeroSum() public view {
         for (uint256 j; j < handler.instrumentCount(); ++j) {
             int256 net;
-            for (uint256 i; i < handler.actorCount(); ++i) net += ch.positionOf(handler.actors(i), handler.instruments(j));
+            for (uint256 i; i < handler.actorCount(); ++i) {
+                net += ch.positionOf(handler.actors(i), handler.instruments(j));
+            }
             assertEq(net, 0, "positions sum to zero");
         }
     }
@@ -73,10 +81,21 @@ contract WaterfallInvariants is LiquidationFixture {
         assertFalse(handler.adlWhileFundCouldCover(), "ADL ran while the fund could cover");
     }
 
+    /// Every path of the handler that swallows reverts succeeded at least once in the run: one
+    /// that always reverted would pass every invariant above unexercised.
+    function afterInvariant() public view {
+        assertGt(handler.trades(), 0, "no trade filled");
+        assertGt(handler.liquidations() - handler.provenLiquidations(), 0, "no signed liquidation");
+        assertGt(handler.provenLiquidations(), 0, "no proven liquidation");
+        assertGt(handler.deleveragings(), 0, "no deleveraging");
+    }
+
     /// The proven-liquidation path of the handler works (the campaign exercises it, not only reverts).
     function test_handlerLiquidatesWithProofs() public {
         handler.trade(0, 1, 0, 19e18, true); // actor 0 long ~20 perpetuals at the mark, 20,000 deposited
-        for (uint256 i; i < 3; ++i) handler.movePrice(0, 0); // −12% three times
+        for (uint256 i; i < 3; ++i) {
+            handler.movePrice(0, 0); // −12% each time
+        }
         handler.liquidate(4); // 4 % 3 == 1: proven; even: the weakest account
         assertEq(handler.provenLiquidations(), 1, "a liquidation proven against a posted root");
     }

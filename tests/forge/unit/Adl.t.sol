@@ -4,7 +4,10 @@ pragma solidity 0.8.28;
 import {LiquidationFixture} from "../utils/LiquidationFixture.sol";
 import {IClearinghouse, MarginAttestation} from "../../../contracts/interfaces/IClearinghouse.sol";
 import {
-    AdlAttestation, AdlFill, ILiquidationEngine, LiquidationRequest
+    AdlAttestation,
+    AdlFill,
+    ILiquidationEngine,
+    LiquidationRequest
 } from "../../../contracts/interfaces/ILiquidationEngine.sol";
 
 /// @notice Auto-deleveraging. Alice is long 10 ETH perpetuals at 3,000 (6 sold by bob, 4 by
@@ -45,7 +48,7 @@ contract AdlTest is LiquidationFixture {
         assertTrue(ch.withdrawalsGated(), "gated");
         MarginAttestation memory none;
         vm.prank(keeper);
-        vm.expectRevert(IClearinghouse.WithdrawalsPaused.selector);
+        vm.expectRevert(IClearinghouse.WithdrawalsGatedByBadDebt.selector);
         ch.withdraw(1e6, keeper, none, "");
         (AdlAttestation memory att, bytes memory sigs, AdlFill[] memory fills) = plan(carolThenBob());
         engine.deleverage(att, sigs, fills);

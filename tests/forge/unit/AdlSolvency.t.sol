@@ -97,6 +97,7 @@ contract AdlSolvencyTest is BankruptcyFixture {
         vm.expectRevert(abi.encodeWithSelector(ILiquidationEngine.AdlInvalidProof.selector, 0, 0));
         engine.deleverage(att, sigs, fills);
     }
+
     /// Guards: a bankrupt counterparty that deleveraging leaves flat is not left as unflagged negative cash.
     function test_bankruptCounterpartyLeftFlatIsNotHiddenBadDebt() public {
         // frank sells alice 2 more perpetuals at 3,000 and spends the proceeds on 60 calls (strike
@@ -104,10 +105,19 @@ contract AdlSolvencyTest is BankruptcyFixture {
         uint256 frankKey = 0xF4A;
         address frank = vm.addr(frankKey);
         fund(frank, 1_000);
-        fill(order(frank, perpId, -2e18, 3_000e18, 1), frankKey, alice, 2e18, quote(-6_000e18, 600e18, 36_000e18, 7_200e18));
-        fill(order(dave, callId, -60e18, 150e18, 5), daveKey, frank, 60e18, quote(-9_000e18, 1_800e18, 3_000e18, 600e18));
+        fill(
+            order(frank, perpId, -2e18, 3_000e18, 1),
+            frankKey,
+            alice,
+            2e18,
+            quote(-6_000e18, 600e18, 36_000e18, 7_200e18)
+        );
+        fill(
+            order(dave, callId, -60e18, 150e18, 5), daveKey, frank, 60e18, quote(-9_000e18, 1_800e18, 3_000e18, 600e18)
+        );
         vm.warp(expiry);
-        SettlementPrice memory sp = SettlementPrice({underlying: ETH, expiry: expiry, price: MARK, snapshotTime: expiry});
+        SettlementPrice memory sp =
+            SettlementPrice({underlying: ETH, expiry: expiry, price: MARK, snapshotTime: expiry});
         ch.postSettlementPrice(sp, oracleSignPrice(sp));
         uint256[] memory calls = new uint256[](1);
         calls[0] = callId;

@@ -3,7 +3,12 @@ pragma solidity 0.8.28;
 
 import {ClearinghouseFixture} from "../utils/ClearinghouseFixture.sol";
 import {Clearinghouse} from "../../../contracts/core/Clearinghouse.sol";
-import {IClearinghouse, MarginAttestation, Order, SnapshotHeartbeat} from "../../../contracts/interfaces/IClearinghouse.sol";
+import {
+    IClearinghouse,
+    MarginAttestation,
+    Order,
+    SnapshotHeartbeat
+} from "../../../contracts/interfaces/IClearinghouse.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {Digests} from "../utils/Digests.sol";
 
@@ -19,7 +24,9 @@ contract AttestationsTest is ClearinghouseFixture {
         setUpClearinghouse(6, 5, 3);
         fund(alice, 10_000);
         fund(bob, 10_000);
-        fill(order(bob, perpId, -1e18, 3_000e18, 1), bobKey, alice, 1e18, quote(-3_000e18, 1_000e18, 3_000e18, 1_000e18));
+        fill(
+            order(bob, perpId, -1e18, 3_000e18, 1), bobKey, alice, 1e18, quote(-3_000e18, 1_000e18, 3_000e18, 1_000e18)
+        );
     }
 
     function honest() internal view returns (MarginAttestation memory) {
@@ -99,7 +106,9 @@ contract AttestationsTest is ClearinghouseFixture {
         MarginAttestation memory att = honest();
         bytes memory sigs = oracleSign(att);
         bytes memory cut = new bytes(sigs.length - 1);
-        for (uint256 i; i < cut.length; ++i) cut[i] = sigs[i];
+        for (uint256 i; i < cut.length; ++i) {
+            cut[i] = sigs[i];
+        }
         // a length that is not a multiple of 65 is read as a Merkle proof, which must be 32-byte words
         vm.prank(alice);
         vm.expectRevert(IClearinghouse.MalformedProof.selector);
@@ -108,7 +117,9 @@ contract AttestationsTest is ClearinghouseFixture {
         uint64 t = uint64(block.timestamp);
         bytes memory hb = signDigest(heartbeatDigest(t), oracleKeys);
         bytes memory hbCut = new bytes(hb.length - 1);
-        for (uint256 i; i < hbCut.length; ++i) hbCut[i] = hb[i];
+        for (uint256 i; i < hbCut.length; ++i) {
+            hbCut[i] = hb[i];
+        }
         vm.expectRevert(IClearinghouse.MalformedSignatures.selector);
         ch.postSnapshot(SnapshotHeartbeat(t), hbCut);
     }
@@ -173,7 +184,9 @@ contract AttestationsTest is ClearinghouseFixture {
         // an attestation of alice's portfolio before a trade cannot back a withdrawal after it
         MarginAttestation memory before = honest();
         bytes memory sigs = oracleSign(before);
-        fill(order(bob, perpId, -1e18, 3_000e18, 2), bobKey, alice, 1e18, quote(-6_000e18, 2_000e18, 6_000e18, 2_000e18));
+        fill(
+            order(bob, perpId, -1e18, 3_000e18, 2), bobKey, alice, 1e18, quote(-6_000e18, 2_000e18, 6_000e18, 2_000e18)
+        );
         bytes32 current = ch.stateHashOf(alice);
         vm.prank(alice);
         vm.expectRevert(abi.encodeWithSelector(IClearinghouse.WrongPortfolioState.selector, current, before.stateHash));
@@ -245,10 +258,14 @@ contract AttestationsTest is ClearinghouseFixture {
         uint256 newKey = 0x5EED;
         uint256[] memory next = new uint256[](5);
         next[0] = newKey;
-        for (uint256 i = 1; i < 5; ++i) next[i] = oracleKeys[i];
+        for (uint256 i = 1; i < 5; ++i) {
+            next[i] = oracleKeys[i];
+        }
         next = _sortedByAddress(next);
         address[] memory addrs = new address[](5);
-        for (uint256 i; i < 5; ++i) addrs[i] = vm.addr(next[i]);
+        for (uint256 i; i < 5; ++i) {
+            addrs[i] = vm.addr(next[i]);
+        }
         vm.prank(owner);
         ch.scheduleSignerSet(addrs, 3);
         vm.warp(block.timestamp + TIMELOCK);
@@ -285,7 +302,9 @@ contract AttestationsTest is ClearinghouseFixture {
 
     function _firstThree(uint256[] memory keys) internal pure returns (uint256[] memory out) {
         out = new uint256[](3);
-        for (uint256 i; i < 3; ++i) out[i] = keys[i];
+        for (uint256 i; i < 3; ++i) {
+            out[i] = keys[i];
+        }
     }
 
     function _sortedByAddress(uint256[] memory keys) internal pure returns (uint256[] memory) {

@@ -4,7 +4,10 @@ pragma solidity 0.8.28;
 import {BackstopFixture} from "../utils/BackstopFixture.sol";
 import {MarginAttestation} from "../../../contracts/interfaces/IClearinghouse.sol";
 import {
-    AdlAttestation, AdlFill, ILiquidationEngine, LiquidationRequest
+    AdlAttestation,
+    AdlFill,
+    ILiquidationEngine,
+    LiquidationRequest
 } from "../../../contracts/interfaces/ILiquidationEngine.sol";
 
 /// @notice The backstop: an account below MM that no liquidator takes for BACKSTOP_DELAY is closed

@@ -166,6 +166,8 @@ contract CollateralTest is ClearinghouseFixture {
         fund(alice, 10_000);
         fund(bob, 10_000);
         // bob (maker) sells 1 perp at 3,000 to alice (taker)
-        fill(order(bob, perpId, -1e18, 3_000e18, 1), bobKey, alice, 1e18, quote(-3_000e18, 1_000e18, 3_000e18, 1_000e18));
+        fill(
+            order(bob, perpId, -1e18, 3_000e18, 1), bobKey, alice, 1e18, quote(-3_000e18, 1_000e18, 3_000e18, 1_000e18)
+        );
     }
 }

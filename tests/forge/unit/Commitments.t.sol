@@ -8,6 +8,7 @@ import {Clearinghouse} from "../../../contracts/core/Clearinghouse.sol";
 import {SnapshotCommitments} from "../../../contracts/core/SnapshotCommitments.sol";
 import {ISnapshotCommitments} from "../../../contracts/interfaces/ISnapshotCommitments.sol";
 import {IClearinghouse, MarginAttestation, SnapshotCommitment} from "../../../contracts/interfaces/IClearinghouse.sol";
+import {IClearinghouseEngineHooks} from "../../../contracts/interfaces/IClearinghouseEngineHooks.sol";
 import {LiquidationRequest} from "../../../contracts/interfaces/ILiquidationEngine.sol";
 
 /// @notice Whole-book commitments: one threshold-signed root per snapshot, then any account's
@@ -32,7 +33,9 @@ contract CommitmentsTest is LiquidationFixture {
 
     function leaves(MarginAttestation[] memory atts) internal pure returns (bytes32[] memory out) {
         out = new bytes32[](atts.length);
-        for (uint256 i; i < atts.length; ++i) out[i] = Digests.leaf(atts[i]);
+        for (uint256 i; i < atts.length; ++i) {
+            out[i] = Digests.leaf(atts[i]);
+        }
     }
 
     function commitmentOf(bytes32 root, uint256 count) internal view returns (SnapshotCommitment memory) {
@@ -109,7 +112,9 @@ contract CommitmentsTest is LiquidationFixture {
         MarginAttestation[] memory atts = book();
         bytes memory p = proofOf(atts, 1, address(registry));
         vm.prank(bob);
-        vm.expectRevert(abi.encodeWithSelector(ISnapshotCommitments.RootNotPosted.selector, MerkleBuilder.root(leaves(atts))));
+        vm.expectRevert(
+            abi.encodeWithSelector(ISnapshotCommitments.RootNotPosted.selector, MerkleBuilder.root(leaves(atts)))
+        );
         ch.withdraw(1e6, bob, atts[1], p);
     }
 
@@ -137,7 +142,7 @@ contract CommitmentsTest is LiquidationFixture {
         // the rogue registry cannot even store a root: it is no engine
         SnapshotCommitment memory c = commitmentOf(root, atts.length);
         bytes memory sigs = signDigest(ch.commitmentDigest(c), oracleKeys);
-        vm.expectRevert(IClearinghouse.NotEngine.selector);
+        vm.expectRevert(IClearinghouseEngineHooks.NotEngine.selector);
         rogue.postCommitment(c, sigs);
     }
 
@@ -146,7 +151,13 @@ contract CommitmentsTest is LiquidationFixture {
         MarginAttestation[] memory atts = book();
         post(atts);
         bytes32 before = atts[1].stateHash;
-        fill(order(bob, perpId, -1e18, 3_000e18, 2), bobKey, carol, 1e18, quote(-16_100e18, 3_220e18, -6_900e18, 1_380e18));
+        fill(
+            order(bob, perpId, -1e18, 3_000e18, 2),
+            bobKey,
+            carol,
+            1e18,
+            quote(-16_100e18, 3_220e18, -6_900e18, 1_380e18)
+        );
         bytes32 now_ = ch.stateHashOf(bob);
         bytes memory p = proofOf(atts, 1, address(registry));
         vm.prank(bob);
@@ -199,7 +210,8 @@ contract CommitmentsTest is LiquidationFixture {
         ch.withdraw(1e6, bob, again[1], proofOf(again, 1, address(registry)));
         p; // the old proof names a root of the former set: refused the same way below
         uint256[] memory keys = new uint256[](2);
-        (keys[0], keys[1]) = vm.addr(0xF1) < vm.addr(0xF2) ? (uint256(0xF1), uint256(0xF2)) : (uint256(0xF2), uint256(0xF1));
+        (keys[0], keys[1]) =
+            vm.addr(0xF1) < vm.addr(0xF2) ? (uint256(0xF1), uint256(0xF2)) : (uint256(0xF2), uint256(0xF1));
         postRoot(registry, newRoot, again.length, keys); // the new set posts a fresh book
         vm.prank(bob);
         ch.withdraw(1e6, bob, again[1], proofOf(again, 1, address(registry)));
@@ -223,7 +235,9 @@ contract CommitmentsTest is LiquidationFixture {
         post(atts);
         bytes memory p = proofOf(atts, 1, address(registry));
         bytes memory tail = new bytes(p.length - 32);
-        for (uint256 i; i < tail.length; ++i) tail[i] = p[i + 32];
+        for (uint256 i; i < tail.length; ++i) {
+            tail[i] = p[i + 32];
+        }
         vm.expectRevert(ISnapshotCommitments.NotClearinghouse.selector);
         registry.verifyLeaf(atts[1], tail);
     }
@@ -243,7 +257,9 @@ contract CommitmentsTest is LiquidationFixture {
         SnapshotCommitment memory wrong = commitmentOf(root, 7);
         wrong.paramsVersion = attestVersion + 1;
         bytes memory wrongSigs = signDigest(ch.commitmentDigest(wrong), oracleKeys);
-        vm.expectRevert(abi.encodeWithSelector(IClearinghouse.WrongParamsVersion.selector, attestVersion, attestVersion + 1));
+        vm.expectRevert(
+            abi.encodeWithSelector(IClearinghouse.WrongParamsVersion.selector, attestVersion, attestVersion + 1)
+        );
         registry.postCommitment(wrong, wrongSigs);
 
         SnapshotCommitment memory expired = commitmentOf(root, 7);
@@ -261,9 +277,18 @@ contract CommitmentsTest is LiquidationFixture {
         vm.recordLogs();
         registry.postCommitment(c, sigs); // again: nothing happens, nothing reverts
         assertEq(vm.getRecordedLogs().length, 0, "no second event");
-        assertEq(registry.commitmentHash(c), keccak256(abi.encode(
-            keccak256("SnapshotCommitment(bytes32 root,uint64 snapshotTime,uint64 deadline,uint32 paramsVersion,uint32 accounts)"), c
-        )), "struct hash");
+        assertEq(
+            registry.commitmentHash(c),
+            keccak256(
+                abi.encode(
+                    keccak256(
+                        "SnapshotCommitment(bytes32 root,uint64 snapshotTime,uint64 deadline,uint32 paramsVersion,uint32 accounts)"
+                    ),
+                    c
+                )
+            ),
+            "struct hash"
+        );
     }
 
     // ------------------------------------------------------------------ fuzz
@@ -276,7 +301,8 @@ contract CommitmentsTest is LiquidationFixture {
         MarginAttestation[] memory atts = new MarginAttestation[](n);
         for (uint256 i; i < n; ++i) {
             address a = address(uint160(uint256(keccak256(abi.encode(seed, i)))));
-            atts[i] = attestationFor(a, bytes32(0), int256(uint256(keccak256(abi.encode(seed, i, "v"))) % 1e24), i * 1e18, i);
+            atts[i] =
+                attestationFor(a, bytes32(0), int256(uint256(keccak256(abi.encode(seed, i, "v"))) % 1e24), i * 1e18, i);
         }
         post(atts);
         uint256 index = bound(pick, 0, n - 1);

@@ -3,6 +3,7 @@ pragma solidity 0.8.28;
 
 import {LiquidationFixture} from "../utils/LiquidationFixture.sol";
 import {IClearinghouse, MarginAttestation} from "../../../contracts/interfaces/IClearinghouse.sol";
+import {IClearinghouseEngineHooks} from "../../../contracts/interfaces/IClearinghouseEngineHooks.sol";
 import {IInsuranceFund} from "../../../contracts/interfaces/IInsuranceFund.sol";
 import {LiquidationEngine} from "../../../contracts/core/LiquidationEngine.sol";
 import {ILiquidationEngine, LiquidationRequest} from "../../../contracts/interfaces/ILiquidationEngine.sol";
@@ -18,8 +19,20 @@ contract EngineFundTest is LiquidationFixture {
         fund(carol, 14_000);
         fund(keeper, 100_000);
         seedFund(50_000);
-        fill(order(bob, perpId, -10e18, 3_000e18, 1), bobKey, alice, 10e18, quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18));
-        fill(order(bob, perpId, -10e18, 3_000e18, 2), bobKey, carol, 10e18, quote(-60_000e18, 12_000e18, 30_000e18, 6_000e18));
+        fill(
+            order(bob, perpId, -10e18, 3_000e18, 1),
+            bobKey,
+            alice,
+            10e18,
+            quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18)
+        );
+        fill(
+            order(bob, perpId, -10e18, 3_000e18, 2),
+            bobKey,
+            carol,
+            10e18,
+            quote(-60_000e18, 12_000e18, 30_000e18, 6_000e18)
+        );
     }
 
     /// Guards: an engine cannot pull a user's leftover allowance to the clearinghouse.
@@ -69,7 +82,7 @@ contract EngineFundTest is LiquidationFixture {
         (MarginAttestation memory katt, bytes memory ksigs) = keeperNow(0, 0);
         uint256 fundBefore = fundContract.fundBalance();
         vm.prank(keeper);
-        vm.expectRevert(IClearinghouse.NotEngine.selector);
+        vm.expectRevert(IClearinghouseEngineHooks.NotEngine.selector);
         engine.liquidate(reqs, katt, ksigs);
         vm.prank(keeper);
         next.liquidate(reqs, katt, ksigs);
@@ -78,9 +91,9 @@ contract EngineFundTest is LiquidationFixture {
         assertLt(fundContract.fundBalance(), fundBefore, "the fund paid out");
         assertEq(usdc.balanceOf(address(fundContract)) * 1e12, fundContract.fundBalance(), "fund custody");
         vm.startPrank(address(engine));
-        vm.expectRevert(IInsuranceFund.NotEngine.selector);
+        vm.expectRevert(IClearinghouseEngineHooks.NotEngine.selector);
         fundContract.release(alice, 1e18);
-        vm.expectRevert(IInsuranceFund.NotEngine.selector);
+        vm.expectRevert(IClearinghouseEngineHooks.NotEngine.selector);
         fundContract.recordFee(alice, 1e18);
         vm.stopPrank();
         vm.prank(address(next));

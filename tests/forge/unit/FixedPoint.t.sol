@@ -2,7 +2,7 @@
 pragma solidity 0.8.28;
 
 import {Test} from "../utils/Test.sol";
-import {FixedPoint} from "../../../contracts/libraries/FixedPoint.sol";
+import {FixedPoint, WAD} from "../../../contracts/libraries/FixedPoint.sol";
 
 /// @dev Exposes the internal library so reverts surface as calls.
 contract FixedPointHarness {
@@ -49,7 +49,17 @@ contract FixedPointTest is Test {
         uint256 qUp = FixedPoint.divWadUp(x, y);
         assertTrue(qUp == qDown || qUp == qDown + 1, "divWad: up is down or down + 1");
         // The rounded-down product never exceeds the exact value: x*y >= down*WAD.
-        assertLe(down * FixedPoint.WAD, x * y, "mulWadDown over-credits");
+        assertLe(down * WAD, x * y, "mulWadDown over-credits");
+    }
+
+    /// The signed product rounds toward −∞: never above the exact value, less than 1 wei below.
+    function testFuzz_mulWadFloorRoundsDown(int256 x, uint256 y) public pure {
+        x = int256(bound(uint256(x), 0, type(uint128).max)) - int256(uint256(type(uint128).max) / 2);
+        y = bound(y, 0, type(uint128).max);
+        int256 floor = FixedPoint.mulWadFloor(x, y);
+        int256 exact = x * int256(y);
+        assertLe(floor * int256(WAD), exact, "above the exact value");
+        assertGt(floor * int256(WAD), exact - int256(WAD), "more than 1 wei below");
     }
 
     function testFuzz_wadToTokenBrackets(uint256 wad, uint8 decimals) public pure {

@@ -6,7 +6,10 @@ import {IClearinghouse, MarginAttestation} from "../../../contracts/interfaces/I
 import {IInsuranceFund} from "../../../contracts/interfaces/IInsuranceFund.sol";
 import {LiquidationEngine} from "../../../contracts/core/LiquidationEngine.sol";
 import {
-    AdlAttestation, AdlFill, ILiquidationEngine, LiquidationRequest
+    AdlAttestation,
+    AdlFill,
+    ILiquidationEngine,
+    LiquidationRequest
 } from "../../../contracts/interfaces/ILiquidationEngine.sol";
 
 /// @notice The withdrawal gate is up exactly while some bad debt is unresolved: a flag set for a

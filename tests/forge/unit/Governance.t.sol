@@ -3,6 +3,7 @@ pragma solidity 0.8.28;
 
 import {ClearinghouseFixture} from "../utils/ClearinghouseFixture.sol";
 import {IClearinghouse, RiskConfig} from "../../../contracts/interfaces/IClearinghouse.sol";
+import {IClearinghouseEngineHooks} from "../../../contracts/interfaces/IClearinghouseEngineHooks.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {Clearinghouse} from "../../../contracts/core/Clearinghouse.sol";
@@ -54,20 +55,48 @@ contract GovernanceTest is ClearinghouseFixture {
 
     function test_everyParameterIsBounded() public {
         RiskConfig memory c;
-        c = defaultConfig(); c.paramsVersion = 0; _expectBound(c, "paramsVersion");
-        c = defaultConfig(); c.maxSnapshotAge = 4; _expectBound(c, "maxSnapshotAge");
-        c = defaultConfig(); c.maxSnapshotAge = 3601; _expectBound(c, "maxSnapshotAge");
-        c = defaultConfig(); c.snapshotTolerance = 601; c.maxSnapshotAge = 3600; _expectBound(c, "snapshotTolerance");
-        c = defaultConfig(); c.snapshotTolerance = 121; _expectBound(c, "snapshotTolerance");
-        c = defaultConfig(); c.maxPositions = 0; _expectBound(c, "maxPositions");
-        c = defaultConfig(); c.maxPositions = 33; _expectBound(c, "maxPositions");
-        c = defaultConfig(); c.takerFee = 0.01e18 + 1; _expectBound(c, "takerFee");
-        c = defaultConfig(); c.liquidationBuffer = 0.5e18 + 1; _expectBound(c, "liquidationBuffer");
-        c = defaultConfig(); c.liquidatorBonus = 0.5e18 + 1; _expectBound(c, "liquidatorBonus");
-        c = defaultConfig(); c.insuranceFee = 0.5e18 + 1; _expectBound(c, "insuranceFee");
-        c = defaultConfig(); c.liquidationBuffer = 0; c.liquidatorBonus = 0.3e18; c.insuranceFee = 0.3e18;
+        c = defaultConfig();
+        c.paramsVersion = 0;
+        _expectBound(c, "paramsVersion");
+        c = defaultConfig();
+        c.maxSnapshotAge = 4;
+        _expectBound(c, "maxSnapshotAge");
+        c = defaultConfig();
+        c.maxSnapshotAge = 3601;
+        _expectBound(c, "maxSnapshotAge");
+        c = defaultConfig();
+        c.snapshotTolerance = 601;
+        c.maxSnapshotAge = 3600;
+        _expectBound(c, "snapshotTolerance");
+        c = defaultConfig();
+        c.snapshotTolerance = 121;
+        _expectBound(c, "snapshotTolerance");
+        c = defaultConfig();
+        c.maxPositions = 0;
+        _expectBound(c, "maxPositions");
+        c = defaultConfig();
+        c.maxPositions = 33;
+        _expectBound(c, "maxPositions");
+        c = defaultConfig();
+        c.takerFee = 0.01e18 + 1;
+        _expectBound(c, "takerFee");
+        c = defaultConfig();
+        c.liquidationBuffer = 0.5e18 + 1;
+        _expectBound(c, "liquidationBuffer");
+        c = defaultConfig();
+        c.liquidatorBonus = 0.5e18 + 1;
+        _expectBound(c, "liquidatorBonus");
+        c = defaultConfig();
+        c.insuranceFee = 0.5e18 + 1;
+        _expectBound(c, "insuranceFee");
+        c = defaultConfig();
+        c.liquidationBuffer = 0;
+        c.liquidatorBonus = 0.3e18;
+        c.insuranceFee = 0.3e18;
         _expectBound(c, "liquidatorBonus+insuranceFee");
-        c = defaultConfig(); c.dustMargin = 1e24 + 1; _expectBound(c, "dustMargin");
+        c = defaultConfig();
+        c.dustMargin = 1e24 + 1;
+        _expectBound(c, "dustMargin");
     }
 
     function testFuzz_maxPositionsBound(uint8 cap) public {
@@ -92,7 +121,9 @@ contract GovernanceTest is ClearinghouseFixture {
         vm.expectRevert(IClearinghouse.InvalidSignerSet.selector);
         ch.scheduleSignerSet(s, 0);
         address[] memory tooMany = new address[](17);
-        for (uint256 i; i < 17; ++i) tooMany[i] = address(uint160(i + 1));
+        for (uint256 i; i < 17; ++i) {
+            tooMany[i] = address(uint160(i + 1));
+        }
         vm.expectRevert(IClearinghouse.InvalidSignerSet.selector);
         ch.scheduleSignerSet(tooMany, 9);
         s[0] = address(0);
@@ -118,7 +149,7 @@ contract GovernanceTest is ClearinghouseFixture {
     function test_engineThroughTimelock() public {
         vm.prank(owner);
         ch.scheduleEngine(address(0xE), true);
-        vm.expectRevert(IClearinghouse.NotEngine.selector);
+        vm.expectRevert(IClearinghouseEngineHooks.NotEngine.selector);
         vm.prank(address(0xE));
         ch.engineMoveCash(alice, bob, 1);
         vm.warp(block.timestamp + TIMELOCK);

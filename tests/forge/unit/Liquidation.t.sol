@@ -16,7 +16,13 @@ contract LiquidationTest is LiquidationFixture {
         fund(bob, 100_000);
         fund(keeper, 100_000);
         seedFund(50_000);
-        fill(order(bob, perpId, -10e18, 3_000e18, 1), bobKey, alice, 10e18, quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18));
+        fill(
+            order(bob, perpId, -10e18, 3_000e18, 1),
+            bobKey,
+            alice,
+            10e18,
+            quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18)
+        );
     }
 
     function mmAt(uint256 mark) internal pure returns (uint256) {
@@ -63,7 +69,9 @@ contract LiquidationTest is LiquidationFixture {
         uint256 smaller = f - f / 1_000_000;
         int256 eSmaller = equity - int256((bonus + fee) * smaller / f);
         assertLt(eSmaller, int256(mm * (1e18 - smaller) / 1e18 * 11 / 10), "a smaller slice falls short");
-        assertEq(fundContract.fundBalance() - fundBefore, fee / 1e12 * 1e12, "fee paid to the fund, in whole token units");
+        assertEq(
+            fundContract.fundBalance() - fundBefore, fee / 1e12 * 1e12, "fee paid to the fund, in whole token units"
+        );
         assertGt(fee, 0, "fee charged");
         // conservation across the clearinghouse and the fund
         assertEq(usdc.balanceOf(address(ch)) * 1e12, uint256(ch.totalCash()) + ch.protocolFees(), "ch custody");
@@ -185,11 +193,23 @@ contract LiquidationTest is LiquidationFixture {
         fund(bob, 100_000);
         fund(keeper, 100_000);
         seedFund(100);
-        fill(order(bob, perpId, -10e18, 3_000e18, 1), bobKey, alice, 10e18, quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18));
+        fill(
+            order(bob, perpId, -10e18, 3_000e18, 1),
+            bobKey,
+            alice,
+            10e18,
+            quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18)
+        );
     }
 
     function test_batchLiquidatesSeveralAccounts() public {
-        fill(order(bob, perpId, -10e18, 3_000e18, 2), bobKey, carolFunded10k(), 10e18, quote(-60_000e18, 12_000e18, 30_000e18, 6_000e18));
+        fill(
+            order(bob, perpId, -10e18, 3_000e18, 2),
+            bobKey,
+            carolFunded10k(),
+            10e18,
+            quote(-60_000e18, 12_000e18, 30_000e18, 6_000e18)
+        );
         uint256 mark = 2_300e18;
         LiquidationRequest[] memory reqs = new LiquidationRequest[](2);
         reqs[0] = request(alice, int256(10 * mark), mmAt(mark));

@@ -2,7 +2,12 @@
 pragma solidity 0.8.28;
 
 import {LiquidationFixture} from "../utils/LiquidationFixture.sol";
-import {IClearinghouse, InstrumentKind, MarginAttestation, RiskConfig} from "../../../contracts/interfaces/IClearinghouse.sol";
+import {
+    IClearinghouse,
+    InstrumentKind,
+    MarginAttestation,
+    RiskConfig
+} from "../../../contracts/interfaces/IClearinghouse.sol";
 import {ILiquidationEngine, LiquidationRequest} from "../../../contracts/interfaces/ILiquidationEngine.sol";
 import {Digests} from "../utils/Digests.sol";
 import {Clearinghouse} from "../../../contracts/core/Clearinghouse.sol";
@@ -22,7 +27,13 @@ contract LiquidatorAttestationTest is LiquidationFixture {
         fund(carol, 10_000);
         fund(keeper, 100_000);
         seedFund(50_000);
-        fill(order(bob, perpId, -10e18, 3_000e18, 1), bobKey, alice, 10e18, quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18));
+        fill(
+            order(bob, perpId, -10e18, 3_000e18, 1),
+            bobKey,
+            alice,
+            10e18,
+            quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18)
+        );
         // the keeper already holds one put (its book is not empty)
         fill(order(bob, putId, -1e18, 200e18, 2), bobKey, keeper, 1e18, quote(-30_200e18, 6_000e18, 200e18, 100e18));
     }
@@ -68,7 +79,13 @@ contract LiquidatorAttestationTest is LiquidationFixture {
 
     /// Guards: equity_before + Σ bonus must cover IM_before + Σ ceil(fraction × victim IM), to the wei.
     function test_liquidatorRequirementIsImBeforePlusSliceIms() public {
-        fill(order(bob, perpId, -10e18, 3_000e18, 3), bobKey, carol, 10e18, quote(-60_000e18, 12_000e18, 30_000e18, 6_000e18));
+        fill(
+            order(bob, perpId, -10e18, 3_000e18, 3),
+            bobKey,
+            carol,
+            10e18,
+            quote(-60_000e18, 12_000e18, 30_000e18, 6_000e18)
+        );
         LiquidationRequest[] memory reqs = new LiquidationRequest[](2);
         reqs[0] = request(alice, int256(10 * DIP), 3_680e18);
         reqs[1] = request(carol, int256(10 * DIP), 3_680e18);
@@ -130,14 +147,26 @@ contract DustPaddingTest is LiquidationFixture {
         fund(carol, 100_000);
         fund(keeper, 100_000);
         seedFund(50_000);
-        fill(order(bob, perpId, -10e18, 3_000e18, 1), bobKey, alice, 10e18, quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18));
+        fill(
+            order(bob, perpId, -10e18, 3_000e18, 1),
+            bobKey,
+            alice,
+            10e18,
+            quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18)
+        );
         vm.startPrank(owner);
         for (uint256 i; i < 15; ++i) {
             dustIds.push(ch.listInstrument(ETH, InstrumentKind.Call, (3_100 + 100 * i) * 1e18, expiry));
         }
         vm.stopPrank();
         for (uint256 i; i < 15; ++i) {
-            fill(order(bob, dustIds[i], -1, 100e18, 10 + i), bobKey, alice, 1, quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18));
+            fill(
+                order(bob, dustIds[i], -1, 100e18, 10 + i),
+                bobKey,
+                alice,
+                1,
+                quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18)
+            );
         }
         // the keeper holds another instrument, bought from carol
         fill(order(carol, putId, -1e18, 200e18, 1), carolKey, keeper, 1e18, quote(-200e18, 100e18, 200e18, 100e18));
@@ -152,7 +181,9 @@ contract DustPaddingTest is LiquidationFixture {
     function test_paddedBookBelowMmLiquidatedByAKeeperHoldingAnotherInstrument() public {
         liquidateAliceAt(2_300e18);
         assertEq(ch.openInstruments(keeper).length, 17, "keeper above the cap of 16 through receipts");
-        for (uint256 i; i < 15; ++i) assertEq(ch.positionOf(keeper, dustIds[i]), 1, "dust leg taken whole");
+        for (uint256 i; i < 15; ++i) {
+            assertEq(ch.positionOf(keeper, dustIds[i]), 1, "dust leg taken whole");
+        }
         assertGt(ch.positionOf(alice, perpId), 0, "alice's real position only in part");
     }
 
@@ -250,12 +281,28 @@ contract LoweredCapTest is LiquidationFixture {
         ids.push(callId);
         ids.push(putId);
         vm.startPrank(owner);
-        for (uint256 i; i < 5; ++i) ids.push(ch.listInstrument(ETH, InstrumentKind.Call, (3_100 + 100 * i) * 1e18, expiry));
-        for (uint256 i; i < 2; ++i) keeperIds.push(ch.listInstrument(ETH, InstrumentKind.Put, (2_000 + 100 * i) * 1e18, expiry));
+        for (uint256 i; i < 5; ++i) {
+            ids.push(ch.listInstrument(ETH, InstrumentKind.Call, (3_100 + 100 * i) * 1e18, expiry));
+        }
+        for (uint256 i; i < 2; ++i) {
+            keeperIds.push(ch.listInstrument(ETH, InstrumentKind.Put, (2_000 + 100 * i) * 1e18, expiry));
+        }
         vm.stopPrank();
-        fill(order(bob, perpId, -10e18, 3_000e18, 1), bobKey, alice, 10e18, quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18));
+        fill(
+            order(bob, perpId, -10e18, 3_000e18, 1),
+            bobKey,
+            alice,
+            10e18,
+            quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18)
+        );
         for (uint256 i = 1; i < 8; ++i) {
-            fill(order(bob, ids[i], -0.1e18, 10e18, 10 + i), bobKey, alice, 0.1e18, quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18));
+            fill(
+                order(bob, ids[i], -0.1e18, 10e18, 10 + i),
+                bobKey,
+                alice,
+                0.1e18,
+                quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18)
+            );
         }
         assertEq(ch.openInstruments(alice).length, 8, "alice at the cap of 8");
         RiskConfig memory c = defaultConfig();

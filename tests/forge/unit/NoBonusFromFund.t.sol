@@ -64,7 +64,13 @@ contract NoBonusFromFundTest is PartyFixture {
     function test_gapToBankruptcyFundPaysTheDeficitOnly() public {
         // alice's equity is exactly her IM (20% of 30,000) after the trade and its 15 fee
         setUpParty(6_015);
-        fill(order(bob, perpId, -10e18, 3_000e18, 1), bobKey, alice, 10e18, quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18));
+        fill(
+            order(bob, perpId, -10e18, 3_000e18, 1),
+            bobKey,
+            alice,
+            10e18,
+            quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18)
+        );
         uint256 mark = 2_385e18; // −20.5%
         int256 value = int256(10 * mark);
         uint256 mm = 10 * mark * 16 / 100;
@@ -111,13 +117,27 @@ contract SlowSlideTest is PartyFixture {
     /// Guards: dust padding + slow slide: each liquidation succeeds, bonus ≤ equity, fund never pays.
     function test_paddedBookOnASlowSlide() public {
         setUpParty(10_000);
-        fill(order(bob, perpId, -10e18, 3_000e18, 1), bobKey, alice, 10e18, quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18));
+        fill(
+            order(bob, perpId, -10e18, 3_000e18, 1),
+            bobKey,
+            alice,
+            10e18,
+            quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18)
+        );
         uint256[] memory dust = new uint256[](15);
         vm.startPrank(owner);
-        for (uint256 i; i < 15; ++i) dust[i] = ch.listInstrument(ETH, InstrumentKind.Call, (3_100 + 100 * i) * 1e18, expiry);
+        for (uint256 i; i < 15; ++i) {
+            dust[i] = ch.listInstrument(ETH, InstrumentKind.Call, (3_100 + 100 * i) * 1e18, expiry);
+        }
         vm.stopPrank();
         for (uint256 i; i < 15; ++i) {
-            fill(order(bob, dust[i], -1, 100e18, 10 + i), bobKey, alice, 1, quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18));
+            fill(
+                order(bob, dust[i], -1, 100e18, 10 + i),
+                bobKey,
+                alice,
+                1,
+                quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18)
+            );
         }
         fill(order(carol, putId, -1e18, 200e18, 1), carolKey, keeper, 1e18, quote(-200e18, 100e18, 200e18, 100e18));
         keeperPutValue = 200e18;

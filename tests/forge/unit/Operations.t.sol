@@ -3,6 +3,7 @@ pragma solidity 0.8.28;
 
 import {LiquidationFixture} from "../utils/LiquidationFixture.sol";
 import {IClearinghouse, MarginAttestation} from "../../../contracts/interfaces/IClearinghouse.sol";
+import {IClearinghouseEngineHooks} from "../../../contracts/interfaces/IClearinghouseEngineHooks.sol";
 import {IInsuranceFund} from "../../../contracts/interfaces/IInsuranceFund.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 
@@ -40,19 +41,19 @@ contract OperationsTest is LiquidationFixture {
     function test_engineHooksRefuseOthers() public {
         MarginAttestation memory none;
         vm.startPrank(alice);
-        vm.expectRevert(IClearinghouse.NotEngine.selector);
+        vm.expectRevert(IClearinghouseEngineHooks.NotEngine.selector);
         ch.engineTransferSlice(bob, alice, 1e18);
-        vm.expectRevert(IClearinghouse.NotEngine.selector);
+        vm.expectRevert(IClearinghouseEngineHooks.NotEngine.selector);
         ch.engineMovePosition(bob, alice, perpId, 1);
-        vm.expectRevert(IClearinghouse.NotEngine.selector);
+        vm.expectRevert(IClearinghouseEngineHooks.NotEngine.selector);
         ch.enginePayOut(bob, alice, 1e18);
-        vm.expectRevert(IClearinghouse.NotEngine.selector);
+        vm.expectRevert(IClearinghouseEngineHooks.NotEngine.selector);
         ch.enginePayIn(bob, 1);
-        vm.expectRevert(IClearinghouse.NotEngine.selector);
+        vm.expectRevert(IClearinghouseEngineHooks.NotEngine.selector);
         ch.engineSetFlag(bob, true);
-        vm.expectRevert(IClearinghouse.NotEngine.selector);
+        vm.expectRevert(IClearinghouseEngineHooks.NotEngine.selector);
         ch.verifyMarginAttestation(bob, none, "");
-        vm.expectRevert(IClearinghouse.NotEngine.selector);
+        vm.expectRevert(IClearinghouseEngineHooks.NotEngine.selector);
         ch.verifyOracleSignatures(bytes32(0), 0, 0, "");
         vm.stopPrank();
     }
@@ -68,17 +69,17 @@ contract OperationsTest is LiquidationFixture {
     function test_minNonceMustRise() public {
         vm.startPrank(bob);
         ch.raiseMinNonce(5);
-        vm.expectRevert(IClearinghouse.InvalidFillAmount.selector);
+        vm.expectRevert(IClearinghouse.MinNonceNotIncreasing.selector);
         ch.raiseMinNonce(5);
         vm.stopPrank();
     }
 
     function test_fundRules() public {
-        vm.expectRevert(IInsuranceFund.NotEngine.selector);
+        vm.expectRevert(IClearinghouseEngineHooks.NotEngine.selector);
         fundContract.release(alice, 1);
-        vm.expectRevert(IInsuranceFund.NotEngine.selector);
+        vm.expectRevert(IClearinghouseEngineHooks.NotEngine.selector);
         fundContract.recordFee(alice, 1);
-        vm.expectRevert(IInsuranceFund.ZeroAmount.selector);
+        vm.expectRevert(IClearinghouse.ZeroAmount.selector);
         fundContract.deposit(0);
         vm.prank(owner);
         vm.expectRevert(IInsuranceFund.TargetOutOfBounds.selector);

@@ -4,7 +4,10 @@ pragma solidity 0.8.28;
 import {BankruptcyFixture} from "../utils/BankruptcyFixture.sol";
 import {IClearinghouse, MarginAttestation, Order, RiskConfig} from "../../../contracts/interfaces/IClearinghouse.sol";
 import {
-    AdlAttestation, AdlFill, ILiquidationEngine, LiquidationRequest
+    AdlAttestation,
+    AdlFill,
+    ILiquidationEngine,
+    LiquidationRequest
 } from "../../../contracts/interfaces/ILiquidationEngine.sol";
 
 /// @notice A new risk-model version executed by an outsider must not leave a block without usable
@@ -105,9 +108,7 @@ contract ParamsCutoverTest is BankruptcyFixture {
         this.tryLiquidate();
         vm.expectRevert(versionError(1));
         this.tryFlag();
-        vm.expectRevert(
-            abi.encodeWithSelector(ILiquidationEngine.WrongParamsVersion.selector, uint32(2), uint32(1))
-        );
+        vm.expectRevert(abi.encodeWithSelector(IClearinghouse.WrongParamsVersion.selector, uint32(2), uint32(1)));
         this.tryAdl();
         vm.revertToState(snap);
         // the new version works for all of them

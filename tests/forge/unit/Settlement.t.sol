@@ -141,7 +141,9 @@ contract SettlementTest is LiquidationFixture {
         vm.warp(expiry + 1 hours);
         SettlementPrice memory later = priceAt(3_500e18, expiry + 600);
         bytes memory sigs = oracleSignPrice(later);
-        vm.expectRevert(abi.encodeWithSelector(IClearinghouse.SettlementPriceNotAtExpiry.selector, expiry + 600, expiry));
+        vm.expectRevert(
+            abi.encodeWithSelector(IClearinghouse.SettlementPriceNotAtExpiry.selector, expiry + 600, expiry)
+        );
         ch.postSettlementPrice(later, sigs);
         later.snapshotTime = expiry;
         vm.expectRevert(); // the signatures recover to other addresses

@@ -46,7 +46,9 @@ contract SettlementDeficitTest is LiquidationFixture {
             "custody: tokens == cash + fees - net settlement payouts"
         );
         assertEq(
-            ch.netSettlementPayouts(), grossPayouts + int256(engine.outstandingShortfall()), "net payouts == gross + outstanding"
+            ch.netSettlementPayouts(),
+            grossPayouts + int256(engine.outstandingShortfall()),
+            "net payouts == gross + outstanding"
         );
         assertEq(usdc.balanceOf(address(fundContract)) * 1e12, fundContract.fundBalance(), "fund custody");
     }
@@ -79,7 +81,9 @@ contract SettlementDeficitTest is LiquidationFixture {
         assertEq(engine.outstandingShortfall(), 0, "recovered in full");
         assertEq(ch.netSettlementPayouts(), 0, "zero-sum once everyone settled");
         address[4] memory all = [alice, bob, carol, erin];
-        for (uint256 i; i < 4; ++i) assertNoNegativeCashWithoutPositions(all[i]);
+        for (uint256 i; i < 4; ++i) {
+            assertNoNegativeCashWithoutPositions(all[i]);
+        }
         assertCustody(0);
     }
 
@@ -180,7 +184,9 @@ contract SettlementDeficitTest is LiquidationFixture {
         engine.settle(alice, ids1(callId));
         engine.settle(erin, ids1(callId));
         address[4] memory all = [alice, bob, carol, erin];
-        for (uint256 i; i < 4; ++i) assertEq(ch.openInstruments(all[i]).length, 0, "everyone settled");
+        for (uint256 i; i < 4; ++i) {
+            assertEq(ch.openInstruments(all[i]).length, 0, "everyone settled");
+        }
         assertLe(ch.netSettlementPayouts(), 0, "settlement paid out more than it took in");
         assertEq(engine.outstandingShortfall(), 0, "a shortfall nobody will ever repay");
     }

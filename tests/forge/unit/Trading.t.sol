@@ -2,7 +2,12 @@
 pragma solidity 0.8.28;
 
 import {ClearinghouseFixture} from "../utils/ClearinghouseFixture.sol";
-import {IClearinghouse, InstrumentKind, MarginAttestation, Order} from "../../../contracts/interfaces/IClearinghouse.sol";
+import {
+    IClearinghouse,
+    InstrumentKind,
+    MarginAttestation,
+    Order
+} from "../../../contracts/interfaces/IClearinghouse.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {Digests} from "../utils/Digests.sol";
 import {Clearinghouse} from "../../../contracts/core/Clearinghouse.sol";
@@ -39,18 +44,35 @@ contract TradingTest is ClearinghouseFixture {
         fill(o, bobKey, carolFunded(), 2e18, quote(-9_000e18, 3_000e18, 6_000e18, 2_000e18));
         assertEq(ch.positionOf(bob, perpId), -3e18, "bob sold 3 in two fills");
         assertEq(ch.filled(ch.orderDigest(o)), 3e18, "filled");
-        expectFillRevert(o, bobKey, alice, 1, quote(0, 0, 0, 0), abi.encodeWithSelector(IClearinghouse.OrderOverfilled.selector, 0, 1));
+        expectFillRevert(
+            o,
+            bobKey,
+            alice,
+            1,
+            quote(0, 0, 0, 0),
+            abi.encodeWithSelector(IClearinghouse.OrderOverfilled.selector, 0, 1)
+        );
     }
 
     function test_positionsStayZeroSum() public {
-        fill(order(bob, perpId, -3e18, 3_000e18, 1), bobKey, alice, 3e18, quote(-9_000e18, 3_000e18, 9_000e18, 3_000e18));
-        fill(order(alice, perpId, -1e18, 3_100e18, 1), aliceKey, bob, 1e18, quote(6_000e18, 2_000e18, -6_000e18, 2_000e18));
+        fill(
+            order(bob, perpId, -3e18, 3_000e18, 1), bobKey, alice, 3e18, quote(-9_000e18, 3_000e18, 9_000e18, 3_000e18)
+        );
+        fill(
+            order(alice, perpId, -1e18, 3_100e18, 1),
+            aliceKey,
+            bob,
+            1e18,
+            quote(6_000e18, 2_000e18, -6_000e18, 2_000e18)
+        );
         assertEq(ch.positionOf(alice, perpId) + ch.positionOf(bob, perpId), 0, "zero-sum");
         assertEq(ch.positionOf(alice, perpId), 2e18, "alice net long 2");
     }
 
     function test_closingAPositionRemovesIt() public {
-        fill(order(bob, perpId, -1e18, 3_000e18, 1), bobKey, alice, 1e18, quote(-3_000e18, 1_000e18, 3_000e18, 1_000e18));
+        fill(
+            order(bob, perpId, -1e18, 3_000e18, 1), bobKey, alice, 1e18, quote(-3_000e18, 1_000e18, 3_000e18, 1_000e18)
+        );
         fill(order(bob, perpId, 1e18, 3_000e18, 2), bobKey, alice, 1e18, quote(0, 0, 0, 0));
         assertEq(ch.openInstruments(alice).length, 0, "alice flat");
         assertEq(ch.openInstruments(bob).length, 0, "bob flat");
@@ -58,7 +80,12 @@ contract TradingTest is ClearinghouseFixture {
 
     function test_takerBelowImRejected() public {
         Order memory o = order(bob, perpId, -1e18, 3_000e18, 1);
-        expectFillRevert(o, bobKey, alice, 1e18, quote(-3_000e18, 1_000e18, 3_000e18, 200_000e18), 
+        expectFillRevert(
+            o,
+            bobKey,
+            alice,
+            1e18,
+            quote(-3_000e18, 1_000e18, 3_000e18, 200_000e18),
             abi.encodeWithSelector(
                 IClearinghouse.InsufficientEquity.selector, int256(100_000e18 - 1.5e18), uint256(200_000e18)
             )
@@ -67,7 +94,12 @@ contract TradingTest is ClearinghouseFixture {
 
     function test_makerBelowImRejected() public {
         Order memory o = order(bob, perpId, -1e18, 3_000e18, 1);
-        expectFillRevert(o, bobKey, alice, 1e18, quote(-3_000e18, 200_000e18, 3_000e18, 1_000e18), 
+        expectFillRevert(
+            o,
+            bobKey,
+            alice,
+            1e18,
+            quote(-3_000e18, 200_000e18, 3_000e18, 1_000e18),
             abi.encodeWithSelector(IClearinghouse.InsufficientEquity.selector, int256(100_000e18), uint256(200_000e18))
         );
     }
@@ -146,7 +178,14 @@ contract TradingTest is ClearinghouseFixture {
         Order memory o = order(bob, callId, 1e18, 100e18, 1);
         vm.warp(expiry);
         o.deadline = uint64(block.timestamp + 10);
-        expectFillRevert(o, bobKey, alice, 1e18, quote(0, 0, 0, 0), abi.encodeWithSelector(IClearinghouse.InstrumentExpired.selector, callId));
+        expectFillRevert(
+            o,
+            bobKey,
+            alice,
+            1e18,
+            quote(0, 0, 0, 0),
+            abi.encodeWithSelector(IClearinghouse.InstrumentExpired.selector, callId)
+        );
     }
 
     function test_unknownInstrumentRejected() public {
@@ -169,7 +208,14 @@ contract TradingTest is ClearinghouseFixture {
             fill(order(bob, ids[i], 1e18, 10e18, i + 1), bobKey, alice, 1e18, quote(0, 0, 0, 0));
         }
         Order memory o = order(bob, ids[8], 1e18, 10e18, 9);
-        expectFillRevert(o, bobKey, alice, 1e18, quote(0, 0, 0, 0), abi.encodeWithSelector(IClearinghouse.TooManyPositions.selector, 8));
+        expectFillRevert(
+            o,
+            bobKey,
+            alice,
+            1e18,
+            quote(0, 0, 0, 0),
+            abi.encodeWithSelector(IClearinghouse.TooManyPositions.selector, 8)
+        );
     }
 
     function test_listInstrumentValidation() public {

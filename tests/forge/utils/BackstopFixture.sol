@@ -4,7 +4,10 @@ pragma solidity 0.8.28;
 import {LiquidationFixture} from "./LiquidationFixture.sol";
 import {MarginAttestation} from "../../../contracts/interfaces/IClearinghouse.sol";
 import {
-    AdlAttestation, AdlFill, ILiquidationEngine, LiquidationRequest
+    AdlAttestation,
+    AdlFill,
+    ILiquidationEngine,
+    LiquidationRequest
 } from "../../../contracts/interfaces/ILiquidationEngine.sol";
 
 /// @notice The backstop's book: alice is long 10 ETH perpetuals at 3,000 (6 from bob, 4 from

@@ -36,11 +36,35 @@ abstract contract BankruptcyFixture is LiquidationFixture {
         seedFund(100);
         // post-trade attestations at ETH 3,000; IMs are the oracle's portfolio margin (hedged books
         // need little: 20% of the net delta notional)
-        fill(order(bob, perpId, -6e18, 3_000e18, 1), bobKey, alice, 6e18, quote(-18_000e18, 3_600e18, 18_000e18, 3_600e18));
-        fill(order(carol, perpId, -4e18, 3_000e18, 1), carolKey, alice, 4e18, quote(-12_000e18, 2_400e18, 30_000e18, 6_000e18));
-        fill(order(carol, deepCallId, 6e18, 2_999e18, 2), carolKey, dave, 6e18, quote(5_994e18, 1_200e18, -17_994e18, 3_600e18));
+        fill(
+            order(bob, perpId, -6e18, 3_000e18, 1),
+            bobKey,
+            alice,
+            6e18,
+            quote(-18_000e18, 3_600e18, 18_000e18, 3_600e18)
+        );
+        fill(
+            order(carol, perpId, -4e18, 3_000e18, 1),
+            carolKey,
+            alice,
+            4e18,
+            quote(-12_000e18, 2_400e18, 30_000e18, 6_000e18)
+        );
+        fill(
+            order(carol, deepCallId, 6e18, 2_999e18, 2),
+            carolKey,
+            dave,
+            6e18,
+            quote(5_994e18, 1_200e18, -17_994e18, 3_600e18)
+        );
         if (bobLevered) {
-            fill(order(bob, deepCallId, 7e18, 2_999e18, 2), bobKey, dave, 7e18, quote(2_993e18, 600e18, -38_987e18, 7_800e18));
+            fill(
+                order(bob, deepCallId, 7e18, 2_999e18, 2),
+                bobKey,
+                dave,
+                7e18,
+                quote(2_993e18, 600e18, -38_987e18, 7_800e18)
+            );
         }
     }
 
@@ -59,12 +83,14 @@ abstract contract BankruptcyFixture is LiquidationFixture {
 
     /// @dev Portfolio values at ETH 1,000 that the queue leaves commit to.
     function carolValue() internal view returns (int256) {
-        return ch.positionOf(carol, perpId) * int256(MARK) / 1e18
-            + ch.positionOf(carol, deepCallId) * int256(MARK - 1e18) / 1e18;
+        return ch.positionOf(carol, perpId) * int256(MARK) / 1e18 + ch.positionOf(carol, deepCallId)
+            * int256(MARK - 1e18) / 1e18;
     }
 
     function bobValue() internal view returns (int256) {
-        return ch.positionOf(bob, perpId) * int256(MARK) / 1e18 + ch.positionOf(bob, deepCallId) * int256(MARK - 1e18) / 1e18;
+        return
+            ch.positionOf(bob, perpId) * int256(MARK) / 1e18 + ch.positionOf(bob, deepCallId) * int256(MARK - 1e18)
+                / 1e18;
     }
 
     function flagAlice() internal {

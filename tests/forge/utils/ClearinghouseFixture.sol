@@ -91,7 +91,9 @@ abstract contract ClearinghouseFixture is Test {
         for (uint256 i; i < keys.length; ++i) {
             signerAddrs[i] = vm.addr(keys[i]);
         }
-        return new Clearinghouse(token, owner, guardian, TIMELOCK, defaultConfig(), keccak256("params-v1"), signerAddrs, threshold);
+        return new Clearinghouse(
+            token, owner, guardian, TIMELOCK, defaultConfig(), keccak256("params-v1"), signerAddrs, threshold
+        );
     }
 
     // ------------------------------------------------------------------ funding

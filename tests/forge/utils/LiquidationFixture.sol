@@ -62,8 +62,20 @@ abstract contract LiquidationFixture is ClearinghouseFixture {
         fund(carol, 100_000);
         fund(keeper, 100_000);
         seedFund(fundSeed);
-        fill(order(bob, perpId, -6e18, 3_000e18, 1), bobKey, alice, 6e18, quote(-18_000e18, 4_000e18, 18_000e18, 4_000e18));
-        fill(order(carol, perpId, -4e18, 3_000e18, 1), carolKey, alice, 4e18, quote(-12_000e18, 3_000e18, 30_000e18, 6_000e18));
+        fill(
+            order(bob, perpId, -6e18, 3_000e18, 1),
+            bobKey,
+            alice,
+            6e18,
+            quote(-18_000e18, 4_000e18, 18_000e18, 4_000e18)
+        );
+        fill(
+            order(carol, perpId, -4e18, 3_000e18, 1),
+            carolKey,
+            alice,
+            4e18,
+            quote(-12_000e18, 3_000e18, 30_000e18, 6_000e18)
+        );
     }
 
     /// @dev Wiring a test adds while the bootstrap is still open (the first deposit seals it).
@@ -80,10 +92,16 @@ abstract contract LiquidationFixture is ClearinghouseFixture {
     }
 
     /// @dev The `sigs` bytes proving leaf `index` of `leaves` against `registry`'s posted root.
-    function proofBytes(address registry, bytes32[] memory leaves, uint256 index) internal pure returns (bytes memory p) {
+    function proofBytes(address registry, bytes32[] memory leaves, uint256 index)
+        internal
+        pure
+        returns (bytes memory p)
+    {
         p = abi.encodePacked(bytes32(uint256(uint160(registry))), MerkleBuilder.root(leaves));
         bytes32[] memory siblings = MerkleBuilder.proof(leaves, index);
-        for (uint256 i; i < siblings.length; ++i) p = bytes.concat(p, siblings[i]);
+        for (uint256 i; i < siblings.length; ++i) {
+            p = bytes.concat(p, siblings[i]);
+        }
     }
 
     function carolThenBob() internal view returns (address[] memory r) {
@@ -116,7 +134,11 @@ abstract contract LiquidationFixture is ClearinghouseFixture {
 
     /// @dev The keeper's attestation of its current portfolio (value and IM supplied by the test,
     ///      the oracle's job): the liquidator's requirement is checked against its state before.
-    function keeperNow(int256 value, uint256 im) internal view returns (MarginAttestation memory att, bytes memory sigs) {
+    function keeperNow(int256 value, uint256 im)
+        internal
+        view
+        returns (MarginAttestation memory att, bytes memory sigs)
+    {
         att = attestationFor(keeper, ch.stateHashOf(keeper), value, im, im * 4 / 5);
         sigs = oracleSign(att);
     }

@@ -29,7 +29,9 @@ library MerkleBuilder {
             index >>= 1;
         }
         out = new bytes32[](n);
-        for (uint256 i; i < n; ++i) out[i] = tmp[i];
+        for (uint256 i; i < n; ++i) {
+            out[i] = tmp[i];
+        }
     }
 
     function _up(bytes32[] memory level) private pure returns (bytes32[] memory next) {

@@ -29,7 +29,8 @@ abstract contract SettlementFixture is LiquidationFixture {
 
     /// @dev Posts the oracle's settlement price of `underlying` at the expiry.
     function post(bytes32 underlying, uint256 price) internal {
-        SettlementPrice memory sp = SettlementPrice({underlying: underlying, expiry: expiry, price: price, snapshotTime: expiry});
+        SettlementPrice memory sp =
+            SettlementPrice({underlying: underlying, expiry: expiry, price: price, snapshotTime: expiry});
         ch.postSettlementPrice(sp, oracleSignPrice(sp));
     }
 

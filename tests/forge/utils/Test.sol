@@ -165,7 +165,9 @@ abstract contract Test {
     function _u(uint256 value) private pure returns (string memory) {
         if (value == 0) return "0";
         uint256 digits;
-        for (uint256 t = value; t != 0; t /= 10) digits++;
+        for (uint256 t = value; t != 0; t /= 10) {
+            digits++;
+        }
         bytes memory buffer = new bytes(digits);
         while (value != 0) {
             buffer[--digits] = bytes1(uint8(48 + (value % 10)));
