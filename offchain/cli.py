@@ -7,14 +7,22 @@ import sys
 from collections.abc import Callable, Sequence
 
 from offchain import __version__
-from offchain.errors import UserError
+from offchain.errors import DpreError
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from offchain.demo import run_demo
 
-    return run_demo(port=args.port, traders=args.traders, seed=args.seed, scenario=args.scenario, steps=args.steps,
-                    out=args.out, fund_seed=args.fund_seed, settle=not args.no_settle)
+    return run_demo(
+        port=args.port,
+        traders=args.traders,
+        seed=args.seed,
+        scenario=args.scenario,
+        steps=args.steps,
+        out=args.out,
+        fund_seed=args.fund_seed,
+        settle=not args.no_settle,
+    )
 
 
 def _cmd_margin(args: argparse.Namespace) -> int:
@@ -46,8 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--traders", type=int, default=200, help="population size (thousands work, slower)")
     demo.add_argument("--seed", type=int, default=7, help="same seed and scenario, same report numbers")
     demo.add_argument("--scenario", help="scenario file (default scenarios/eth-crash-2020-03-12.json)")
-    demo.add_argument("--steps", type=int, default=0,
-                      help="price updates to play the path in (default 0: one per point of the scenario's path)")
+    demo.add_argument(
+        "--steps",
+        type=int,
+        default=0,
+        help="price updates to play the path in (default 0: one per point of the scenario's path)",
+    )
     demo.add_argument("--out", help="report directory (default runs/<scenario>-seed<seed>-n<traders>)")
     demo.add_argument("--fund-seed", type=float, default=1_000.0, help="initial insurance fund")
     demo.add_argument("--no-settle", action="store_true", help="skip the expiry and settlement phase")
@@ -80,11 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
-    args.command = " ".join(a for a in (args.command, getattr(args, "oracle_command", None),
-                                        getattr(args, "keeper_command", None)) if a)
+    args.command = " ".join(
+        a for a in (args.command, getattr(args, "oracle_command", None), getattr(args, "keeper_command", None)) if a
+    )
     try:
         return handler(args)
-    except UserError as err:
+    except DpreError as err:  # any error raised on purpose says what is wrong: no stack trace
         print(f"dpre {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

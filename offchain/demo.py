@@ -23,11 +23,22 @@ def run_demo(
 ) -> int:
     scenario_path = Path(scenario) if scenario else DEFAULT_SCENARIO
     out_dir = Path(out) if out else ROOT / "runs" / f"{scenario_path.stem}-seed{seed}-n{traders}"
-    config = RunConfig(scenario=scenario_path, traders=traders, seed=seed, steps=steps, port=port, out=out_dir,
-                       fund_seed=fund_seed, settle=settle)
+    config = RunConfig(
+        scenario=scenario_path,
+        traders=traders,
+        seed=seed,
+        steps=steps,
+        port=port,
+        out=out_dir,
+        fund_seed=fund_seed,
+        settle=settle,
+    )
     data = ScenarioRun(config).run()
     write_report(data, out_dir)
     print(console_summary(data, out_dir), flush=True)
-    ok = data.reconciliation.get("clearinghouse_balanced") and data.reconciliation.get("insurance_fund_balanced") \
+    ok = (
+        data.reconciliation.get("clearinghouse_balanced")
+        and data.reconciliation.get("insurance_fund_balanced")
         and data.reconciliation.get("positions_sum_to_zero")
+    )
     return 0 if ok else 1

@@ -82,14 +82,17 @@ def parse_scenario(data: Any, path: str = "scenario") -> Scenario:
         if not isinstance(b, dict):
             raise UserError(f"{p}: expected an object")
         bases[u] = BaseUnderlying(
-            spot=_num(b.get("spot"), f"{p}.spot"), vol=_num(b.get("vol"), f"{p}.vol"),
+            spot=_num(b.get("spot"), f"{p}.spot"),
+            vol=_num(b.get("vol"), f"{p}.vol"),
             skew=_num(b.get("skew", 0.0), f"{p}.skew", positive=False),
             curvature=_num(b.get("curvature", 0.0), f"{p}.curvature", positive=False),
         )
     steps = data.get("path")
     if not isinstance(steps, list) or len(steps) < 2:
         raise UserError(f"{path}.path: needs at least two points")
-    times, spot_mult, vol_mult = [], {u: [] for u in bases}, {u: [] for u in bases}
+    times: list[float] = []
+    spot_mult: dict[str, list[float]] = {u: [] for u in bases}
+    vol_mult: dict[str, list[float]] = {u: [] for u in bases}
     for i, step in enumerate(steps):
         p = f"{path}.path[{i}]"
         if not isinstance(step, dict):

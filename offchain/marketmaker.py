@@ -33,7 +33,7 @@ from eth_utils import is_address, to_checksum_address
 from offchain.attest.eip712 import Domain, sign
 from offchain.attest.messages import Order
 from offchain.chain.deploy import Deployment
-from offchain.keeper.daemon import OracleClient, OracleRefused
+from offchain.oracle.client import OracleClient, OracleRefused
 from offchain.keeper.unwind import PRICE_TICK
 from offchain.ops.httpserver import HttpError, JsonServer
 from offchain.ops.logs import event, setup
@@ -53,8 +53,15 @@ def quote_price(mark: float, size: int, spread_bps: int) -> int:
 
 
 class MarketMaker:
-    def __init__(self, key: str, domain: Domain, oracle: OracleClient, spread_bps: int = 25,
-                 max_notional: float = 1_000_000.0, ttl_seconds: int = 30) -> None:
+    def __init__(
+        self,
+        key: str,
+        domain: Domain,
+        oracle: OracleClient,
+        spread_bps: int = 25,
+        max_notional: float = 1_000_000.0,
+        ttl_seconds: int = 30,
+    ) -> None:
         self.account = Account.from_key(key)
         self.domain, self.oracle = domain, oracle
         self.spread_bps, self.max_notional, self.ttl = spread_bps, max_notional, ttl_seconds
@@ -87,17 +94,30 @@ class MarketMaker:
             self._live = [(d, n) for d, n in self._live if d > now]
             live = sum(n for _, n in self._live)
             if live + notional > self.max_notional:
-                raise HttpError(409, f"size: notional {notional:,.2f} with {live:,.2f} of live quotes exceeds this "
-                                     f"market maker's limit {self.max_notional:,.2f}")
+                raise HttpError(
+                    409,
+                    f"size: notional {notional:,.2f} with {live:,.2f} of live quotes exceeds this "
+                    f"market maker's limit {self.max_notional:,.2f}",
+                )
             self._live.append((now + self.ttl, notional))
             nonce = next(self._nonces)
             self.quotes += 1
         order = Order(self.account.address, instrument_id, size, price, nonce, now + self.ttl)
-        event(log, "quoted", instrument_id=instrument_id, size=size / WAD, price=order.price / WAD, mark=mark,
-              taker=taker)
-        return {"order": {"maker": order.maker, "instrument_id": order.instrument_id, "size": str(order.size),
-                          "price": str(order.price), "nonce": order.nonce, "deadline": order.deadline},
-                "signature": "0x" + sign(self.account.key, self.domain, order).hex(), "mark": mark}
+        event(
+            log, "quoted", instrument_id=instrument_id, size=size / WAD, price=order.price / WAD, mark=mark, taker=taker
+        )
+        return {
+            "order": {
+                "maker": order.maker,
+                "instrument_id": order.instrument_id,
+                "size": str(order.size),
+                "price": str(order.price),
+                "nonce": order.nonce,
+                "deadline": order.deadline,
+            },
+            "signature": "0x" + sign(self.account.key, self.domain, order).hex(),
+            "mark": mark,
+        }
 
 
 def _field_int(body: dict[str, Any], name: str) -> int:
@@ -116,8 +136,14 @@ def run_market_maker(args: argparse.Namespace) -> int:
     key = os.environ.get(args.key_env, "")
     if not key:
         raise SystemExit(f"--key-env: environment variable {args.key_env} is empty")
-    mm = MarketMaker(key, Domain(deployment.chain_id, deployment.clearinghouse), OracleClient(args.oracle),
-                     args.spread_bps, args.max_notional, args.ttl)
+    mm = MarketMaker(
+        key,
+        Domain(deployment.chain_id, deployment.clearinghouse),
+        OracleClient(args.oracle),
+        args.spread_bps,
+        args.max_notional,
+        args.ttl,
+    )
     registry = CollectorRegistry()
     quotes = Counter("market_maker_quotes", "Quotes signed", registry=registry)
     server = JsonServer(args.host, args.port, registry)
@@ -139,14 +165,18 @@ def run_market_maker(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     m = sub.add_parser("market-maker", help="a reference market maker quoting keepers that unwind")
     m.add_argument("--deployment", required=True)
     m.add_argument("--oracle", required=True, help="oracle gateway base URL (for marks)")
     m.add_argument("--key-env", required=True, help="environment variable holding the market maker's hex private key")
     m.add_argument("--spread-bps", type=int, default=25, help="below the mark when buying, above when selling")
-    m.add_argument("--max-notional", type=float, default=1_000_000.0,
-                   help="most notional of unexpired quotes at once, in collateral units")
+    m.add_argument(
+        "--max-notional",
+        type=float,
+        default=1_000_000.0,
+        help="most notional of unexpired quotes at once, in collateral units",
+    )
     m.add_argument("--ttl", type=int, default=30, help="seconds a quote stays fillable")
     m.add_argument("--host", default="127.0.0.1")
     m.add_argument("--port", type=int, default=8700)

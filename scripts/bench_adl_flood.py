@@ -33,10 +33,10 @@ from eth_utils import keccak, to_checksum_address  # noqa: E402
 
 from offchain.chain.anvil import AnvilNode, free_port  # noqa: E402
 from offchain.chain.contracts import SystemClient  # noqa: E402
-from offchain.oracle.state import AccountState, ChainState  # noqa: E402
+from offchain.replica.state import AccountState, ChainState  # noqa: E402
 from offchain.risk.units import WAD  # noqa: E402
 from offchain.sim.stack import Proc  # noqa: E402
-from tests.python.services.harness import deploy_with_feeds  # noqa: E402
+from offchain.sim.harness import deploy_with_feeds  # noqa: E402
 
 
 def post(url: str, body: dict) -> tuple[float, int]:
@@ -142,9 +142,28 @@ def main() -> int:
         state_path = workdir / "signer-state.json"
         state.save(state_path)
         port = free_port()
-        signer = Proc("signer", ["oracle", "signer", "--rpc", node.url, "--deployment", str(dep_path), "--key-env", "BENCH_KEY",
-                                 "--port", str(port), "--state", str(state_path), "--rate", "1000000"],
-                      {"BENCH_KEY": key}, workdir / "signer.log", url=f"http://127.0.0.1:{port}").start()
+        signer = Proc(
+            "signer",
+            [
+                "oracle",
+                "signer",
+                "--rpc",
+                node.url,
+                "--deployment",
+                str(dep_path),
+                "--key-env",
+                "BENCH_KEY",
+                "--port",
+                str(port),
+                "--state",
+                str(state_path),
+                "--rate",
+                "1000000",
+            ],
+            {"BENCH_KEY": key},
+            workdir / "signer.log",
+            url=f"http://127.0.0.1:{port}",
+        ).start()
         signer.wait_healthy(120)
         margin_url, adl_url = signer.url + "/v1/attest/margin", signer.url + "/v1/attest/adl"
         rng = random.Random(args.seed)
@@ -162,8 +181,12 @@ def main() -> int:
 
         stop, out = mp.Event(), mp.Queue()
         targets = bankrupts + rng.sample(accounts, 5)  # plans, and cached refusals of solvent accounts
-        workers = [mp.Process(target=flood, args=(adl_url, targets[k % len(targets):] + targets[:k % len(targets)], stop, out))
-                   for k in range(args.flooders)]
+        workers = [
+            mp.Process(
+                target=flood, args=(adl_url, targets[k % len(targets) :] + targets[: k % len(targets)], stop, out)
+            )
+            for k in range(args.flooders)
+        ]
         flood_start = time.perf_counter()
         for w in workers:
             w.start()
@@ -178,15 +201,21 @@ def main() -> int:
             health = json.loads(r.read())
 
         def row(label: str, times: list[float]) -> str:
-            return (f"{label:<44}{statistics.median(times) * 1000:>9.1f}{pct(times, 0.99) * 1000:>9.1f}"
-                    f"{max(times) * 1000:>9.1f}{len(times):>9}")
+            return (
+                f"{label:<44}{statistics.median(times) * 1000:>9.1f}{pct(times, 0.99) * 1000:>9.1f}"
+                f"{max(times) * 1000:>9.1f}{len(times):>9}"
+            )
 
         print()
-        print(f"book: {args.accounts:,} accounts, {args.bankrupt} bankrupt beyond the fund; one signer process "
-              f"({os.cpu_count()} cores)")
+        print(
+            f"book: {args.accounts:,} accounts, {args.bankrupt} bankrupt beyond the fund; one signer process "
+            f"({os.cpu_count()} cores)"
+        )
         print(f"ADL plan computed (cold, first request per account): {', '.join(f'{c * 1000:.0f} ms' for c in cold)}")
-        print(f"ADL plans computed in total: {health['adl_plans']['computed']}, answered from cache: "
-              f"{health['adl_plans']['cached_answers']}")
+        print(
+            f"ADL plans computed in total: {health['adl_plans']['computed']}, answered from cache: "
+            f"{health['adl_plans']['cached_answers']}"
+        )
         print()
         print(f"{'latency (ms)':<44}{'p50':>9}{'p99':>9}{'max':>9}{'n':>9}")
         print(row("margin attestation, no flood (baseline)", idle))

@@ -44,8 +44,12 @@ def main() -> int:
     market, params = build_market(), MarginParams()
     print(f"building {args.accounts:,} portfolios ...", flush=True)
     ids = list(registry)
-    portfolios = {f"0x{k:040x}": {i: rng.choice((-1, 1)) * rng.randint(1, 50) * 10**17 for i in rng.sample(ids, rng.randint(1, 8))}
-                  for k in range(args.accounts)}
+    portfolios = {
+        f"0x{k:040x}": {
+            i: rng.choice((-1, 1)) * rng.randint(1, 50) * 10**17 for i in rng.sample(ids, rng.randint(1, 8))
+        }
+        for k in range(args.accounts)
+    }
     hashes = {a: rng.randbytes(32) for a in portfolios}
     signer = LocalSigner(Account.create().key)
     domain = Domain(31337, "0x" + "cc" * 20)
@@ -54,7 +58,10 @@ def main() -> int:
     t0 = time.perf_counter()
     numbers = margin_numbers_batch(portfolios, registry, market, params)
     t1 = time.perf_counter()
-    atts = {a: MarginAttestation(a, hashes[a], v, im, mm, int(NOW), deadline, params.version) for a, (v, im, mm) in numbers.items()}
+    atts = {
+        a: MarginAttestation(a, hashes[a], v, im, mm, int(NOW), deadline, params.version)
+        for a, (v, im, mm) in numbers.items()
+    }
     book = BookCommitment(atts, int(NOW), deadline, params.version, block=1)
     t2 = time.perf_counter()
     signer.sign(domain, SnapshotCommitment(book.root, int(NOW), deadline, params.version, len(atts)))
@@ -79,8 +86,10 @@ def main() -> int:
     print(f"{'commitment built and signed':<44}{total:>10.2f}")
     print(f"{'every proof taken (served on request)':<44}{t4 - t3:>10.2f}")
     signed_all = (t1 - t0) + per_signature * n
-    print(f"\none signature per account instead: {signed_all:,.1f} s for the same book "
-          f"({per_signature * 1e3:.2f} ms a signature, {len(sample):,} timed) — {signed_all / total:,.1f}x the commitment")
+    print(
+        f"\none signature per account instead: {signed_all:,.1f} s for the same book "
+        f"({per_signature * 1e3:.2f} ms a signature, {len(sample):,} timed) — {signed_all / total:,.1f}x the commitment"
+    )
     return 0
 
 

@@ -20,9 +20,9 @@ sys.path.insert(0, str(ROOT))
 from eth_account import Account  # noqa: E402
 
 from offchain.sim.desk import trader_keys  # noqa: E402
-from tests.python.services.chainfaults import ManualChain, set_market_urgently  # noqa: E402
-from tests.python.services.harness import open_leveraged_longs, start_harness, stop_harness  # noqa: E402
-from tests.python.services.keeper_checks import keeper_transactions, liquidation_blocks, wait_idle  # noqa: E402
+from offchain.sim.chain_faults import ManualChain, set_market_urgently  # noqa: E402
+from offchain.sim.harness import open_leveraged_longs, start_harness, stop_harness  # noqa: E402
+from offchain.sim.harness import keeper_transactions, liquidation_blocks, wait_idle  # noqa: E402
 
 
 def run(h, chain_url: str, traders: list, spike_blocks: int, timeout: float = 600.0) -> dict:
@@ -52,9 +52,15 @@ def run(h, chain_url: str, traders: list, spike_blocks: int, timeout: float = 60
         txs = keeper_transactions(h, start)
         me = Account.from_key(h.stack.keeper_key).address
         fees = sum(int(r["gasUsed"]) * int(r["effectiveGasPrice"]) for _, r, _ in txs) / 1e18
-        return {"liquidated": len(done), "blocks": last - crash, "after_end": last - end, "txs": len(txs),
-                "cancels": sum(1 for tx, _, _ in txs if tx["to"] == me), "reverted": sum(1 for _, r, _ in txs if r["status"] != 1),
-                "fees_eth": fees}
+        return {
+            "liquidated": len(done),
+            "blocks": last - crash,
+            "after_end": last - end,
+            "txs": len(txs),
+            "cancels": sum(1 for tx, _, _ in txs if tx["to"] == me),
+            "reverted": sum(1 for _, r, _ in txs if r["status"] != 1),
+            "fees_eth": fees,
+        }
     finally:
         chain.stop()
 
@@ -74,8 +80,10 @@ def main() -> int:
         desk = h.desk
         desk.deposit(Account.from_key(h.stack.keeper_key), 10_000 * args.accounts)
         h.stack.keeper(["--batch-size", str(args.batch_size)]).start().wait_healthy()
-        for label, seed, spike in (("calm fee market", 700, 0),
-                                   (f"fee spike: base fee x50, {args.spike_blocks} blocks outbid", 800, args.spike_blocks)):
+        for label, seed, spike in (
+            ("calm fee market", 700, 0),
+            (f"fee spike: base fee x50, {args.spike_blocks} blocks outbid", 800, args.spike_blocks),
+        ):
             desk.set_market("ETH", 3_000.0, 0.65)
             traders = trader_keys(seed, args.accounts)
             print(f"opening {args.accounts} leveraged longs at 3,000 ...", flush=True)
@@ -87,11 +95,15 @@ def main() -> int:
 
     print()
     print(f"== keeper: crash (ETH 3,000 → 2,500, {args.accounts} accounts below MM) to the last liquidation ==")
-    print(f"{'market':<44}{'blocks':>8}{'after spike':>13}{'liquidated':>12}{'txs':>6}{'cancels':>9}{'reverted':>10}{'gas paid (ETH)':>16}")
+    print(
+        f"{'market':<44}{'blocks':>8}{'after spike':>13}{'liquidated':>12}{'txs':>6}{'cancels':>9}{'reverted':>10}{'gas paid (ETH)':>16}"
+    )
     for label, r in rows:
         after = str(r["after_end"]) if "spike" in label else "-"
-        print(f"{label:<44}{r['blocks']:>8}{after:>13}{r['liquidated']:>12}{r['txs']:>6}{r['cancels']:>9}{r['reverted']:>10}"
-              f"{r['fees_eth']:>16.4f}")
+        print(
+            f"{label:<44}{r['blocks']:>8}{after:>13}{r['liquidated']:>12}{r['txs']:>6}{r['cancels']:>9}{r['reverted']:>10}"
+            f"{r['fees_eth']:>16.4f}"
+        )
     return 0
 
 

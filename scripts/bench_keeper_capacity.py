@@ -68,8 +68,16 @@ class Keeper:
         return self.cash + self.size * price // WAD
 
 
-def run(accounts: int, capital: int, unwind: bool, budget: float, spread_bps: int, ladder: list[float],
-        margins: dict[float, tuple[int, int]], cfg: LiquidationConfig) -> Keeper:
+def run(
+    accounts: int,
+    capital: int,
+    unwind: bool,
+    budget: float,
+    spread_bps: int,
+    ladder: list[float],
+    margins: dict[float, tuple[int, int]],
+    cfg: LiquidationConfig,
+) -> Keeper:
     # 400 longs of 10 ETH at 3,000 (12M notional), deposits from 6% to 40% of notional: their
     # MM prices are spread over the whole ladder
     sizes = np.full(accounts, 10 * WAD, dtype=object)
@@ -132,8 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--accounts", type=int, default=400, help="levered ETH-PERP longs, 10 ETH each (default 400)")
     ap.add_argument("--capital", type=float, nargs="+", default=[100_000, 1_000_000], help="keeper capitals to compare")
     ap.add_argument("--spread-bps", type=int, default=25, help="market maker's spread below the mark (default 25)")
-    ap.add_argument("--risk-budget", type=float, default=0.8,
-                    help="an unwinding keeper's requirement stays within this fraction of its equity (default 0.8)")
+    ap.add_argument(
+        "--risk-budget",
+        type=float,
+        default=0.8,
+        help="an unwinding keeper's requirement stays within this fraction of its equity (default 0.8)",
+    )
     ap.add_argument("--low", type=float, default=1_800.0, help="the ladder's last price (default 1,800)")
     args = ap.parse_args(argv)
     if args.accounts < 1 or not (0 < args.risk_budget <= 1) or args.spread_bps < 0:
@@ -145,24 +157,32 @@ def main(argv: list[str] | None = None) -> int:
         ladder.append(p)
     params = MarginParams()
     margins = {p: unit_margins(p, params) for p in ladder}
-    cfg = LiquidationConfig.from_risk_config(OnchainRiskConfig().as_tuple())
+    cfg = LiquidationConfig.from_risk_config(OnchainRiskConfig())
     im3000, mm3000 = unit_margins(3_000.0, params)
-    print(f"book: {args.accounts} ETH-PERP longs × 10 ETH = {args.accounts * 30_000:,.0f} notional at 3,000; "
-          f"ladder 3,000 → {ladder[-1]:,.0f} in {len(ladder)} steps of 1%; IM/MM per ETH at 3,000: "
-          f"{im3000 / WAD:,.0f}/{mm3000 / WAD:,.0f}; bonus {cfg.bonus / WAD:.0%} of the slice MM")
-    print(f"unwinding keeper: market maker at the mark less {args.spread_bps} bps, risk budget {args.risk_budget:.0%} of equity\n")
-    header = (f"{'capital':>10}  {'keeper':<8} {'liquidated':>12} {'per capital':>11} {'taken':>6} {'stalled':>8} "
-              f"{'first stall':>11} {'end equity':>11} {'unwind cost':>11}")
+    print(
+        f"book: {args.accounts} ETH-PERP longs × 10 ETH = {args.accounts * 30_000:,.0f} notional at 3,000; "
+        f"ladder 3,000 → {ladder[-1]:,.0f} in {len(ladder)} steps of 1%; IM/MM per ETH at 3,000: "
+        f"{im3000 / WAD:,.0f}/{mm3000 / WAD:,.0f}; bonus {cfg.bonus / WAD:.0%} of the slice MM"
+    )
+    print(
+        f"unwinding keeper: market maker at the mark less {args.spread_bps} bps, risk budget {args.risk_budget:.0%} of equity\n"
+    )
+    header = (
+        f"{'capital':>10}  {'keeper':<8} {'liquidated':>12} {'per capital':>11} {'taken':>6} {'stalled':>8} "
+        f"{'first stall':>11} {'end equity':>11} {'unwind cost':>11}"
+    )
     print(header)
     results = {}
     for capital in args.capital:
         for unwind in (False, True):
             k = run(args.accounts, int(capital), unwind, args.risk_budget, args.spread_bps, ladder, margins, cfg)
             results[(capital, unwind)] = k
-            print(f"{capital:>10,.0f}  {'unwinds' if unwind else 'holds':<8} {k.liquidated_notional / WAD:>12,.0f} "
-                  f"{k.liquidated_notional / WAD / capital:>10.1f}x {k.taken:>6} {k.stalled:>8} "
-                  f"{'-' if k.stopped_at is None else f'{k.stopped_at:,.0f}':>11} {k.path[-1][1] / WAD:>11,.0f} "
-                  f"{k.unwind_cost / WAD:>11,.0f}")
+            print(
+                f"{capital:>10,.0f}  {'unwinds' if unwind else 'holds':<8} {k.liquidated_notional / WAD:>12,.0f} "
+                f"{k.liquidated_notional / WAD / capital:>10.1f}x {k.taken:>6} {k.stalled:>8} "
+                f"{'-' if k.stopped_at is None else f'{k.stopped_at:,.0f}':>11} {k.path[-1][1] / WAD:>11,.0f} "
+                f"{k.unwind_cost / WAD:>11,.0f}"
+            )
     print("\nkeeper equity along the ladder (every 10th step):")
     cols = [(c, u) for c in args.capital for u in (False, True)]
     print(f"{'ETH':>8}  " + "  ".join(f"{f'{c / 1000:,.0f}k ' + ('unwinds' if u else 'holds'):>16}" for c, u in cols))
@@ -172,9 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     for capital in args.capital:
         before, after = results[(capital, False)], results[(capital, True)]
         ratio = after.liquidated_notional / max(before.liquidated_notional, 1)
-        print(f"capital {capital:,.0f}: capacity {before.liquidated_notional / WAD / capital:.1f}x → "
-              f"{after.liquidated_notional / WAD / capital:.1f}x per unit of capital ({ratio:.1f}x); end equity "
-              f"{before.path[-1][1] / WAD:,.0f} → {after.path[-1][1] / WAD:,.0f}")
+        print(
+            f"capital {capital:,.0f}: capacity {before.liquidated_notional / WAD / capital:.1f}x → "
+            f"{after.liquidated_notional / WAD / capital:.1f}x per unit of capital ({ratio:.1f}x); end equity "
+            f"{before.path[-1][1] / WAD:,.0f} → {after.path[-1][1] / WAD:,.0f}"
+        )
     return 0
 
 

@@ -39,8 +39,12 @@ def build_market() -> MarketData:
     return MarketData(
         NOW,
         {
-            "BTC": UnderlyingMarket(SPOTS["BTC"], VolSurface(expiries, (0.55, 0.53, 0.50, 0.49, 0.48, 0.47), -0.08, 0.25)),
-            "ETH": UnderlyingMarket(SPOTS["ETH"], VolSurface(expiries, (0.70, 0.68, 0.65, 0.62, 0.60, 0.58), -0.10, 0.30)),
+            "BTC": UnderlyingMarket(
+                SPOTS["BTC"], VolSurface(expiries, (0.55, 0.53, 0.50, 0.49, 0.48, 0.47), -0.08, 0.25)
+            ),
+            "ETH": UnderlyingMarket(
+                SPOTS["ETH"], VolSurface(expiries, (0.70, 0.68, 0.65, 0.62, 0.60, 0.58), -0.10, 0.30)
+            ),
         },
         {("BTC", "ETH"): 0.8},
     )
@@ -66,7 +70,9 @@ def build_book(table: InstrumentTable, n_accounts: int, per_account: int, seed: 
     return Book.from_arrays(table, n_accounts, rows, cols, sizes, cash=rng.uniform(0, 100_000, n_accounts))
 
 
-def loop_margin(book: Book, table: InstrumentTable, market: MarketData, params: MarginParams, accounts: range) -> np.ndarray:
+def loop_margin(
+    book: Book, table: InstrumentTable, market: MarketData, params: MarginParams, accounts: range
+) -> np.ndarray:
     """The straightforward way: account by account, position by position."""
     out = np.empty(len(accounts))
     scen = {u: scenario_set(params, u) for u in table.underlyings}
@@ -102,7 +108,9 @@ def loop_margin(book: Book, table: InstrumentTable, market: MarketData, params: 
         total = 0.0
         for u, v in pnl.items():
             spot = market.get(u).spot
-            naked = max(short_calls.get(u, 0) - long_calls.get(u, 0), 0) + max(short_puts.get(u, 0) - long_puts.get(u, 0), 0)
+            naked = max(short_calls.get(u, 0) - long_calls.get(u, 0), 0) + max(
+                short_puts.get(u, 0) - long_puts.get(u, 0), 0
+            )
             total += max(-float(np.min(v)), 0.0) + params.short_option_addon * spot * naked
             total += params.perp_addon * spot * abs(perps.get(u, 0.0))
         out[n] = total
@@ -123,8 +131,15 @@ def greeks_one_at_a_time(s, k, t, v, r, c) -> list[tuple[float, ...]]:
         pdf = math.exp(-0.5 * d1 * d1) / math.sqrt(2 * math.pi)
         disc = math.exp(-r[i] * t[i])
         price = sign * disc * (fwd * ncdf1 - k[i] * ncdf2)
-        out.append((price, sign * ncdf1, pdf / (s[i] * std), s[i] * pdf * sq,
-                    -s[i] * pdf * v[i] / (2 * sq) - sign * r[i] * k[i] * disc * ncdf2))
+        out.append(
+            (
+                price,
+                sign * ncdf1,
+                pdf / (s[i] * std),
+                s[i] * pdf * sq,
+                -s[i] * pdf * v[i] / (2 * sq) - sign * r[i] * k[i] * disc * ncdf2,
+            )
+        )
     return out
 
 
@@ -145,14 +160,20 @@ def main(argv: list[str] | None = None) -> int:
     params = MarginParams()
     market = build_market()
     table = build_instruments()
-    print(f"instruments: {len(table)} over {len(table.underlyings)} underlyings; "
-          f"scenarios per underlying: {len(scenario_set(params, 'ETH'))}", flush=True)
+    print(
+        f"instruments: {len(table)} over {len(table.underlyings)} underlyings; "
+        f"scenarios per underlying: {len(scenario_set(params, 'ETH'))}",
+        flush=True,
+    )
 
     t0 = time.perf_counter()
     book = build_book(table, args.accounts, args.positions, args.seed)
     _ = book.blocks
     t_build = time.perf_counter() - t0
-    print(f"book: {book.n_accounts:,} accounts, {book.q.nnz:,} positions (built in {t_build:.2f}s, not counted below)", flush=True)
+    print(
+        f"book: {book.n_accounts:,} accounts, {book.q.nnz:,} positions (built in {t_build:.2f}s, not counted below)",
+        flush=True,
+    )
 
     times = []
     for i in range(args.repeats):
@@ -197,9 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"full recompute (best of {args.repeats})    {fast:>13.3f}s  target < 2 s: {'PASS' if fast < 2 else 'FAIL'}")
     print(f"per-account loop, sample      {t_loop_sample:>13.3f}s  for {len(sample):,} accounts")
     print(f"per-account loop, scaled      {loop_total:>13.1f}s  for {book.n_accounts:,} accounts")
-    print(f"speed-up                      {loop_total / fast:>13.0f}x  target >= 100x: {'PASS' if loop_total / fast >= 100 else 'FAIL'}")
+    print(
+        f"speed-up                      {loop_total / fast:>13.0f}x  target >= 100x: {'PASS' if loop_total / fast >= 100 else 'FAIL'}"
+    )
     print(f"loop vs fast path, max rel. difference on the sample: {max_diff:.2e}")
-    print(f"peak memory (ru_maxrss)       {peak_rss_gib():>13.2f} GiB  target < 4 GiB: {'PASS' if peak_rss_gib() < 4 else 'FAIL'}")
+    print(
+        f"peak memory (ru_maxrss)       {peak_rss_gib():>13.2f} GiB  target < 4 GiB: {'PASS' if peak_rss_gib() < 4 else 'FAIL'}"
+    )
     print(f"accounts below MM             {int(result.below_mm().sum()):>14,}")
     print()
     print("== Greeks (price, delta, gamma, vega, theta) ==")

@@ -32,12 +32,14 @@ from eth_account import Account  # noqa: E402
 
 from offchain.risk.units import WAD  # noqa: E402
 from offchain.sim.desk import trader_keys  # noqa: E402
-from tests.python.services.harness import liquidations, start_harness, stop_harness  # noqa: E402
+from offchain.sim.harness import liquidations, start_harness, stop_harness  # noqa: E402
 
 
 def post(url: str, body: dict) -> float:
     start = time.perf_counter()
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=30) as r:
         r.read()
     return time.perf_counter() - start
@@ -66,7 +68,10 @@ def main() -> int:
     reaction: dict[str, list[tuple[int, float, int, int]]] = {}
     for i, mode in enumerate(modes):
         workdir = Path(tempfile.mkdtemp(prefix="dpre-bench-"))
-        print(f"starting anvil (30M gas blocks), 3 signers (2-of-3), gateway, keeper ({mode}) in {workdir} ...", flush=True)
+        print(
+            f"starting anvil (30M gas blocks), 3 signers (2-of-3), gateway, keeper ({mode}) in {workdir} ...",
+            flush=True,
+        )
         h = start_harness(workdir, fund_seed_units=1_000_000, keeper_extra=KEEPER_MODES[mode], gas_limit=30_000_000)
         try:
             if i == 0:
@@ -82,8 +87,10 @@ def main() -> int:
         print(f"{label:<38}{med:>10.1f}{p95:>10.1f}{p99:>10.1f}")
     print()
     print("== keeper reaction: price move to the last liquidation mined ==")
-    print(f"{'keeper':<10}{'accounts at risk':<20}{'seconds':>10}{'blocks':>10}{'liquidated':>12}{'per account (ms)':>18}"
-          + ("{:>16}".format("vs " + modes[0]) if len(modes) > 1 else ""))
+    print(
+        f"{'keeper':<10}{'accounts at risk':<20}{'seconds':>10}{'blocks':>10}{'liquidated':>12}{'per account (ms)':>18}"
+        + ("{:>16}".format("vs " + modes[0]) if len(modes) > 1 else "")
+    )
     for mode in modes:
         for k, (n, seconds, blocks, done) in enumerate(reaction[mode]):
             base = reaction[modes[0]][k][1]
@@ -109,11 +116,22 @@ def latency(h, requests: int) -> list[tuple[str, float, float, float]]:
     desk.deposit(taker, 100_000)
     assert desk.fill(maker, taker, perp, -1, 3000.0).ok
     rows = []
-    order = {"maker": maker.address, "instrument_id": perp, "size": str(-WAD), "price": str(3000 * WAD), "nonce": 1, "deadline": 2**40}
+    order = {
+        "maker": maker.address,
+        "instrument_id": perp,
+        "size": str(-WAD),
+        "price": str(3000 * WAD),
+        "nonce": 1,
+        "deadline": 2**40,
+    }
     for label, url, body in (
         ("margin via gateway (2-of-3)", gw + "/v1/attest/margin", {"account": taker.address}),
         ("margin from one signer", s0 + "/v1/attest/margin", {"account": taker.address}),
-        ("trade via gateway (2 attestations)", gw + "/v1/attest/trade", {"order": order, "fill_amount": str(WAD), "taker": taker.address}),
+        (
+            "trade via gateway (2 attestations)",
+            gw + "/v1/attest/trade",
+            {"order": order, "fill_amount": str(WAD), "taker": taker.address},
+        ),
     ):
         times = [post(url, body) for _ in range(requests)]
         rows.append((label, statistics.median(times) * 1000, pct(times, 0.95) * 1000, pct(times, 0.99) * 1000))
@@ -165,7 +183,9 @@ def finality(depths: list[int], n: int = 20, block_time: float = 1.0) -> int:
         workdir = Path(tempfile.mkdtemp(prefix=f"dpre-bench-finality-{depth}-"))
         print(f"confirmations {depth}: anvil mining every {block_time:g}s, 3 signers, gateway, keeper ...", flush=True)
         flag = ["--confirmations", str(depth)]
-        h = start_harness(workdir, fund_seed_units=1_000_000, keeper_extra=flag, signer_extra={i: flag for i in range(3)})
+        h = start_harness(
+            workdir, fund_seed_units=1_000_000, keeper_extra=flag, signer_extra={i: flag for i in range(3)}
+        )
         try:
             desk = h.desk
             perp = next(i for i, name in h.deployment.instruments.items() if name == "ETH-PERP")
@@ -193,7 +213,9 @@ def finality(depths: list[int], n: int = 20, block_time: float = 1.0) -> int:
             stop_harness(h)
     base = rows[0]
     print()
-    print(f"== finality: {n} accounts below MM, price move to the last liquidation mined, a block every {block_time:g}s ==")
+    print(
+        f"== finality: {n} accounts below MM, price move to the last liquidation mined, a block every {block_time:g}s =="
+    )
     print(f"{'confirmations':<16}{'seconds':>10}{'blocks':>10}{'liquidated':>12}{'vs ' + str(base[0]):>10}")
     for depth, seconds, blocks, done in rows:
         print(f"{depth:<16}{seconds:>10.2f}{blocks:>10}{done:>12}{seconds / base[1]:>9.2f}x")

@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from offchain.chain.contracts import DecodedLog  # noqa: E402
-from offchain.oracle.state import AccountState, ChainState  # noqa: E402
-from offchain.oracle.store import open_store  # noqa: E402
+from offchain.replica.state import AccountState, ChainState  # noqa: E402
+from offchain.replica.store import open_store  # noqa: E402
 
 KEY = "31337:0xbench"
 
@@ -33,10 +33,11 @@ def book(n: int, seed: int = 7) -> ChainState:
     rng = random.Random(seed)
     state = ChainState(block=1_000, deployment_key=KEY)
     for k in range(n):
-        acct = AccountState(cash=rng.randint(-10**22, 10**24), state_hash=rng.randbytes(32),
-                            net_deposits=rng.randint(0, 10**24))
+        acct = AccountState(
+            cash=rng.randint(-(10**22), 10**24), state_hash=rng.randbytes(32), net_deposits=rng.randint(0, 10**24)
+        )
         for i in rng.sample(range(1, 41), rng.randint(1, 8)):
-            acct.set_position(i, rng.randint(-10**20, 10**20) or 1)
+            acct.set_position(i, rng.randint(-(10**20), 10**20) or 1)
         state.accounts[f"0x{k:040x}"] = acct
     state.hashes[state.block] = "0x" + "11" * 32
     return state
@@ -47,8 +48,17 @@ def one_block(state: ChainState, touched: int, seed: int = 8) -> None:
     rng = random.Random(seed)
     block = state.block + 1
     for k, address in enumerate(rng.sample(sorted(state.accounts), touched)):
-        state.apply(DecodedLog(block, k, "clearinghouse", "CashUpdated",
-                               {"account": address, "cash": rng.randint(0, 10**24)}, "0x01", "0x" + "22" * 32))
+        state.apply(
+            DecodedLog(
+                block,
+                k,
+                "clearinghouse",
+                "CashUpdated",
+                {"account": address, "cash": rng.randint(0, 10**24)},
+                "0x01",
+                "0x" + "22" * 32,
+            )
+        )
     state.block = block
     state.hashes[block] = "0x" + "22" * 32
     state._touched_blocks.add(block)
@@ -63,12 +73,14 @@ def timed(fn) -> float:  # type: ignore[no-untyped-def]
 def cold_start(target: str) -> tuple[float, float]:
     """(seconds, peak GiB) to load the store in a fresh process (its own high-water mark: the
     rusage figure would include the parent's, inherited across fork)."""
-    code = ("import resource, sys, time; sys.path.insert(0, %r)\n"
-            "from offchain.oracle.store import open_store\n"
-            "t = time.perf_counter(); s = open_store(%r, writer=False).load(%r); t = time.perf_counter() - t\n"
-            "assert s is not None and len(s.accounts) > 0\n"
-            "hwm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
-            "print(t, hwm / 2**20)") % (str(ROOT), target, KEY)
+    code = (
+        "import resource, sys, time; sys.path.insert(0, %r)\n"
+        "from offchain.replica.store import open_store\n"
+        "t = time.perf_counter(); s = open_store(%r, writer=False).load(%r); t = time.perf_counter() - t\n"
+        "assert s is not None and len(s.accounts) > 0\n"
+        "hwm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
+        "print(t, hwm / 2**20)"
+    ) % (str(ROOT), target, KEY)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     return float(out[0]), float(out[1])
 
@@ -82,8 +94,10 @@ def main() -> int:
     print(f"building {args.accounts:,} accounts ...", flush=True)
     state = book(args.accounts)
     rows = []
-    for label, target in (("JSON file (whole rewrite)", str(work / "replica.json")),
-                          ("SQLite (incremental)", str(work / "replica.sqlite"))):
+    for label, target in (
+        ("JSON file (whole rewrite)", str(work / "replica.json")),
+        ("SQLite (incremental)", str(work / "replica.sqlite")),
+    ):
         store = open_store(target)
         state._everything = True
         print(f"{label}: first save ...", flush=True)
@@ -98,13 +112,19 @@ def main() -> int:
     base = rows[0]
     print()
     print(f"== replica state store: {args.accounts:,} accounts, one block touching {args.touched} of them ==")
-    print(f"{'store':<28}{'first save s':>14}{'block save ms':>15}{'cold start s':>14}{'peak GiB':>10}{'MiB on disk':>13}")
+    print(
+        f"{'store':<28}{'first save s':>14}{'block save ms':>15}{'cold start s':>14}{'peak GiB':>10}{'MiB on disk':>13}"
+    )
     for label, first, block, load, peak, size in rows:
         print(f"{label:<28}{first:>14.2f}{block * 1000:>15.1f}{load:>14.2f}{peak:>10.2f}{size:>13.0f}")
     sqlite = rows[1]
-    print(f"\nsaving one block: {base[2] * 1000:,.0f} ms → {sqlite[2] * 1000:,.1f} ms ({base[2] / sqlite[2]:,.0f}x); "
-          f"cold start {base[3]:.1f} s → {sqlite[3]:.1f} s; peak memory of a loaded replica {sqlite[4]:.2f} GiB")
-    print(f"(this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB peak, building the book)")
+    print(
+        f"\nsaving one block: {base[2] * 1000:,.0f} ms → {sqlite[2] * 1000:,.1f} ms ({base[2] / sqlite[2]:,.0f}x); "
+        f"cold start {base[3]:.1f} s → {sqlite[3]:.1f} s; peak memory of a loaded replica {sqlite[4]:.2f} GiB"
+    )
+    print(
+        f"(this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB peak, building the book)"
+    )
     return 0
 
 

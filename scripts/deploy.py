@@ -43,5 +43,7 @@ def cli(account, signers, threshold, collateral, decimals, instruments, owner, g
         timelock_delay=timelock,
     )
     deployment.save(out)
-    click.echo(f"Clearinghouse {deployment.clearinghouse} (collateral {deployment.collateral}) on chain "
-               f"{deployment.chain_id}; {len(deployment.instruments)} instruments; written to {out}")
+    click.echo(
+        f"Clearinghouse {deployment.clearinghouse} (collateral {deployment.collateral}) on chain "
+        f"{deployment.chain_id}; {len(deployment.instruments)} instruments; written to {out}"
+    )

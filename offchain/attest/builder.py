@@ -18,8 +18,8 @@ import math
 import os
 from collections.abc import Mapping
 
+from offchain.attest.errors import AttestationError
 from offchain.attest.messages import MarginAttestation
-from offchain.errors import UserError
 from offchain.risk.black76 import intrinsic
 from offchain.risk.book import Portfolio
 from offchain.risk.instruments import Instrument
@@ -68,11 +68,11 @@ def margin_numbers(
         try:
             inst = registry[instrument_id]
         except KeyError:
-            raise UserError(f"instrument id {instrument_id} is not in the registry") from None
+            raise AttestationError(f"instrument id {instrument_id} is not in the registry") from None
         if inst.is_option and inst.expiry <= market.timestamp:
             price = (settlement_prices or {}).get((inst.underlying, inst.expiry))
             if price is None:
-                raise UserError(f"{inst.name} has expired and has no settlement price yet")
+                raise AttestationError(f"{inst.name} has expired and has no settlement price yet")
             expired_value += size / WAD * float(intrinsic(price, inst.strike, inst.kind.name == "CALL"))
             continue
         live[inst] = live.get(inst, 0.0) + size / WAD
@@ -151,7 +151,11 @@ def margin_numbers_batch(
             expired_values.append(expired)
     if not live:
         return {}
-    listed = [i for i in registry.values() if not (i.is_option and i.expiry <= market.timestamp) and i.underlying in market.underlyings]
+    listed = [
+        i
+        for i in registry.values()
+        if not (i.is_option and i.expiry <= market.timestamp) and i.underlying in market.underlyings
+    ]
     from offchain.risk.instruments import InstrumentTable
 
     result = margins_of(live, market, params, InstrumentTable(sorted(set(listed), key=lambda i: i.name)))

@@ -22,7 +22,7 @@ from offchain.attest.messages import MarginAttestation
 
 # abi.encode of MarginAttestation's eight static fields: the leaf encoding the npm package uses
 # for StandardMerkleTree.of(values, LEAF_TYPES)
-LEAF_TYPES = ["address", "bytes32", "int256", "uint256", "uint256", "uint64", "uint64", "uint32"]
+LEAF_TYPES = [m.type for m in MarginAttestation.members()]
 _MOD = 1 << 256
 
 
@@ -37,9 +37,17 @@ def leaf_of(att: MarginAttestation) -> bytes:
     if not -(1 << 255) <= att.value < 1 << 255:
         raise ValueError("value: does not fit an int256")
     address = bytes.fromhex(att.account.removeprefix("0x"))
-    encoded = (bytes(12) + address + att.state_hash + _word(att.value) + _word(att.initial_margin)
-               + _word(att.maintenance_margin) + _word(att.snapshot_time) + _word(att.deadline)
-               + _word(att.params_version))
+    encoded = (
+        bytes(12)
+        + address
+        + att.state_hash
+        + _word(att.value)
+        + _word(att.initial_margin)
+        + _word(att.maintenance_margin)
+        + _word(att.snapshot_time)
+        + _word(att.deadline)
+        + _word(att.params_version)
+    )
     return keccak(keccak(encoded))
 
 
@@ -112,7 +120,11 @@ class BookCommitment:
 
     def __post_init__(self) -> None:
         for account, att in self.attestations.items():
-            if (att.snapshot_time, att.deadline, att.params_version) != (self.snapshot_time, self.deadline, self.params_version):
+            if (att.snapshot_time, att.deadline, att.params_version) != (
+                self.snapshot_time,
+                self.deadline,
+                self.params_version,
+            ):
                 raise ValueError(f"{account}: its attestation is of another snapshot, deadline or version")
         self.leaf_by_account = {a: leaf_of(att) for a, att in self.attestations.items()}
         self.tree = StandardTree(list(self.leaf_by_account.values()))

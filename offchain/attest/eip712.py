@@ -1,74 +1,39 @@
 """EIP-712 hashing and signing of the protocol's messages.
 
-The digest is computed here from first principles (so anyone can audit what is signed) and the
-signature is made with eth-account's typed-data signer over the same typed data; the tests check
-that both agree with each other and with the contract's own digest functions, byte for byte.
+Type strings, typehashes and struct encodings are derived from the message definitions in
+offchain/attest/messages.py. The digest is computed here from first principles (so anyone can
+audit what is signed) and the signature is made with eth-account's typed-data signer over the
+same typed data; the tests check that both agree with each other and with the contract's own
+digest functions, byte for byte.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from eth_abi import encode as abi_encode
+from eth_abi.abi import encode as abi_encode
 from eth_account import Account
-from eth_utils import keccak, to_checksum_address
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+
+from offchain.attest.messages import MESSAGE_TYPES, SignedMessage
 
 DOMAIN_NAME = "DPRE Clearinghouse"
 DOMAIN_VERSION = "1"
+# OpenZeppelin EIP712's domain: name, version, chain and verifying contract.
+DOMAIN_MEMBERS = (("name", "string"), ("version", "string"), ("chainId", "uint256"), ("verifyingContract", "address"))
 
-TYPES: dict[str, list[tuple[str, str]]] = {
-    "MarginAttestation": [
-        ("account", "address"),
-        ("stateHash", "bytes32"),
-        ("value", "int256"),
-        ("initialMargin", "uint256"),
-        ("maintenanceMargin", "uint256"),
-        ("snapshotTime", "uint64"),
-        ("deadline", "uint64"),
-        ("paramsVersion", "uint32"),
-    ],
-    "Order": [
-        ("maker", "address"),
-        ("instrumentId", "uint256"),
-        ("size", "int256"),
-        ("price", "uint256"),
-        ("nonce", "uint256"),
-        ("deadline", "uint64"),
-    ],
-    "SettlementPrice": [
-        ("underlying", "bytes32"),
-        ("expiry", "uint64"),
-        ("price", "uint256"),
-        ("snapshotTime", "uint64"),
-    ],
-    "SnapshotHeartbeat": [
-        ("snapshotTime", "uint64"),
-    ],
-    "SnapshotCommitment": [
-        ("root", "bytes32"),
-        ("snapshotTime", "uint64"),
-        ("deadline", "uint64"),
-        ("paramsVersion", "uint32"),
-        ("accounts", "uint32"),
-    ],
-    "AdlAttestation": [
-        ("account", "address"),
-        ("stateHash", "bytes32"),
-        ("instrumentIds", "uint256[]"),
-        ("marks", "uint256[]"),
-        ("queueRoots", "bytes32[]"),
-        ("snapshotTime", "uint64"),
-        ("deadline", "uint64"),
-        ("paramsVersion", "uint32"),
-    ],
-}
+# What can be signed: the messages defined in offchain/attest/messages.py.
+Signable = SignedMessage
 
 
-class Signable(Protocol):
-    PRIMARY_TYPE: str
+def _type_string(name: str, members: Iterable[tuple[str, str]]) -> str:
+    return f"{name}({','.join(f'{t} {n}' for n, t in members)})"
 
-    def message(self) -> dict[str, Any]: ...
+
+DOMAIN_TYPE_STRING = _type_string("EIP712Domain", DOMAIN_MEMBERS)
 
 
 @dataclass(frozen=True)
@@ -87,22 +52,39 @@ class Domain:
         }
 
     def separator(self) -> bytes:
-        typehash = keccak(text="EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
         return keccak(
             abi_encode(
                 ["bytes32", "bytes32", "bytes32", "uint256", "address"],
-                [typehash, keccak(text=DOMAIN_NAME), keccak(text=DOMAIN_VERSION), self.chain_id,
-                 to_checksum_address(self.verifying_contract)],
+                [
+                    keccak(text=DOMAIN_TYPE_STRING),
+                    keccak(text=DOMAIN_NAME),
+                    keccak(text=DOMAIN_VERSION),
+                    self.chain_id,
+                    to_checksum_address(self.verifying_contract),
+                ],
             )
         )
 
 
-def type_string(primary_type: str) -> str:
-    fields = ",".join(f"{t} {n}" for n, t in TYPES[primary_type])
-    return f"{primary_type}({fields})"
+def _message_type(message: str | type[SignedMessage]) -> type[SignedMessage]:
+    return MESSAGE_TYPES[message] if isinstance(message, str) else message
 
 
-def _encode_field(solidity_type: str, value: Any) -> tuple[str, Any]:
+def members(message: str | type[SignedMessage]) -> list[tuple[str, str]]:
+    """The EIP-712 members (name, Solidity type) of a message type, given by name or class."""
+    return [(m.name, m.type) for m in _message_type(message).members()]
+
+
+def type_string(message: str | type[SignedMessage]) -> str:
+    """encodeType: e.g. "SnapshotHeartbeat(uint64 snapshotTime)" (no message references another)."""
+    return _type_string(_message_type(message).PRIMARY_TYPE, members(message))
+
+
+def typehash(message: str | type[SignedMessage]) -> bytes:
+    return keccak(text=type_string(message))
+
+
+def _encode_member(solidity_type: str, value: Any) -> tuple[str, Any]:
     """EIP-712 encodeData of one member: arrays of atomic types become keccak(concat(elements))."""
     if solidity_type.endswith("[]"):
         element = solidity_type[:-2]
@@ -110,30 +92,22 @@ def _encode_field(solidity_type: str, value: Any) -> tuple[str, Any]:
     return solidity_type, value
 
 
-def struct_hash(item: Signable) -> bytes:
-    fields = TYPES[item.PRIMARY_TYPE]
+def struct_hash(item: SignedMessage) -> bytes:
     message = item.message()
-    encoded = [_encode_field(t, message[n]) for n, t in fields]
-    return keccak(
-        abi_encode(["bytes32", *(t for t, _ in encoded)], [keccak(text=type_string(item.PRIMARY_TYPE)), *(v for _, v in encoded)])
-    )
+    encoded = [_encode_member(t, message[n]) for n, t in members(type(item))]
+    return keccak(abi_encode(["bytes32", *(t for t, _ in encoded)], [typehash(type(item)), *(v for _, v in encoded)]))
 
 
-def digest(domain: Domain, item: Signable) -> bytes:
+def digest(domain: Domain, item: SignedMessage) -> bytes:
     """keccak256(0x1901 ‖ domainSeparator ‖ structHash): what a signer signs."""
     return keccak(b"\x19\x01" + domain.separator() + struct_hash(item))
 
 
-def typed_data(domain: Domain, item: Signable) -> dict[str, Any]:
+def typed_data(domain: Domain, item: SignedMessage) -> dict[str, Any]:
     return {
         "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            item.PRIMARY_TYPE: [{"name": n, "type": t} for n, t in TYPES[item.PRIMARY_TYPE]],
+            "EIP712Domain": [{"name": n, "type": t} for n, t in DOMAIN_MEMBERS],
+            item.PRIMARY_TYPE: [{"name": n, "type": t} for n, t in members(type(item))],
         },
         "primaryType": item.PRIMARY_TYPE,
         "domain": domain.as_dict(),
@@ -141,14 +115,18 @@ def typed_data(domain: Domain, item: Signable) -> dict[str, Any]:
     }
 
 
-def sign(private_key: bytes | str, domain: Domain, item: Signable) -> bytes:
+def sign(private_key: bytes | str, domain: Domain, item: SignedMessage) -> bytes:
     """65-byte r ‖ s ‖ v signature (low-s, v ∈ {27, 28}) of the item under the domain."""
     signed = Account.sign_typed_data(private_key, full_message=typed_data(domain, item))
-    return signed.r.to_bytes(32, "big") + signed.s.to_bytes(32, "big") + bytes([signed.v])
+    r: int = signed.r
+    s: int = signed.s
+    v: int = signed.v
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([v])
 
 
-def signer_of(domain: Domain, item: Signable, signature: bytes) -> str:
-    return Account._recover_hash(digest(domain, item), signature=signature)
+def signer_of(domain: Domain, item: SignedMessage, signature: bytes) -> str:
+    address: str = Account._recover_hash(digest(domain, item), signature=signature)
+    return address
 
 
 def combine(signatures: list[tuple[str, bytes]]) -> bytes:

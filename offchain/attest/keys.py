@@ -13,13 +13,17 @@ from offchain.attest.signer import LocalSigner
 from offchain.errors import UserError
 
 
-def load_signer(key_env: str | None = None, keystore: str | None = None, password_env: str | None = None) -> LocalSigner:
+def load_signer(
+    key_env: str | None = None, keystore: str | None = None, password_env: str | None = None
+) -> LocalSigner:
     if keystore:
         path = Path(keystore)
         if not path.exists():
             raise UserError(f"keystore {keystore} does not exist")
         if not password_env or password_env not in os.environ:
-            raise UserError(f"the keystore's password must be in an environment variable (--password-env, now {password_env!r})")
+            raise UserError(
+                f"the keystore's password must be in an environment variable (--password-env, now {password_env!r})"
+            )
         try:
             key = Account.decrypt(json.loads(path.read_text()), os.environ[password_env])
         except ValueError as err:
@@ -41,4 +45,5 @@ def write_keystore(path: str, password: str, private_key: str | None = None) -> 
     account = Account.from_key(private_key) if private_key else Account.create()
     Path(path).write_text(json.dumps(Account.encrypt(account.key, password)))
     os.chmod(path, 0o600)
-    return account.address
+    address: str = account.address
+    return address

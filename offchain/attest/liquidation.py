@@ -10,6 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from offchain.attest.errors import AttestationError
+
+if TYPE_CHECKING:  # for the annotation only: the arithmetic needs nothing of the chain tooling
+    from offchain.chain.deploy import OnchainRiskConfig
 
 WAD = 10**18
 
@@ -34,16 +40,22 @@ class LiquidationConfig:
     dust: int
 
     @classmethod
-    def from_risk_config(cls, config: Sequence[int]) -> "LiquidationConfig":
-        """From the RiskConfig tuple (Clearinghouse.riskConfig())."""
-        return cls(buffer=int(config[5]), bonus=int(config[6]), fee=int(config[7]), dust=int(config[8]))
+    def from_risk_config(cls, config: OnchainRiskConfig) -> LiquidationConfig:
+        """The liquidation terms of a RiskConfig (offchain/chain/deploy.py: read_risk_config)."""
+        return cls(
+            buffer=config.liquidation_buffer,
+            bonus=config.liquidator_bonus,
+            fee=config.insurance_fee,
+            dust=config.dust_margin,
+        )
 
 
 MAX_POSITIONS = 64  # PositionBook.MAX_POSITIONS: the storage bound of an account's open list
 
 
-class NotLiquidatable(ValueError):
-    pass
+class NotLiquidatable(AttestationError, ValueError):
+    """Equity is not below maintenance margin: there is nothing to liquidate. Also a ValueError,
+    so code that catches ValueError around the arithmetic keeps catching it."""
 
 
 def fraction(equity: int, mm: int, cfg: LiquidationConfig) -> int:
@@ -141,19 +153,39 @@ def _token_floor(amount: int, decimals: int) -> int:
     token with 18 decimals or more represents every WAD amount exactly."""
     if decimals >= 18:
         return amount
-    unit = 10 ** (18 - decimals)
+    unit: int = 10 ** (18 - decimals)
     return amount // unit * unit
 
 
 def _token_ceil(amount: int, decimals: int) -> int:
     if decimals >= 18:
         return amount
-    unit = 10 ** (18 - decimals)
+    unit: int = 10 ** (18 - decimals)
     return -(-amount // unit) * unit
 
 
-def fund_fits(items: Sequence[tuple[int, int]], fund: int, cfg: LiquidationConfig, health: int,
-              decimals: int) -> tuple[list[bool], int]:
+def fund_covers(deficit: int, balance: int) -> bool:
+    """Whether the insurance fund's balance covers a deficit (both WAD): deficit ≤ balance, the
+    rule of every contract path that asks it — a whole liquidation beyond the fund is skipped
+    (LiquidationEngine._liquidateOne), flagBankruptcy reverts FundCanCover within it, clearFlag of
+    an account without positions reverts StillBankrupt beyond it, and deleverage lets the fund
+    pay alone within it (_fundContribution). A deficit of zero or less is always covered."""
+    return deficit <= balance
+
+
+def flag_clears(equity: int, has_positions: bool, balance: int) -> bool:
+    """Whether LiquidationEngine.clearFlag lets a bankruptcy flag go, the insurance fund holding
+    `balance`: an account with positions only at attested equity ≥ 0 (a deficit the fund could
+    cover is resolved by liquidating it whole through the fund); one without (`equity` is then
+    its cash) when the fund covers its negative cash."""
+    if has_positions:
+        return equity >= 0
+    return fund_covers(-equity, balance)
+
+
+def fund_fits(
+    items: Sequence[tuple[int, int]], fund: int, cfg: LiquidationConfig, health: int, decimals: int
+) -> tuple[list[bool], int]:
     """Which items of one LiquidationEngine.liquidate batch execute, as the contract decides them
     one after another: `items` are (equity, MM) in batch order, `fund` the insurance fund's
     balance before the batch, `health` its health then (read once per call). A bankrupt account
@@ -165,7 +197,7 @@ def fund_fits(items: Sequence[tuple[int, int]], fund: int, cfg: LiquidationConfi
     for equity, mm in items:
         f, _, fee = terms(equity, mm, cfg, health)
         if f == WAD and equity < 0:
-            if -equity > fund:
+            if not fund_covers(-equity, fund):
                 verdicts.append(False)
                 continue
             released = _token_ceil(-equity, decimals)

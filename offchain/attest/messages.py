@@ -1,162 +1,224 @@
-"""The signed messages, field for field as in contracts/interfaces/IClearinghouse.sol.
+"""The structs the protocol signs or passes to contracts, each defined once, here.
+
+A definition is a frozen dataclass whose fields, in the struct's member order, are annotated with
+their Solidity types (`Uint64` is `Annotated[int, Sol("uint64")]`). Everything else is derived
+from it: the member names (the camelCase of the field names), the contract-call tuple, the
+EIP-712 type string and struct hash (offchain/attest/eip712.py) and the JSON wire form.
+tests/python/attest/test_message_definitions.py checks every definition against the compiled
+ABI and the contracts' typehashes.
 
 All amounts are integers in WAD (18 decimals); sizes are signed WAD contracts.
+
+Wire form, a public API of the HTTP services: addresses checksummed, bytes as 0x-hex, integers
+as decimal strings (JSON numbers lose precision above 2^53) unless a field says otherwise.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, ClassVar, Self, get_args, get_type_hints
 
-from eth_utils import to_checksum_address
-
-
-class _Message:
-    """What every signed message has: its EIP-712 members as a dict, and as a call argument."""
-
-    PRIMARY_TYPE = ""
-
-    def message(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def as_tuple(self) -> tuple[Any, ...]:
-        """The struct as a contract-call argument, members in declaration order."""
-        return tuple(self.message().values())
+from eth_utils.address import to_checksum_address
 
 
 @dataclass(frozen=True)
-class MarginAttestation(_Message):
-    account: str
-    state_hash: bytes
-    value: int
-    initial_margin: int
-    maintenance_margin: int
-    snapshot_time: int
-    deadline: int
-    params_version: int
+class Sol:
+    """The Solidity type of a field, carried in its annotation."""
 
-    PRIMARY_TYPE = "MarginAttestation"
+    type: str
+    json_number: bool = False  # a JSON number on the wire instead of a decimal string
 
-    def message(self) -> dict[str, Any]:
-        return {
-            "account": to_checksum_address(self.account),
-            "stateHash": self.state_hash,
-            "value": self.value,
-            "initialMargin": self.initial_margin,
-            "maintenanceMargin": self.maintenance_margin,
-            "snapshotTime": self.snapshot_time,
-            "deadline": self.deadline,
-            "paramsVersion": self.params_version,
-        }
 
+Address = Annotated[str, Sol("address")]
+Bytes32 = Annotated[bytes, Sol("bytes32")]
+Int256 = Annotated[int, Sol("int256")]
+Uint256 = Annotated[int, Sol("uint256")]
+Uint64 = Annotated[int, Sol("uint64")]
+Uint32 = Annotated[int, Sol("uint32")]
+Uint256Array = Annotated[tuple[int, ...], Sol("uint256[]")]
+Bytes32Array = Annotated[tuple[bytes, ...], Sol("bytes32[]")]
+# A leg or rank of an ADL fill: small, and a JSON number in the ADL plan's wire form.
+SmallUint256 = Annotated[int, Sol("uint256", json_number=True)]
+
+# Member types: atomic types and one-dimensional arrays of them (no struct references, so a
+# type string is the primary type alone).
+_INT_BITS = "|".join(str(8 * i) for i in range(32, 0, -1))
+_SUPPORTED = re.compile(rf"(address|bytes(3[0-2]|[12][0-9]|[1-9])|u?int({_INT_BITS}))(\[\])?")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One struct member, derived from a dataclass field."""
+
+    field: str  # the dataclass field (snake_case)
+    name: str  # the Solidity member, EIP-712 and wire name (camelCase)
+    type: str  # the Solidity type
+    json_number: bool  # as Sol.json_number
+
+
+class Struct:
+    """A Solidity struct: subclasses are frozen dataclasses annotated as described above.
+
+    Its wire form is a flat JSON object keyed by field name; SignedMessage has its own.
+    """
+
+    def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if abstract:
+            return
+        if cls.__name__ in STRUCT_TYPES:
+            raise TypeError(f"struct {cls.__name__} is defined twice")
+        STRUCT_TYPES[cls.__name__] = cls
 
     @classmethod
-    def empty(cls) -> "MarginAttestation":
+    def members(cls) -> tuple[Member, ...]:
+        """The members in declaration order."""
+        members = _MEMBERS.get(cls)
+        if members is None:
+            members = _MEMBERS[cls] = _derive_members(cls)
+        return members
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """The struct as a contract-call argument, members in declaration order."""
+        return tuple(_abi_value(m.type, getattr(self, m.field)) for m in self.members())
+
+    def to_wire(self) -> dict[str, Any]:
+        return {m.field: _to_json(m.type, getattr(self, m.field), m.json_number) for m in self.members()}
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Self:
+        """The inverse of to_wire; raises ValueError (or KeyError) on anything malformed."""
+        return cls._build({m.field: _from_json(m.type, data[m.field]) for m in cls.members()})
+
+    @classmethod
+    def _build(cls, values: dict[str, Any]) -> Self:
+        make: Callable[..., Self] = cls  # the dataclass constructor, which Struct does not declare
+        return make(**values)
+
+
+class SignedMessage(Struct, abstract=True):
+    """A struct signed under EIP-712, its primary type the class name.
+
+    Wire form: {"type": <primary type>, "message": {<member name>: value}}.
+    """
+
+    PRIMARY_TYPE: ClassVar[str] = ""
+
+    def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(abstract=abstract, **kwargs)
+        if not abstract:
+            cls.PRIMARY_TYPE = cls.__name__
+            MESSAGE_TYPES[cls.__name__] = cls
+
+    def message(self) -> dict[str, Any]:
+        """The EIP-712 message: member name to value, as eth-abi and the typed-data signer take it."""
+        return {m.name: _abi_value(m.type, getattr(self, m.field)) for m in self.members()}
+
+    def to_wire(self) -> dict[str, Any]:
+        message = {m.name: _to_json(m.type, getattr(self, m.field), m.json_number) for m in self.members()}
+        return {"type": self.PRIMARY_TYPE, "message": message}
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Self:
+        """The inverse of to_wire; on SignedMessage itself, of whichever message `data` names.
+        Raises ValueError (or KeyError) on anything malformed."""
+        kind = data.get("type")
+        target = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
+        if target is None:
+            raise ValueError(f"unknown message type {kind!r}")
+        if not issubclass(target, cls):
+            raise ValueError(f"message type {kind!r} where {cls.PRIMARY_TYPE} is expected")
+        message = data.get("message") or {}
+        return target._build({m.field: _from_json(m.type, message[m.name]) for m in target.members()})
+
+
+STRUCT_TYPES: dict[str, type[Struct]] = {}
+MESSAGE_TYPES: dict[str, type[SignedMessage]] = {}
+_MEMBERS: dict[type[Struct], tuple[Member, ...]] = {}
+
+
+@dataclass(frozen=True)
+class MarginAttestation(SignedMessage):
+    """The oracle's statement about one account's portfolio (IClearinghouse.MarginAttestation)."""
+
+    account: Address
+    state_hash: Bytes32
+    value: Int256
+    initial_margin: Uint256
+    maintenance_margin: Uint256
+    snapshot_time: Uint64
+    deadline: Uint64
+    params_version: Uint32
+
+    @classmethod
+    def empty(cls) -> MarginAttestation:
         """Placeholder for calls that need no attestation (e.g. a withdrawal with no positions)."""
         return cls("0x" + "00" * 20, b"\x00" * 32, 0, 0, 0, 0, 0, 0)
 
 
 @dataclass(frozen=True)
-class Order(_Message):
-    maker: str
-    instrument_id: int
-    size: int
-    price: int
-    nonce: int
-    deadline: int
+class Order(SignedMessage):
+    """A maker's offer; `size` signed from the maker's side (IClearinghouse.Order)."""
 
-    PRIMARY_TYPE = "Order"
-
-    def message(self) -> dict[str, Any]:
-        return {
-            "maker": to_checksum_address(self.maker),
-            "instrumentId": self.instrument_id,
-            "size": self.size,
-            "price": self.price,
-            "nonce": self.nonce,
-            "deadline": self.deadline,
-        }
-
+    maker: Address
+    instrument_id: Uint256
+    size: Int256
+    price: Uint256
+    nonce: Uint256
+    deadline: Uint64
 
 
 @dataclass(frozen=True)
-class SettlementPrice(_Message):
+class SettlementPrice(SignedMessage):
     """The price of `underlying` at `expiry`, from the market reading of `snapshot_time` (the last
     feed round at or before the expiry; the contract accepts it only within maxSnapshotAge of it)."""
 
-    underlying: bytes
-    expiry: int
-    price: int
-    snapshot_time: int
-
-    PRIMARY_TYPE = "SettlementPrice"
-
-    def message(self) -> dict[str, Any]:
-        return {"underlying": self.underlying, "expiry": self.expiry, "price": self.price,
-                "snapshotTime": self.snapshot_time}
+    underlying: Bytes32
+    expiry: Uint64
+    price: Uint256
+    snapshot_time: Uint64
 
 
 @dataclass(frozen=True)
-class SnapshotHeartbeat(_Message):
-    """"The oracle's newest market data is from `snapshot_time`": posted by anyone, it raises the
-    contract's freshness floor so attestations of older snapshots stop being usable."""
+class SnapshotHeartbeat(SignedMessage):
+    """The oracle's statement "my newest market data is from `snapshot_time`": posted by anyone, it
+    raises the contract's freshness floor so attestations of older snapshots stop being usable."""
 
-    snapshot_time: int
-
-    PRIMARY_TYPE = "SnapshotHeartbeat"
-
-    def message(self) -> dict[str, Any]:
-        return {"snapshotTime": self.snapshot_time}
+    snapshot_time: Uint64
 
 
 @dataclass(frozen=True)
-class SnapshotCommitment(_Message):
+class SnapshotCommitment(SignedMessage):
     """The oracle's commitment to every account's margin at one snapshot: `root` of the
     StandardMerkleTree over each account's MarginAttestation (offchain/attest/commitment.py),
     `accounts` leaves, all carrying this snapshot time, deadline and params version."""
 
-    root: bytes
-    snapshot_time: int
-    deadline: int
-    params_version: int
-    accounts: int
-
-    PRIMARY_TYPE = "SnapshotCommitment"
-
-    def message(self) -> dict[str, Any]:
-        return {"root": self.root, "snapshotTime": self.snapshot_time, "deadline": self.deadline,
-                "paramsVersion": self.params_version, "accounts": self.accounts}
+    root: Bytes32
+    snapshot_time: Uint64
+    deadline: Uint64
+    params_version: Uint32
+    accounts: Uint32
 
 
 @dataclass(frozen=True)
-class AdlAttestation(_Message):
-    account: str
-    state_hash: bytes
-    instrument_ids: tuple[int, ...]
-    marks: tuple[int, ...]
-    queue_roots: tuple[bytes, ...]
-    snapshot_time: int
-    deadline: int
-    params_version: int
+class AdlAttestation(SignedMessage):
+    """The oracle's deleveraging plan for a bankrupt account (ILiquidationEngine.AdlAttestation)."""
 
-    PRIMARY_TYPE = "AdlAttestation"
-
-    def message(self) -> dict[str, Any]:
-        return {
-            "account": to_checksum_address(self.account),
-            "stateHash": self.state_hash,
-            "instrumentIds": list(self.instrument_ids),
-            "marks": list(self.marks),
-            "queueRoots": list(self.queue_roots),
-            "snapshotTime": self.snapshot_time,
-            "deadline": self.deadline,
-            "paramsVersion": self.params_version,
-        }
-
+    account: Address
+    state_hash: Bytes32
+    instrument_ids: Uint256Array
+    marks: Uint256Array
+    queue_roots: Bytes32Array
+    snapshot_time: Uint64
+    deadline: Uint64
+    params_version: Uint32
 
 
 @dataclass(frozen=True)
-class AdlFill:
+class AdlFill(Struct):
     """One step of a deleveraging (ILiquidationEngine.AdlFill): the counterparty at `rank` of leg
     `leg`'s queue, the state hash and portfolio value its queue leaf commits to, and the proof.
 
@@ -164,77 +226,71 @@ class AdlFill:
     plan's `extra.fills` — {"leg", "counterparty", "rank", "state_hash", "value", "proof"}.
     """
 
-    leg: int
-    counterparty: str
-    rank: int
-    state_hash: bytes
-    value: int
-    proof: tuple[bytes, ...]
-
-    def as_tuple(self) -> tuple[Any, ...]:
-        """The struct as a contract-call argument (deleverage's `fills` items)."""
-        return (self.leg, to_checksum_address(self.counterparty), self.rank, self.state_hash, self.value, list(self.proof))
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"leg": self.leg, "counterparty": to_checksum_address(self.counterparty), "rank": self.rank,
-                "state_hash": "0x" + self.state_hash.hex(), "value": str(self.value),
-                "proof": ["0x" + p.hex() for p in self.proof]}
-
-    @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> "AdlFill":
-        """The inverse of to_wire; raises ValueError (or KeyError) on anything malformed."""
-        return cls(int(data["leg"]), to_checksum_address(data["counterparty"]), int(data["rank"]),
-                   bytes.fromhex(str(data["state_hash"]).removeprefix("0x")), int(data["value"]),
-                   tuple(bytes.fromhex(str(p).removeprefix("0x")) for p in data["proof"]))
+    leg: SmallUint256
+    counterparty: Address
+    rank: SmallUint256
+    state_hash: Bytes32
+    value: Int256
+    proof: Bytes32Array
 
 
-MESSAGE_TYPES: dict[str, type] = {
-    "MarginAttestation": MarginAttestation,
-    "Order": Order,
-    "SettlementPrice": SettlementPrice,
-    "SnapshotHeartbeat": SnapshotHeartbeat,
-    "SnapshotCommitment": SnapshotCommitment,
-    "AdlAttestation": AdlAttestation,
-}
+def to_wire(item: SignedMessage) -> dict[str, Any]:
+    """{"type": ..., "message": {...}} with big integers as strings and bytes as 0x-hex."""
+    return item.to_wire()
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return str(value)  # JSON numbers lose precision above 2^53
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+def from_wire(data: Mapping[str, Any]) -> Any:
+    """The inverse of to_wire; raises ValueError (or KeyError) on anything malformed.
+
+    Typed Any: which message comes back depends on the data, and callers use its fields."""
+    return SignedMessage.from_wire(data)
+
+
+def _derive_members(cls: type[Struct]) -> tuple[Member, ...]:
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls.__name__}: a struct definition is a frozen dataclass")
+    hints = get_type_hints(cls, include_extras=True)
+    members = []
+    for f in dataclasses.fields(cls):
+        sols = [a for a in get_args(hints[f.name])[1:] if isinstance(a, Sol)]
+        if len(sols) != 1 or not _SUPPORTED.fullmatch(sols[0].type):
+            raise TypeError(f"{cls.__name__}.{f.name}: annotate with one supported Solidity type (e.g. Uint256)")
+        head, *rest = f.name.split("_")
+        members.append(
+            Member(f.name, head + "".join(p[:1].upper() + p[1:] for p in rest), sols[0].type, sols[0].json_number)
+        )
+    return tuple(members)
+
+
+def _abi_value(sol_type: str, value: Any) -> Any:
+    """A member as eth-abi encodes it: addresses checksummed, arrays as lists."""
+    if sol_type.endswith("[]"):
+        return [_abi_value(sol_type[:-2], v) for v in value]
+    if sol_type == "address":
+        return to_checksum_address(value)
     return value
 
 
-def to_wire(item: Any) -> dict[str, Any]:
-    """{"type": ..., "message": {...}} with big integers as strings and bytes as 0x-hex."""
-    return {"type": item.PRIMARY_TYPE, "message": {k: _jsonable(v) for k, v in item.message().items()}}
+def _to_json(sol_type: str, value: Any, json_number: bool = False) -> Any:
+    if sol_type.endswith("[]"):
+        return [_to_json(sol_type[:-2], v, json_number) for v in value]
+    if sol_type == "address":
+        return to_checksum_address(value)
+    if sol_type.startswith("bytes"):
+        return "0x" + value.hex()
+    return int(value) if json_number else str(value)
 
 
-def from_wire(data: dict[str, Any]) -> Any:
-    """The inverse of to_wire; raises ValueError on anything malformed."""
-    from offchain.attest.eip712 import TYPES
-
-    kind = data.get("type")
-    if kind not in MESSAGE_TYPES:
-        raise ValueError(f"unknown message type {kind!r}")
-    message = data.get("message") or {}
-    values = []
-    for name, solidity_type in TYPES[kind]:
-        raw = message[name]
-        values.append(_parse(solidity_type, raw))
-    return MESSAGE_TYPES[kind](*[tuple(v) if isinstance(v, list) else v for v in values])
-
-
-def _parse(solidity_type: str, raw: Any) -> Any:
-    if solidity_type.endswith("[]"):
-        return [_parse(solidity_type[:-2], r) for r in raw]
-    if solidity_type == "address":
+def _from_json(sol_type: str, raw: Any) -> Any:
+    if sol_type.endswith("[]"):
+        return tuple(_from_json(sol_type[:-2], r) for r in raw)
+    if sol_type == "address":
         return to_checksum_address(raw)
-    if solidity_type.startswith("bytes"):
+    if sol_type.startswith("bytes"):
         return bytes.fromhex(str(raw).removeprefix("0x"))
     return int(raw)
+
+
+# Derive every layout now, so a malformed definition fails at import rather than at first use.
+for _struct in STRUCT_TYPES.values():
+    _struct.members()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from eth_abi import encode as abi_encode
-from eth_utils import keccak
+from eth_abi.abi import encode as abi_encode
+from eth_utils.crypto import keccak
 
 from offchain.risk.instruments import Instrument, Kind
 from offchain.risk.units import WAD

@@ -84,14 +84,22 @@ class AnvilNode:
             )
         cmd = [
             binary,
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
-            "--chain-id", str(self.chain_id),
-            "--accounts", str(self.accounts),
-            "--balance", str(self.balance_eth),
-            "--mnemonic", ANVIL_MNEMONIC,
-            "--gas-limit", str(self.gas_limit),
-            "--base-fee", "1000000000",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--chain-id",
+            str(self.chain_id),
+            "--accounts",
+            str(self.accounts),
+            "--balance",
+            str(self.balance_eth),
+            "--mnemonic",
+            ANVIL_MNEMONIC,
+            "--gas-limit",
+            str(self.gas_limit),
+            "--base-fee",
+            "1000000000",
         ]
         if self.block_time is not None:
             cmd += ["--block-time", str(self.block_time)]

@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from eth_utils import event_abi_to_log_topic
+from eth_utils import event_abi_to_log_topic, to_checksum_address
 from web3 import HTTPProvider, Web3
+from web3.contract import Contract
+from web3.types import BlockIdentifier, RPCEndpoint
+from eth_typing import HexStr
 
 from offchain.chain.deploy import Deployment
 from offchain.ops.logs import event
@@ -44,14 +47,22 @@ def with_retry(fn: Callable[[], T], what: str, attempts: int = 8, base_delay: fl
         except Exception as err:
             # requests wraps connection failures in its own types: match those by name too
             transient = isinstance(err, (ConnectionError, TimeoutError, OSError)) or any(
-                word in type(err).__name__ for word in ("Connection", "Timeout"))
+                word in type(err).__name__ for word in ("Connection", "Timeout")
+            )
             if not transient:
                 raise
             RPC_FAILURES[0] += 1
             if attempt == attempts:
                 raise
-            event(log, "rpc call failed; backing off", logging.WARNING, call=what, attempt=attempt,
-                  delay=round(delay, 2), error=str(err)[:200])
+            event(
+                log,
+                "rpc call failed; backing off",
+                logging.WARNING,
+                call=what,
+                attempt=attempt,
+                delay=round(delay, 2),
+                error=str(err)[:200],
+            )
             time.sleep(delay)
             delay = min(delay * 2, max_delay)
     raise AssertionError("unreachable")
@@ -94,25 +105,34 @@ class SystemClient:
     def __init__(self, rpc_url: str, deployment: Deployment, timeout: float = 10.0) -> None:
         self.w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
         self.deployment = deployment
-        self.ch = self.w3.eth.contract(address=deployment.clearinghouse, abi=load_abi("Clearinghouse"))
-        self.engine = self.w3.eth.contract(address=deployment.liquidation_engine, abi=load_abi("LiquidationEngine"))
-        self.fund = self.w3.eth.contract(address=deployment.insurance_fund, abi=load_abi("InsuranceFund"))
-        self.token = self.w3.eth.contract(address=deployment.collateral, abi=load_abi("DevStablecoin"))
-        self.commitments = self.w3.eth.contract(address=deployment.commitments, abi=load_abi("SnapshotCommitments")) \
-            if deployment.commitments else None
+        self.ch = self.contract(deployment.clearinghouse, "Clearinghouse")
+        self.engine = self.contract(deployment.liquidation_engine, "LiquidationEngine")
+        self.fund = self.contract(deployment.insurance_fund, "InsuranceFund")
+        self.token = self.contract(deployment.collateral, "DevStablecoin")
+        self.commitments = (
+            self.contract(deployment.commitments, "SnapshotCommitments") if deployment.commitments else None
+        )
         self._topics: dict[bytes, tuple[str, Any, str]] = {}
         for label, contract in (("clearinghouse", self.ch), ("engine", self.engine), ("fund", self.fund)):
             for item in contract.abi:
                 if item["type"] == "event":
                     self._topics[event_abi_to_log_topic(item)] = (label, contract, item["name"])
 
+    def contract(self, address: str, name: str) -> Contract:
+        """A web3 handle on the deployed contract `name` (its ABI from the build) at `address`."""
+        return self.w3.eth.contract(address=to_checksum_address(address), abi=load_abi(name))
+
+    def rpc(self, method: str, params: list[Any]) -> Any:
+        """A raw JSON-RPC request (node-specific methods such as anvil_setBalance or evm_mine)."""
+        return self.w3.provider.make_request(RPCEndpoint(method), params)
+
     def head(self) -> int:
         return with_retry(lambda: int(self.w3.eth.block_number), "eth_blockNumber")
 
-    def block_time(self, block: int | str = "latest") -> int:
+    def block_time(self, block: BlockIdentifier = "latest") -> int:
         return with_retry(lambda: int(self.w3.eth.get_block(block)["timestamp"]), "eth_getBlockByNumber")
 
-    def header(self, block: int | str = "latest", attempts: int = 8) -> BlockRef | None:
+    def header(self, block: BlockIdentifier = "latest", attempts: int = 8) -> BlockRef | None:
         """Number, hash, parent hash and time of a block (None: no such block, e.g. the head is
         below it after a reorg). `attempts`: how long to ride out an unreachable node (a request
         path asks for few, so it answers 503 instead of holding its caller)."""
@@ -125,8 +145,12 @@ class SystemClient:
                 return None
             if b is None:
                 return None
-            return BlockRef(int(b["number"]), "0x" + bytes(b["hash"]).hex(), "0x" + bytes(b["parentHash"]).hex(),
-                            int(b["timestamp"]))
+            return BlockRef(
+                int(b["number"]),
+                "0x" + bytes(b["hash"]).hex(),
+                "0x" + bytes(b["parentHash"]).hex(),
+                int(b["timestamp"]),
+            )
 
         return with_retry(read, "eth_getBlockByNumber", attempts=attempts)
 
@@ -137,26 +161,39 @@ class SystemClient:
         def calls(pairs: list[tuple[Any, list[str]]]) -> list[Any]:
             out: list[Any] = []
             for start in range(0, len(pairs), chunk):
-                part = pairs[start:start + chunk]
+                part = pairs[start : start + chunk]
                 with self.w3.batch_requests() as batch:
                     for call, _ in part:
-                        batch.add(self.w3.eth.call({"to": self.ch.address, "data": call._encode_transaction_data()},
-                                                   block_hash))
-                    raw = with_retry(batch.execute, "eth_call batch")
+                        batch.add(
+                            self.w3.eth.call(
+                                {"to": self.ch.address, "data": call._encode_transaction_data()}, HexStr(block_hash)
+                            )
+                        )
+                    raw: list[Any] = with_retry(batch.execute, "eth_call batch")
                 out += [self.w3.codec.decode(types, bytes(r)) for (_, types), r in zip(part, raw)]
             return out
 
-        first = calls([(c, t) for a in accounts for c, t in ((fn.openInstruments(a), ["uint256[]"]),
-                                                             (fn.cashOf(a), ["int256"]),
-                                                             (fn.stateHashOf(a), ["bytes32"]))])
+        first = calls(
+            [
+                (c, t)
+                for a in accounts
+                for c, t in (
+                    (fn.openInstruments(a), ["uint256[]"]),
+                    (fn.cashOf(a), ["int256"]),
+                    (fn.stateHashOf(a), ["bytes32"]),
+                )
+            ]
+        )
         orders = {a: [int(i) for i in first[3 * k][0]] for k, a in enumerate(accounts)}
         legs = [(a, i) for a in accounts for i in orders[a]]
         sizes = calls([(fn.positionOf(a, i), ["int256"]) for a, i in legs])
         positions: dict[str, dict[int, int]] = {a: {} for a in accounts}
         for (a, i), (size,) in zip(legs, sizes):
             positions[a][i] = int(size)
-        return {a: AccountOnChain(int(first[3 * k + 1][0]), bytes(first[3 * k + 2][0]), orders[a], positions[a])
-                for k, a in enumerate(accounts)}
+        return {
+            a: AccountOnChain(int(first[3 * k + 1][0]), bytes(first[3 * k + 2][0]), orders[a], positions[a])
+            for k, a in enumerate(accounts)
+        }
 
     def account_at(self, account: str, block_hash: str) -> AccountOnChain:
         """An account's cash, state hash and positions read from the contract at one block (by
@@ -179,8 +216,16 @@ class SystemClient:
                 continue
             label, contract, name = self._topics[key]
             decoded = getattr(contract.events, name)().process_log(entry)
-            out.append(DecodedLog(int(entry["blockNumber"]), int(entry["logIndex"]), label, name,
-                                  dict(decoded["args"]), entry["transactionHash"].hex(),
-                                  "0x" + bytes(entry["blockHash"]).hex()))
+            out.append(
+                DecodedLog(
+                    int(entry["blockNumber"]),
+                    int(entry["logIndex"]),
+                    label,
+                    name,
+                    dict(decoded["args"]),
+                    entry["transactionHash"].hex(),
+                    "0x" + bytes(entry["blockHash"]).hex(),
+                )
+            )
         out.sort(key=lambda d: (d.block, d.index))
         return out

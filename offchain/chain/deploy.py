@@ -5,18 +5,32 @@ the instrument listings. Used by scripts/deploy.py (`ape run deploy`), the tests
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from offchain.attest.state import instrument_to_chain
+from offchain.attest.state_hash import instrument_to_chain
 from offchain.risk.instruments import Instrument
 from offchain.risk.params import MarginParams
 
 
 @dataclass(frozen=True)
 class OnchainRiskConfig:
-    """Mirror of the RiskConfig struct (contracts/interfaces/IClearinghouse.sol), in WAD."""
+    """Mirror of the RiskConfig struct (contracts/interfaces/IClearinghouse.sol), in WAD. The
+    fields are the struct's members in declaration order; MEMBERS names them as the contract does."""
+
+    MEMBERS: ClassVar[tuple[str, ...]] = (
+        "paramsVersion",
+        "maxSnapshotAge",
+        "snapshotTolerance",
+        "maxPositions",
+        "takerFee",
+        "liquidationBuffer",
+        "liquidatorBonus",
+        "insuranceFee",
+        "dustMargin",
+    )
 
     params_version: int = 1
     # a Chainlink-style feed legitimately stays unchanged for up to its heartbeat (an hour), and an
@@ -32,9 +46,40 @@ class OnchainRiskConfig:
 
     def as_tuple(self) -> tuple[int, ...]:
         return (
-            self.params_version, self.max_snapshot_age, self.snapshot_tolerance, self.max_positions,
-            self.taker_fee, self.liquidation_buffer, self.liquidator_bonus, self.insurance_fee, self.dust_margin,
+            self.params_version,
+            self.max_snapshot_age,
+            self.snapshot_tolerance,
+            self.max_positions,
+            self.taker_fee,
+            self.liquidation_buffer,
+            self.liquidator_bonus,
+            self.insurance_fee,
+            self.dust_margin,
         )
+
+    def by_member(self) -> dict[str, int]:
+        """The struct keyed by the contract's member names (how the replica stores it)."""
+        return dict(zip(self.MEMBERS, self.as_tuple()))
+
+    @classmethod
+    def from_chain(cls, value: Any) -> OnchainRiskConfig:
+        """The struct as the chain tooling hands it over: a mapping by member name (a decoded
+        event argument, the replica's stored form), an object with the members as attributes
+        (an ape call's result) or a tuple in declaration order (a web3 call's result)."""
+        if isinstance(value, Mapping):
+            values = [value[m] for m in cls.MEMBERS]
+        elif all(hasattr(value, m) for m in cls.MEMBERS):
+            values = [getattr(value, m) for m in cls.MEMBERS]
+        else:
+            values = list(value)
+            if len(values) != len(cls.MEMBERS):
+                raise ValueError(f"a RiskConfig has {len(cls.MEMBERS)} members, got {len(values)} values")
+        return cls(*(int(v) for v in values))
+
+
+def read_risk_config(clearinghouse: Any, block: int | str = "latest") -> OnchainRiskConfig:
+    """The RiskConfig in force at `block`, read from the clearinghouse (a web3 contract)."""
+    return OnchainRiskConfig.from_chain(clearinghouse.functions.riskConfig().call(block_identifier=block))
 
 
 @dataclass

@@ -82,7 +82,7 @@ class Commitments:
         wanted = [a for a in accounts if a not in root.proofs]
         c = root.commitment
         for i in range(0, len(wanted), PROOFS_PER_REQUEST):
-            chunk = ",".join(wanted[i:i + PROOFS_PER_REQUEST])
+            chunk = ",".join(wanted[i : i + PROOFS_PER_REQUEST])
             answer = oracle.get(f"/v1/commitments/0x{root.root.hex()}/proofs?accounts={chunk}")
             for account, entry in (answer.get("proofs") or {}).items():
                 try:
@@ -90,9 +90,13 @@ class Commitments:
                     proof = [bytes.fromhex(str(p).removeprefix("0x")) for p in entry["proof"]]
                 except (KeyError, TypeError, ValueError, AttributeError):
                     continue
-                if not isinstance(att, MarginAttestation) or att.account != account \
-                        or (att.snapshot_time, att.deadline, att.params_version) != (c.snapshot_time, c.deadline, c.params_version) \
-                        or not verify(proof, root.root, leaf_of(att)):
+                if (
+                    not isinstance(att, MarginAttestation)
+                    or att.account != account
+                    or (att.snapshot_time, att.deadline, att.params_version)
+                    != (c.snapshot_time, c.deadline, c.params_version)
+                    or not verify(proof, root.root, leaf_of(att))
+                ):
                     continue
                 root.proofs[account] = (att, proof_bytes(self.registry, root.root, proof))
 

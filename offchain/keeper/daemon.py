@@ -24,8 +24,7 @@ import signal
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,10 +34,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from web3.logs import DISCARD
 
 from offchain.attest.keys import load_signer
-from offchain.attest.liquidation import NotLiquidatable, fund_fits, slice_im, terms
+from offchain.attest.liquidation import NotLiquidatable, flag_clears, fund_covers, fund_fits, slice_im, terms
 from offchain.attest.messages import AdlFill, MarginAttestation, from_wire
 from offchain.chain.contracts import RPC_FAILURES, SystemClient
-from offchain.chain.deploy import Deployment
+from offchain.chain.deploy import Deployment, OnchainRiskConfig, read_risk_config
 from offchain.errors import UserError
 from offchain.keeper.errors import ErrorDecoder
 from offchain.keeper.fees import GWEI, FeePolicy
@@ -46,18 +45,21 @@ from offchain.keeper.commitments import Commitments
 from offchain.keeper.journal import Journal
 from offchain.keeper.notify import MarginCallNotifier
 from offchain.keeper.tracker import RetryTracker
+from offchain.oracle.client import OracleClient, OracleRefused
 from offchain.keeper.unwind import MarketMakerClient, QuoteRefused, check_quote, largest_position
 from offchain.keeper.txsender import Pending, Plan, Result, SendFailed, SimulationFailed, TxSender, Unaffordable
 from offchain.ops.httpserver import HttpError, JsonServer
 from offchain.ops.logs import event, setup
-from offchain.oracle.state import ChainState
-from offchain.oracle.store import open_store
+from offchain.replica import Replica, open_replica, open_store
 from offchain.risk.units import WAD
 
 log = logging.getLogger("keeper")
 
-SKIP_REASONS = {1: "its state moved on since the attestation", 2: "it is no longer below maintenance margin",
-                3: "the fund cannot cover its deficit (goes to deleveraging)"}
+SKIP_REASONS = {
+    1: "its state moved on since the attestation",
+    2: "it is no longer below maintenance margin",
+    3: "the fund cannot cover its deficit (goes to deleveraging)",
+}
 
 
 @dataclass
@@ -88,36 +90,6 @@ class KeeperConfig:
 
 
 SIGNED_BATCH = 50  # the oracle signs at most this many liquidation attestations per request
-
-
-class OracleClient:
-    def __init__(self, base: str, timeout: float = 15.0) -> None:
-        self.base, self.timeout = base.rstrip("/"), timeout
-
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method, headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                return json.loads(r.read())
-        except urllib.error.HTTPError as err:
-            try:
-                detail = json.loads(err.read() or b"{}").get("error", "")
-            except ValueError:
-                detail = f"HTTP {err.code}"
-            raise OracleRefused(err.code, detail) from None
-
-    def get(self, path: str) -> dict[str, Any]:
-        return self._call("GET", path)
-
-    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call("POST", path, body)
-
-
-class OracleRefused(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"oracle refused ({status}): {message}")
-        self.status = status
 
 
 def _signed(item: dict[str, Any]) -> tuple[Any, bytes]:
@@ -155,30 +127,39 @@ class _LogTap:
 
 
 class Keeper:
-    def __init__(self, client: SystemClient, oracle: OracleClient, account: Any, config: KeeperConfig, state_dir: Path) -> None:
+    def __init__(
+        self, client: SystemClient, oracle: OracleClient, account: Any, config: KeeperConfig, state_dir: Path
+    ) -> None:
         self.client, self.oracle, self.account, self.config = client, oracle, account, config
         self.me = account.address
         self.state_dir = state_dir
         self.store = open_store(state_dir / "chain-state.sqlite", name=f"keeper:{account.address}")
         self.extra_path = state_dir / "keeper-state.json"
-        key = ChainState.key_of(client.deployment.chain_id, client.deployment.clearinghouse)
-        self.state = self.store.load(key) or ChainState(block=client.deployment.deploy_block - 1, deployment_key=key)
-        self.state.origin = client.deployment.deploy_block - 1
-        self.state.reorg_window = client.deployment.reorg_window
+        # the keeper's own replica: it drives the catch-up and the saves, and reads it as `replica`
+        self.state = open_replica(client.deployment, self.store)
         self.confirmations = client.deployment.confirmations if config.confirmations is None else config.confirmations
         self.flag_watch: set[str] = set(self._load_extra().get("flag_watch", []))
         self._saved_flags = set(self.flag_watch)
         self.journal = Journal(state_dir / "journal.sqlite")
-        self.decoder = ErrorDecoder([client.ch.abi, client.engine.abi, client.fund.abi]
-                                    + ([client.commitments.abi] if client.commitments is not None else []))
+        self.decoder = ErrorDecoder(
+            [client.ch.abi, client.engine.abi, client.fund.abi]
+            + ([client.commitments.abi] if client.commitments is not None else [])
+        )
         if config.proofs and client.commitments is None:
             raise UserError("--proofs: this deployment has no commitment registry (its file has no `commitments`)")
         self.commitments = Commitments(client.deployment.commitments) if config.proofs else None
         policy = FeePolicy(percentile=config.tip_percentile, max_fee=int(config.max_fee_gwei * GWEI))
         # a dry run sends nothing: it neither journals nor takes over transactions left in flight
-        self.sender = TxSender(client.w3, account, None if config.dry_run else self.journal, self.decoder, policy,
-                               refresh=self._refresh,
-                               on_replaced=self._replaced, bump_blocks=config.bump_blocks)
+        self.sender = TxSender(
+            client.w3,
+            account,
+            None if config.dry_run else self.journal,
+            self.decoder,
+            policy,
+            refresh=self._refresh,
+            on_replaced=self._replaced,
+            bump_blocks=config.bump_blocks,
+        )
         self.notifier = MarginCallNotifier(state_dir / "margin-calls.jsonl", config.webhooks)
         self.accounts = RetryTracker(config.retry_max_blocks)  # accounts below MM (liquidation, ADL)
         self.duties = RetryTracker(config.retry_max_blocks)  # prices, settlements, flags, heartbeats
@@ -196,11 +177,11 @@ class Keeper:
         self._fund: tuple[int, int, int] | None = None
         # the contract's latest word on whether the fund covers an account: (state hash, fund, beyond)
         self.verdicts: dict[str, tuple[str, int, bool]] = {}
-        self.replica: tuple[Any, dict[str, Any]] = (None, {})  # ((state version, block), summary for /health)
+        self._replica_summary: tuple[Any, dict[str, Any]] = (None, {})  # ((state version, block), for /health)
         self._replica_at = 0.0
         self.capital: dict[str, Any] = {}
         self.warnings: list[str] = []
-        self._risk_config: tuple[int, Any] | None = None
+        self._risk_config: tuple[int, OnchainRiskConfig] | None = None  # (head read at, config)
         self._backstop_delay: int | None = None
         self._heartbeat_off_until = -1
         # head block at the start of the latest loop that found nothing to do (drivers wait on it)
@@ -210,8 +191,12 @@ class Keeper:
         self.m_lag = Gauge("keeper_block_lag", "Head minus the last block the keeper processed", registry=r)
         self.m_at_risk = Gauge("keeper_accounts_at_risk", "Accounts below maintenance margin", registry=r)
         self.m_near = Gauge("keeper_accounts_near_mm", "Accounts between MM and the margin-call ratio", registry=r)
-        self.m_unhandled = Gauge("keeper_accounts_stalled", "Accounts below MM for --stall-blocks blocks or more", registry=r)
-        self.m_liq = Counter("keeper_liquidations_total", "Accounts liquidated (done) or not (skipped, failed)", ["result"], registry=r)
+        self.m_unhandled = Gauge(
+            "keeper_accounts_stalled", "Accounts below MM for --stall-blocks blocks or more", registry=r
+        )
+        self.m_liq = Counter(
+            "keeper_liquidations_total", "Accounts liquidated (done) or not (skipped, failed)", ["result"], registry=r
+        )
         self.m_adl = Counter("keeper_deleveragings_total", "Deleveragings", ["result"], registry=r)
         self.m_settle = Counter("keeper_settlements_total", "Accounts settled", ["result"], registry=r)
         self.m_flags = Counter("keeper_flags_total", "Bankruptcy flags set and cleared", ["action"], registry=r)
@@ -221,9 +206,15 @@ class Keeper:
         self.m_pending = Gauge("keeper_transactions_pending", "Transactions in flight", registry=r)
         self.m_balance = Gauge("keeper_balance_eth", "Gas balance of the keeper", registry=r)
         self.m_cash = Gauge("keeper_cash", "The keeper's collateral cash in the clearinghouse", registry=r)
-        self.m_headroom = Gauge("keeper_margin_headroom", "The keeper's equity minus its IM (collateral units)", registry=r)
-        self.m_att = Histogram("keeper_attestation_seconds", "Oracle round-trip for attestations", registry=r,
-                               buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.m_headroom = Gauge(
+            "keeper_margin_headroom", "The keeper's equity minus its IM (collateral units)", registry=r
+        )
+        self.m_att = Histogram(
+            "keeper_attestation_seconds",
+            "Oracle round-trip for attestations",
+            registry=r,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
         self.m_errors = Counter("keeper_loop_errors_total", "Loop iterations that failed", registry=r)
         self.m_reorgs = Counter("keeper_reorgs_total", "Chain reorganisations the keeper recovered from", registry=r)
         self.m_rpc = Gauge("keeper_rpc_failures", "RPC calls that failed and were retried with backoff", registry=r)
@@ -240,8 +231,13 @@ class Keeper:
                 delay = self.config.poll_seconds
             except Exception as err:  # RPC or oracle outage: back off, keep running
                 self.m_errors.inc()
-                event(log, "loop failed; backing off", logging.WARNING, error=f"{type(err).__name__}: {str(err)[:300]}",
-                      retry_in=round(delay, 2))
+                event(
+                    log,
+                    "loop failed; backing off",
+                    logging.WARNING,
+                    error=f"{type(err).__name__}: {str(err)[:300]}",
+                    retry_in=round(delay, 2),
+                )
                 self.stop.wait(delay)
                 delay = min(delay * 2, 10.0)
                 continue
@@ -250,7 +246,7 @@ class Keeper:
             self.stop.wait(self.config.poll_seconds)
         self.store.save(self.state)
         self._save_extra()
-        event(log, "keeper stopped", block=self.state.block, in_flight=sorted(self.sender.pending))
+        event(log, "keeper stopped", block=self.replica.block, in_flight=sorted(self.sender.pending))
 
     def sync(self) -> int:
         ref = self.client.header("latest")
@@ -271,15 +267,22 @@ class Keeper:
         """The replica's block and digest for /health (to compare with the signers'). The digest
         reads the whole book: recomputed when the state changed, at most every 30 s beyond
         100,000 accounts."""
-        key = (self.state.version, self.state.block)
-        if self.replica[0] == key:
+        key = (self.replica.version, self.replica.block)
+        if self._replica_summary[0] == key:
             return
-        big = len(self.state.accounts) > 100_000
+        big = len(self.replica.accounts) > 100_000
         if big and time.monotonic() - self._replica_at < 30:
             return
         self._replica_at = time.monotonic()
-        self.replica = (key, {"block": self.state.block, "digest": self.state.digest(), "reorgs": self.state.reorgs,
-                              "diverged": sorted(self.state.diverged)})
+        self._replica_summary = (
+            key,
+            {
+                "block": self.replica.block,
+                "digest": self.replica.digest(),
+                "reorgs": self.replica.reorgs,
+                "diverged": sorted(self.replica.diverged),
+            },
+        )
 
     def _after_reorg(self, head: int) -> None:
         """Blocks were replaced: transactions of ours mined there may be gone. The nonce is read
@@ -296,8 +299,15 @@ class Keeper:
             for item in tracker.items.values():
                 if item.in_flight is None or item.in_flight >= nonce:
                     item.next_block = min(item.next_block, head)
-        event(log, "chain reorganisation: keeper resynchronised", logging.WARNING, head=head, nonce=nonce,
-              in_flight=sorted(self.sender.pending), last_reorg=self.state.last_reorg)
+        event(
+            log,
+            "chain reorganisation: keeper resynchronised",
+            logging.WARNING,
+            head=head,
+            nonce=nonce,
+            in_flight=sorted(self.sender.pending),
+            last_reorg=self.replica.last_reorg,
+        )
 
     def step(self) -> None:
         self.sent_this_step = False
@@ -354,15 +364,18 @@ class Keeper:
             self.idle_at_block = head
         if self.loops % 10 == 1:
             self.m_balance.set(self.client.w3.eth.get_balance(self.me) / 1e18)
-        acct = self.state.accounts.get(self.me)
+        acct = self.replica.account(self.me)
         self.m_cash.set((acct.cash if acct else 0) / WAD)
+
+    @property
+    def replica(self) -> Replica:
+        """The chain state as the keeper reads it: its replica, at the confirmed block."""
+        return self.state
 
     # A bankruptcy the fund can cover is liquidated whole (the fund pays the deficit); one beyond
     # the fund is flagged and deleveraged. Which is which follows the fund as it pays: its
-    # on-chain balance, read again after each of the keeper's transactions lands.
-
-    def fund_now(self) -> float:
-        return self.fund_wei() / WAD
+    # on-chain balance, read again after each of the keeper's transactions lands, compared in
+    # WAD integers by the contract's own rule (fund_covers, flag_clears).
 
     def fund_wei(self) -> int:
         return self._fund_state()[1]
@@ -380,7 +393,7 @@ class Keeper:
         return self._fund
 
     def _beyond_fund(self, row: dict[str, Any]) -> bool:
-        """Bankrupt beyond the fund, decided with the contract's integers: deficit > balance
+        """Bankrupt beyond the fund, decided with the contract's integers: not fund_covers
         (flagBankruptcy's rule). The contract's own latest verdict on the same state and fund
         (a simulation that said FundCanCover, a batch that skipped it as beyond the fund) wins
         over this estimate from the oracle's risk snapshot."""
@@ -391,7 +404,7 @@ class Keeper:
         verdict = self.verdicts.get(row["account"])
         if verdict is not None and verdict[:2] == (row["state_hash"], fund):
             return verdict[2]
-        return -equity > fund
+        return not fund_covers(-equity, fund)
 
     def _verdict(self, account: str, beyond: bool) -> None:
         row = self.below.get(account)
@@ -409,7 +422,7 @@ class Keeper:
         return {a: r for a, r in self.below.items() if self._beyond_fund(r)}
 
     def _keeper_fingerprint(self) -> tuple[int, str]:
-        acct = self.state.accounts.get(self.me)
+        acct = self.replica.account(self.me)
         return (acct.cash, acct.state_hash.hex()) if acct else (0, "")
 
     # ------------------------------------------------------------------ sending
@@ -432,8 +445,14 @@ class Keeper:
     def _send(self, plan: Plan, tracker: RetryTracker, keys: list[str]) -> Pending | None:
         """Submits `plan` (asynchronously). Failures reschedule `keys` with backoff."""
         if self.config.dry_run:
-            event(log, f"dry run: would send {plan.action}", gas=plan.gas, deadline=plan.deadline,
-                  worth_wei=plan.worth_wei, **{k: v for k, v in plan.meta.items() if k != "kind"})
+            event(
+                log,
+                f"dry run: would send {plan.action}",
+                gas=plan.gas,
+                deadline=plan.deadline,
+                worth_wei=plan.worth_wei,
+                **{k: v for k, v in plan.meta.items() if k != "kind"},
+            )
             for k in keys:
                 tracker.failed(k, self.head, "dry run: not sent")
             return None
@@ -443,8 +462,14 @@ class Keeper:
             level = logging.ERROR if isinstance(err, SendFailed) else logging.WARNING
             for k in keys:
                 nxt = tracker.failed(k, self.head, f"{type(err).__name__}: {err}")
-            event(log, f"{plan.action} not sent", level, error=f"{type(err).__name__}: {err}"[:300],
-                  retry_at_block=nxt if keys else None, **{k: v for k, v in plan.meta.items() if k != "kind"})
+            event(
+                log,
+                f"{plan.action} not sent",
+                level,
+                error=f"{type(err).__name__}: {err}"[:300],
+                retry_at_block=nxt if keys else None,
+                **{k: v for k, v in plan.meta.items() if k != "kind"},
+            )
             if isinstance(err, SendFailed) and "insufficient funds" in str(err):
                 self.warnings.append("the keeper's gas balance cannot pay for its transactions")
             return None
@@ -467,9 +492,14 @@ class Keeper:
         if r.status == "reverted":
             why = f"reverted: {self._revert_reason(r)}"
         if kind == "liquidate" and r.ok:
-            done = {e["args"]["account"] for e in self.client.engine.events.Liquidated().process_receipt(r.receipt, errors=DISCARD)}
-            skipped = {e["args"]["account"]: int(e["args"]["reason"])
-                       for e in self.client.engine.events.LiquidationSkipped().process_receipt(r.receipt, errors=DISCARD)}
+            done = {
+                e["args"]["account"]
+                for e in self.client.engine.events.Liquidated().process_receipt(r.receipt, errors=DISCARD)
+            }
+            skipped = {
+                e["args"]["account"]: int(e["args"]["reason"])
+                for e in self.client.engine.events.LiquidationSkipped().process_receipt(r.receipt, errors=DISCARD)
+            }
             for a in keys_a:
                 if a in done:
                     self.accounts.landed(a, self.head + self.confirmations)
@@ -483,8 +513,13 @@ class Keeper:
                     else:
                         self.accounts.failed(a, self.head, why, retry_now=reason == 1)
                     self.m_liq.labels("skipped").inc()
-                    event(log, "liquidation skipped on-chain; not done", logging.WARNING, account=a,
-                          reason=SKIP_REASONS.get(reason, reason))
+                    event(
+                        log,
+                        "liquidation skipped on-chain; not done",
+                        logging.WARNING,
+                        account=a,
+                        reason=SKIP_REASONS.get(reason, reason),
+                    )
                 else:
                     self.accounts.failed(a, self.head, "not in the mined batch", retry_now=True)
             return
@@ -500,8 +535,12 @@ class Keeper:
             self.m_flags.labels("cleared").inc()
         elif kind == "heartbeat" and r.ok:
             self.m_heartbeats.inc()
-        elif kind == "commitment" and self.commitments is not None and self.commitments.next is not None \
-                and "0x" + self.commitments.next.root.hex() == r.plan.meta.get("root"):
+        elif (
+            kind == "commitment"
+            and self.commitments is not None
+            and self.commitments.next is not None
+            and "0x" + self.commitments.next.root.hex() == r.plan.meta.get("root")
+        ):
             if r.ok:
                 self.commitments.promote(self.commitments.next)
             else:
@@ -522,7 +561,8 @@ class Keeper:
         """Why a mined transaction reverted: the call replayed on the state it met."""
         try:
             block = int(r.receipt["blockNumber"])
-            self.client.w3.eth.call({"from": self.me, "to": r.plan.to, "data": r.plan.data, "value": r.plan.value}, block - 1)
+            call: dict[str, Any] = {"from": self.me, "to": r.plan.to, "data": r.plan.data, "value": r.plan.value}
+            self.client.w3.eth.call(call, block - 1)  # type: ignore[arg-type]  # web3's TxParams wants NewTypes
         except Exception as err:
             return self.decoder.describe(err)
         return "unknown (the call succeeds on the previous block's state)"
@@ -598,7 +638,7 @@ class Keeper:
         """Up to --batch-size of `rows`, in order, the bankrupt ones only while the fund covers
         their deficits one after another, the fees of earlier items included (fund_fits: the
         contract's rule, in integers)."""
-        cfg = self.state.liquidation_config
+        cfg = self.replica.liquidation_config
         if cfg is None:
             return rows[: self.config.batch_size]
         fund, health, decimals = self.fund_wei(), self.fund_health(), self.client.deployment.collateral_decimals
@@ -623,7 +663,11 @@ class Keeper:
             return
         inside = p.accounts()
         newcomers = [r for r in candidates if r["account"] not in inside]
-        if not newcomers or len(p.plan.meta.get("accounts", [])) >= self.config.batch_size or p.plan.meta.get("gas_capped"):
+        if (
+            not newcomers
+            or len(p.plan.meta.get("accounts", [])) >= self.config.batch_size
+            or p.plan.meta.get("gas_capped")
+        ):
             return  # full, or cut to the gas budget: a replacement would carry the same accounts
         if self.head - p.sent_block < self.sender.bump_blocks:
             return
@@ -642,8 +686,8 @@ class Keeper:
         at most 50), or one per account when it refuses the batch."""
         if len(accounts) > SIGNED_BATCH:
             later = {a: "deferred: signed attestations come 50 accounts at a time" for a in accounts[SIGNED_BATCH:]}
-            items, fractions, errors = self._signed_quotes(accounts[:SIGNED_BATCH])
-            return items, fractions, {**errors, **later}
+            first = self._signed_quotes(accounts[:SIGNED_BATCH])
+            return first[0], first[1], {**first[2], **later}
         body = {"accounts": accounts, "liquidator": self.me, "min_block": self.seen_block}
         try:
             resp = self._attest("liquidation", body)
@@ -672,20 +716,26 @@ class Keeper:
         evicted or lying root costs speed, never liveness."""
         assert self.commitments is not None
         root = self.commitments.usable(self.head_time)
-        if root is not None and not self.client.commitments.functions.rootPosted(root.root).call():
+        registry = self.client.commitments
+        assert registry is not None  # --proofs needs a deployment with the registry (checked at start)
+        if root is not None and not registry.functions.rootPosted(root.root).call():
             self.commitments.current = None  # its post was reorganised away, or the signer set changed
             root = None
         if root is None:
             self._try_ensure_root()
             return self._signed_quotes(accounts)
-        cfg = self.state.liquidation_config
+        cfg = self.replica.liquidation_config
         if cfg is None:
             return self._signed_quotes(accounts)
         try:
             self.commitments.fetch(self.oracle, root, accounts)
         except Exception as err:  # refused, malformed, timed out: whatever the answer, go signed
-            event(log, "no proofs for the posted root; signed attestations meanwhile", logging.WARNING,
-                  error=f"{type(err).__name__}: {err}"[:300])
+            event(
+                log,
+                "no proofs for the posted root; signed attestations meanwhile",
+                logging.WARNING,
+                error=f"{type(err).__name__}: {err}"[:300],
+            )
             self.commitments.current = None
             self._try_ensure_root()
             return self._signed_quotes(accounts)
@@ -694,7 +744,7 @@ class Keeper:
         unproven: list[str] = []
         health = self.fund_health()
         for a in accounts:
-            proven, acct = root.proofs.get(a), self.state.accounts.get(a)
+            proven, acct = root.proofs.get(a), self.replica.account(a)
             if proven is None or acct is None or proven[0].state_hash != acct.state_hash:
                 unproven.append(a)  # not in the root, or its state moved since
                 continue
@@ -735,8 +785,12 @@ class Keeper:
         assert self.commitments is not None
         c = self.commitments
         current = c.current
-        if current is not None and current.posted and current.block > newer_than \
-                and current.commitment.deadline > self.head_time + c.margin:
+        if (
+            current is not None
+            and current.posted
+            and current.block > newer_than
+            and current.commitment.deadline > self.head_time + c.margin
+        ):
             return
         nxt = c.next
         if nxt is not None and (nxt.block <= newer_than or nxt.commitment.deadline <= self.head_time + c.margin):
@@ -751,15 +805,20 @@ class Keeper:
             except (OracleRefused, ValueError, KeyError) as err:
                 event(log, "no commitment from the oracle", logging.WARNING, error=str(err)[:300])
                 return
-        if self.client.commitments.functions.rootPosted(nxt.root).call():
+        registry = self.client.commitments
+        assert registry is not None
+        if registry.functions.rootPosted(nxt.root).call():
             c.promote(nxt)  # posted (by us, or by someone else)
             return
         if any(p.plan.meta.get("kind") == "commitment" for p in self.sender.pending.values()):
             return
-        call = self.client.commitments.functions.postCommitment(nxt.commitment.as_tuple(), nxt.signatures)
+        call = registry.functions.postCommitment(nxt.commitment.as_tuple(), nxt.signatures)
         try:
-            plan = self.sender.plan(call, "post commitment", meta={"kind": "commitment", "root": "0x" + nxt.root.hex(),
-                                                                   "keys": ["commitment"]})
+            plan = self.sender.plan(
+                call,
+                "post commitment",
+                meta={"kind": "commitment", "root": "0x" + nxt.root.hex(), "keys": ["commitment"]},
+            )
         except SimulationFailed as err:
             # e.g. a snapshot already too old: the next block asks for a fresh commitment
             event(log, "commitment would not post", logging.WARNING, error=err.reason)
@@ -778,7 +837,7 @@ class Keeper:
         chosen: list[str] = []
         if "liquidator" in items:
             katt, ksigs = _signed(items["liquidator"])
-            own = self.state.accounts.get(self.me)
+            own = self.replica.account(self.me)
             equity = (own.cash if own else 0) + katt.value
             requirement = katt.initial_margin
             for a in accounts:
@@ -786,13 +845,17 @@ class Keeper:
                     continue
                 att = from_wire(items[a])
                 bonus, need = int(fractions[a]["bonus"]), slice_im(att.initial_margin, int(fractions[a]["fraction"]))
-                if equity + bonus >= requirement + need and requirement + need <= self.config.risk_budget * (equity + bonus):
+                if equity + bonus >= requirement + need and requirement + need <= self.config.risk_budget * (
+                    equity + bonus
+                ):
                     chosen.append(a)
                     equity, requirement = equity + bonus, requirement + need
                 else:
-                    errors[a] = (f"keeper capital: equity {(equity + bonus) / WAD:,.2f} after the bonus does not cover "
-                                 f"its IM bound {(requirement + need) / WAD:,.2f} with this slice within the risk "
-                                 f"budget {self.config.risk_budget:.0%} (deposit collateral, or unwind)")
+                    errors[a] = (
+                        f"keeper capital: equity {(equity + bonus) / WAD:,.2f} after the bonus does not cover "
+                        f"its IM bound {(requirement + need) / WAD:,.2f} with this slice within the risk "
+                        f"budget {self.config.risk_budget:.0%} (deposit collateral, or unwind)"
+                    )
         plan = None
         while chosen:
             plan, failed = self._build_liquidation(chosen, items, fractions)
@@ -803,8 +866,14 @@ class Keeper:
         if plan is not None and any(e.startswith("deferred: the batch is over") for e in errors.values()):
             plan.meta["gas_capped"] = True
         # where a crash's seconds go: the oracle's attestations, then simulating and pricing the batch
-        event(log, "liquidation planned", accounts=len(chosen) if plan is not None else 0, asked=len(accounts),
-              attest_s=round(attested - started, 3), simulate_s=round(time.perf_counter() - attested, 3))
+        event(
+            log,
+            "liquidation planned",
+            accounts=len(chosen) if plan is not None else 0,
+            asked=len(accounts),
+            attest_s=round(attested - started, 3),
+            simulate_s=round(time.perf_counter() - attested, 3),
+        )
         return plan, errors
 
     def _record_errors(self, errors: dict[str, str]) -> None:
@@ -814,13 +883,21 @@ class Keeper:
                 self.accounts.defer(a, self.head, error)
                 continue
             nxt = self.accounts.failed(a, self.head, error)
-            event(log, "liquidation not possible now; will retry", logging.WARNING, account=a, error=error[:300],
-                  retry_at_block=nxt)
+            event(
+                log,
+                "liquidation not possible now; will retry",
+                logging.WARNING,
+                account=a,
+                error=error[:300],
+                retry_at_block=nxt,
+            )
         if any("keeper capital" in e for e in errors.values()):
             self.no_room_for_slice = True
             self.warnings.append("the keeper's equity cannot absorb the next liquidation slice")
 
-    def _build_liquidation(self, accounts: list[str], items: dict[str, Any], fractions: dict[str, Any]) -> tuple[Plan | None, dict[str, str]]:
+    def _build_liquidation(
+        self, accounts: list[str], items: dict[str, Any], fractions: dict[str, Any]
+    ) -> tuple[Plan | None, dict[str, str]]:
         """(plan, {}) when the batch simulates; else (None, the accounts to drop with why)."""
         katt, ksigs = _signed(items["liquidator"])
         requests, deadlines = [], [katt.deadline]
@@ -840,7 +917,9 @@ class Keeper:
                 return None, {accounts[0]: f"would revert: {err.reason}"}
             if err.error_name == "GasCap":
                 # more than the node lets one call use: half waits for the next batch
-                return None, {a: "deferred: the batch is over the node's gas cap" for a in accounts[len(accounts) // 2:]}
+                return None, {
+                    a: "deferred: the batch is over the node's gas cap" for a in accounts[len(accounts) // 2 :]
+                }
             if err.error_name == "LiquidatorBelowInitialMargin":
                 return None, {accounts[-1]: f"would revert: {err.reason} (keeper capital)"}
             failed = {}
@@ -855,10 +934,20 @@ class Keeper:
         gain = sum(bonuses) / WAD
         duty = self.config.liquidate_unprofitable or any(b == 0 for b in bonuses)  # bankrupt: the fund pays
         worth = None if duty else int(max(0.0, gain - self.config.min_profit) / self.config.collateral_per_eth * 1e18)
-        plan = self.sender.plan(call, "liquidation", gas, deadline=min(deadlines), worth_wei=worth, serial=True,
-                                meta={"kind": "liquidate", "accounts": list(accounts),
-                                      "fractions": {a: int(fractions[a]["fraction"]) / WAD for a in accounts},
-                                      "gain": round(gain, 6)})
+        plan = self.sender.plan(
+            call,
+            "liquidation",
+            gas,
+            deadline=min(deadlines),
+            worth_wei=worth,
+            serial=True,
+            meta={
+                "kind": "liquidate",
+                "accounts": list(accounts),
+                "fractions": {a: int(fractions[a]["fraction"]) / WAD for a in accounts},
+                "gain": round(gain, 6),
+            },
+        )
         return plan, {}
 
     # ------------------------------------------------------------------ bankruptcy beyond the fund
@@ -867,11 +956,17 @@ class Keeper:
         return bool(self.client.ch.functions.flagged(account).call())
 
     def _plan_flag(self, account: str) -> Plan | None:
-        att, sigs = _signed(self._attest("margin", {"account": account, "min_block": self.seen_block})["items"]["margin"])
+        att, sigs = _signed(
+            self._attest("margin", {"account": account, "min_block": self.seen_block})["items"]["margin"]
+        )
         call = self.client.engine.functions.flagBankruptcy(account, att.as_tuple(), sigs)
         self.sender.simulate(call)
-        return self.sender.plan(call, "bankruptcy flag", deadline=att.deadline,
-                                meta={"kind": "flag", "account": account, "accounts": [account]})
+        return self.sender.plan(
+            call,
+            "bankruptcy flag",
+            deadline=att.deadline,
+            meta={"kind": "flag", "account": account, "accounts": [account]},
+        )
 
     def _plan_adl(self, account: str) -> Plan | None:
         plan = self._attest("adl", {"account": account, "min_block": self.seen_block})
@@ -879,9 +974,13 @@ class Keeper:
         fills = [AdlFill.from_wire(f) for f in plan["extra"]["fills"]]
         call = self.client.engine.functions.deleverage(att.as_tuple(), sigs, [f.as_tuple() for f in fills])
         self.sender.simulate(call)
-        return self.sender.plan(call, "deleveraging", deadline=att.deadline,
-                                serial=True,
-                                meta={"kind": "adl", "account": account, "accounts": [account], "fills": len(fills)})
+        return self.sender.plan(
+            call,
+            "deleveraging",
+            deadline=att.deadline,
+            serial=True,
+            meta={"kind": "adl", "account": account, "accounts": [account], "fills": len(fills)},
+        )
 
     def deleverage(self, row: dict[str, Any]) -> None:
         account = row["account"]
@@ -890,7 +989,7 @@ class Keeper:
         if self.sender.serial_in_flight() is not None:
             return  # its plan must see the portfolios the transaction in flight changes
         try:
-            if account not in self.state.flagged and not self._flagged(account):
+            if account not in self.replica.flagged and not self._flagged(account):
                 plan = self._plan_flag(account)
                 if plan is None or self._send(plan, self.accounts, [account]) is None:
                     return
@@ -908,27 +1007,39 @@ class Keeper:
                 self.accounts.defer(account, self.head, err.reason)
                 return
             nxt = self.accounts.failed(account, self.head, f"{type(err).__name__}: {err}")
-            event(log, "deleveraging not possible now; will retry", logging.WARNING, account=account,
-                  error=str(err)[:300], retry_at_block=nxt)
+            event(
+                log,
+                "deleveraging not possible now; will retry",
+                logging.WARNING,
+                account=account,
+                error=str(err)[:300],
+                retry_at_block=nxt,
+            )
             self.m_adl.labels("refused").inc()
 
     def _plan_clear_flag(self, account: str) -> Plan | None:
         if self.client.ch.functions.openInstruments(account).call():
-            att, sigs = _signed(self._attest("margin", {"account": account, "min_block": self.seen_block})["items"]["margin"])
+            att, sigs = _signed(
+                self._attest("margin", {"account": account, "min_block": self.seen_block})["items"]["margin"]
+            )
         else:
             att, sigs = MarginAttestation.empty(), b""
         call = self.client.engine.functions.clearFlag(account, att.as_tuple(), sigs)
         self.sender.simulate(call)
-        return self.sender.plan(call, "clear bankruptcy flag", deadline=att.deadline or None,
-                                meta={"kind": "clear_flag", "account": account, "keys": [f"clear:{account}"]})
+        return self.sender.plan(
+            call,
+            "clear bankruptcy flag",
+            deadline=att.deadline or None,
+            meta={"kind": "clear_flag", "account": account, "keys": [f"clear:{account}"]},
+        )
 
     def clear_flags(self, risk: dict[str, Any]) -> None:
         """Clears the flag of every flagged account that is no longer bankrupt beyond the fund:
         a flag gates everyone's withdrawals, so it must not outlive the bad debt."""
-        candidates = (set(self.state.flagged) | self.flag_watch | set(risk.get("flagged", []))) - set(self.bankrupt)
+        candidates = (set(self.replica.flagged) | self.flag_watch | set(risk.get("flagged", []))) - set(self.bankrupt)
         if not candidates:
             return
-        fund = self.fund_now()
+        fund = self.fund_wei()
         listed = {r["account"]: r for r in risk["accounts"]}
         for account in sorted(candidates):
             key = f"clear:{account}"
@@ -941,16 +1052,16 @@ class Keeper:
             self.flag_watch.add(account)
             has_positions = bool(self.client.ch.functions.openInstruments(account).call())
             if not has_positions:
-                equity = int(self.client.ch.functions.cashOf(account).call()) / WAD  # no positions: its cash
+                equity = int(self.client.ch.functions.cashOf(account).call())  # no positions: its cash
             elif account in listed:
-                equity = float(listed[account]["equity"])
+                equity = _row_equity(listed[account])
             else:
                 try:
-                    equity = float(self.oracle.get(f"/v1/accounts/{account}")["equity"])
+                    equity = _row_equity(self.oracle.get(f"/v1/accounts/{account}"))
                 except OracleRefused as err:
                     self.duties.failed(key, self.head, str(err))
                     continue
-            if equity < 0 and (has_positions or -equity > fund):
+            if not flag_clears(equity, has_positions, fund):
                 # in deficit with positions: liquidated whole through the fund (which clears the
                 # flag) or deleveraged; without positions: waits for the fund to cover it
                 continue
@@ -959,8 +1070,14 @@ class Keeper:
                 plan = self._plan_clear_flag(account)
             except (OracleRefused, SimulationFailed) as err:
                 nxt = self.duties.failed(key, self.head, str(err))
-                event(log, "bankruptcy flag cannot be cleared yet", logging.WARNING, account=account,
-                      error=str(err)[:300], retry_at_block=nxt)
+                event(
+                    log,
+                    "bankruptcy flag cannot be cleared yet",
+                    logging.WARNING,
+                    account=account,
+                    error=str(err)[:300],
+                    retry_at_block=nxt,
+                )
                 continue
             if plan is not None:
                 self._send(plan, self.duties, [key])
@@ -968,11 +1085,17 @@ class Keeper:
     # ------------------------------------------------------------------ backstop
 
     def _plan_stall_report(self, account: str) -> Plan | None:
-        att, sigs = _signed(self._attest("margin", {"account": account, "min_block": self.seen_block})["items"]["margin"])
+        att, sigs = _signed(
+            self._attest("margin", {"account": account, "min_block": self.seen_block})["items"]["margin"]
+        )
         call = self.client.engine.functions.reportStall(account, att.as_tuple(), sigs)
         self.sender.simulate(call)
-        return self.sender.plan(call, "stall report", deadline=att.deadline,
-                                meta={"kind": "stall_report", "account": account, "keys": [f"stall:{account}"]})
+        return self.sender.plan(
+            call,
+            "stall report",
+            deadline=att.deadline,
+            meta={"kind": "stall_report", "account": account, "keys": [f"stall:{account}"]},
+        )
 
     def backstop(self) -> None:
         """The accounts below MM the keeper could not liquidate `backstop_after` times in a row
@@ -1003,7 +1126,11 @@ class Keeper:
                         continue
                 # a first report, or its confirmation once due (the contract holds the account to
                 # the confirmed MM, within BACKSTOP_DELAY of the confirmation)
-                if not fresh or int(confirmed_at) < due or self.head_time > int(confirmed_at) + self._backstop_delay // 2:
+                if (
+                    not fresh
+                    or int(confirmed_at) < due
+                    or self.head_time > int(confirmed_at) + self._backstop_delay // 2
+                ):
                     plan = self._plan_stall_report(account)
                     self.duties.ensure(key, self.head)
                     if plan is not None:
@@ -1018,16 +1145,26 @@ class Keeper:
                 self._send(plan, self.accounts, [account])
             except (OracleRefused, SimulationFailed, KeyError, ValueError) as err:
                 nxt = self.duties.failed(key, self.head, f"{type(err).__name__}: {err}")
-                event(log, "backstop not possible now; will retry", logging.WARNING, account=account,
-                      error=str(err)[:300], retry_at_block=nxt)
+                event(
+                    log,
+                    "backstop not possible now; will retry",
+                    logging.WARNING,
+                    account=account,
+                    error=str(err)[:300],
+                    retry_at_block=nxt,
+                )
 
     # ------------------------------------------------------------------ snapshot heartbeat
 
     def _tolerance(self) -> int:
+        """RiskConfig.snapshotTolerance: the replica's, or the contract's before the replica has
+        replayed a configuration."""
+        replayed = self.replica.snapshot_tolerance
+        if replayed is not None:
+            return replayed
         if self._risk_config is None or self.head - self._risk_config[0] > 50:
-            self._risk_config = (self.head, self.client.ch.functions.riskConfig().call())
-        config = self._risk_config[1]
-        return int(config[2] if isinstance(config, (list, tuple)) else config["snapshotTolerance"])
+            self._risk_config = (self.head, read_risk_config(self.client.ch))
+        return self._risk_config[1].snapshot_tolerance
 
     def heartbeat(self) -> None:
         """Raises the on-chain snapshot floor when it trails the oracle's newest snapshot by more
@@ -1046,7 +1183,9 @@ class Keeper:
         except OracleRefused as err:
             if err.status in (404, 405):
                 self._heartbeat_off_until = self.head + 100
-                event(log, "the oracle has no heartbeat endpoint; not posting snapshots", logging.WARNING, error=str(err))
+                event(
+                    log, "the oracle has no heartbeat endpoint; not posting snapshots", logging.WARNING, error=str(err)
+                )
             else:
                 self.duties.failed(key, self.head, str(err))
             return
@@ -1063,15 +1202,20 @@ class Keeper:
             event(log, "snapshot heartbeat would revert", logging.WARNING, error=err.reason)
             return
         self.duties.ensure(key, self.head)
-        self._send(self.sender.plan(call, "snapshot heartbeat", meta={"kind": "heartbeat", "snapshot_time": heartbeat.snapshot_time}),
-                   self.duties, [key])
+        self._send(
+            self.sender.plan(
+                call, "snapshot heartbeat", meta={"kind": "heartbeat", "snapshot_time": heartbeat.snapshot_time}
+            ),
+            self.duties,
+            [key],
+        )
 
     # ------------------------------------------------------------------ unwinding
 
     def _over_budget(self) -> bool:
         """Whether the keeper's own requirement is above its risk budget (only asked when it
         holds positions and has a market maker to unwind to)."""
-        own = self.state.accounts.get(self.me)
+        own = self.replica.account(self.me)
         if self.market_maker is None or own is None or not own.positions:
             return False
         try:
@@ -1088,7 +1232,7 @@ class Keeper:
 
     def unwind(self) -> None:
         """Trades the keeper's largest live position to the market maker (see offchain/keeper/unwind.py)."""
-        own = self.state.accounts.get(self.me)
+        own = self.replica.account(self.me)
         if self.market_maker is None or own is None or not own.positions or not self._room():
             return
         if self.sender.serial_in_flight() is not None or not self.duties.due("unwind", self.head):
@@ -1096,8 +1240,12 @@ class Keeper:
         self.duties.ensure("unwind", self.head)
         try:
             marks = {int(i): float(m) for i, m in self.oracle.get("/v1/marks")["marks"].items()}
-            live = {i: z for i, z in own.positions.items()
-                    if (inst := self.state.instruments.get(i)) is not None and not (inst.is_option and inst.expiry <= self.head_time)}
+            live = {
+                i: z
+                for i, z in own.positions.items()
+                if (inst := self.replica.instruments.get(i)) is not None
+                and not (inst.is_option and inst.expiry <= self.head_time)
+            }
             picked = largest_position(live, marks)
             if picked is None:
                 self.duties.forget("unwind")
@@ -1105,16 +1253,34 @@ class Keeper:
             instrument_id, size = picked
             quote = self.market_maker.quote(instrument_id, size, self.me)
             check_quote(quote, instrument_id, size, marks[instrument_id], self.config.unwind_max_spread_bps)
-            resp = self._attest("trade", {"order": quote.wire_order(), "fill_amount": str(abs(size)), "taker": self.me,
-                                          "min_block": self.seen_block})
+            resp = self._attest(
+                "trade",
+                {
+                    "order": quote.wire_order(),
+                    "fill_amount": str(abs(size)),
+                    "taker": self.me,
+                    "min_block": self.seen_block,
+                },
+            )
             ma, msigs = _signed(resp["items"]["maker"])
             ta, tsigs = _signed(resp["items"]["taker"])
-            call = self.client.ch.functions.fillOrder(quote.order.as_tuple(), quote.signature, abs(size),
-                                                      ma.as_tuple(), msigs, ta.as_tuple(), tsigs)
+            call = self.client.ch.functions.fillOrder(
+                quote.order.as_tuple(), quote.signature, abs(size), ma.as_tuple(), msigs, ta.as_tuple(), tsigs
+            )
             self.sender.simulate(call)
-            plan = self.sender.plan(call, "unwind", deadline=min(quote.order.deadline, ma.deadline, ta.deadline),
-                                    serial=True, meta={"kind": "unwind", "instrument": instrument_id, "size": size / WAD,
-                                                       "price": quote.order.price / WAD, "mark": marks[instrument_id]})
+            plan = self.sender.plan(
+                call,
+                "unwind",
+                deadline=min(quote.order.deadline, ma.deadline, ta.deadline),
+                serial=True,
+                meta={
+                    "kind": "unwind",
+                    "instrument": instrument_id,
+                    "size": size / WAD,
+                    "price": quote.order.price / WAD,
+                    "mark": marks[instrument_id],
+                },
+            )
         except (QuoteRefused, OracleRefused, SimulationFailed, OSError, KeyError, ValueError) as err:
             nxt = self.duties.failed("unwind", self.head, f"{type(err).__name__}: {err}")
             event(log, "unwind not possible now; will retry", logging.WARNING, error=str(err)[:300], retry_at_block=nxt)
@@ -1125,11 +1291,11 @@ class Keeper:
 
     def settle_expired(self) -> None:
         now = self.head_time
-        expired = {i: inst for i, inst in self.state.instruments.items() if inst.is_option and inst.expiry <= now}
+        expired = {i: inst for i, inst in self.replica.instruments.items() if inst.is_option and inst.expiry <= now}
         if not expired:
             return
         holders: dict[str, list[int]] = {}
-        for account, acct in self.state.accounts.items():
+        for account, acct in self.replica.accounts.items():
             ids = [i for i in acct.positions if i in expired]
             if ids:
                 holders[account] = sorted(ids)
@@ -1137,7 +1303,11 @@ class Keeper:
         posted_any = False
         for underlying, expiry in sorted(needed):
             key = f"price:{underlying}:{expiry}"
-            if (underlying, expiry) in self.state.settlement_prices or not self.duties.due(key, self.head) or not self._room():
+            if (
+                (underlying, expiry) in self.replica.settlement_prices
+                or not self.duties.due(key, self.head)
+                or not self._room()
+            ):
                 continue
             self.duties.ensure(key, self.head)
             try:
@@ -1147,20 +1317,33 @@ class Keeper:
                 self.sender.simulate(call)
             except (OracleRefused, SimulationFailed) as err:
                 nxt = self.duties.failed(key, self.head, str(err))
-                event(log, "settlement price not posted; will retry", logging.WARNING, underlying=underlying,
-                      expiry=expiry, error=str(err)[:300], retry_at_block=nxt)
+                event(
+                    log,
+                    "settlement price not posted; will retry",
+                    logging.WARNING,
+                    underlying=underlying,
+                    expiry=expiry,
+                    error=str(err)[:300],
+                    retry_at_block=nxt,
+                )
                 continue
-            p = self._send(self.sender.plan(call, "settlement price", meta={"kind": "price", "underlying": underlying,
-                                                                              "expiry": expiry}), self.duties, [key])
+            p = self._send(
+                self.sender.plan(
+                    call, "settlement price", meta={"kind": "price", "underlying": underlying, "expiry": expiry}
+                ),
+                self.duties,
+                [key],
+            )
             posted_any = posted_any or (p is not None and p.nonce not in self.sender.pending)
         if posted_any:
             self.sync()
-        prices = self.state.settlement_prices
+        prices = self.replica.settlement_prices
+
         # payers (shorts of an in-the-money option) first: the longs of an instrument are paid
         # only once all its shorts have settled; a payer settles all its expired shorts at once,
         # so it waits until every one of them has a posted price
         def pays(account: str) -> bool:
-            acct = self.state.accounts[account]
+            acct = self.replica.accounts[account]
             for i in holders[account]:
                 inst = expired[i]
                 price = prices.get((inst.underlying, inst.expiry))
@@ -1170,11 +1353,13 @@ class Keeper:
 
         # payers holding expired longs last: their longs pay once the other payers are in, and a
         # payer settled whole (shorts and longs in one call) shares a deficit with its winners
-        payers = sorted((a for a in holders if pays(a)),
-                        key=lambda a: any(self.state.accounts[a].positions.get(i, 0) > 0 for i in holders[a]))
+        payers = sorted(
+            (a for a in holders if pays(a)),
+            key=lambda a: any(self.replica.accounts[a].positions.get(i, 0) > 0 for i in holders[a]),
+        )
         for account in payers + [a for a in holders if a not in payers]:
             key = f"settle:{account}"
-            acct = self.state.accounts[account]
+            acct = self.replica.accounts[account]
             ready = [i for i in holders[account] if (expired[i].underlying, expired[i].expiry) in prices]
             if not ready or not self.duties.due(key, self.head) or not self._room():
                 continue
@@ -1192,7 +1377,9 @@ class Keeper:
                         continue  # they settle first: then this account settles whole, in one call
                     # pay now what it owes, with every long whose payout is known (the contract
                     # wants those in the same call); collect the rest once its payers are in
-                    ids = [i for i in ready if acct.positions.get(i, 0) < 0 or not self._long_waits(i, expired[i], prices)]
+                    ids = [
+                        i for i in ready if acct.positions.get(i, 0) < 0 or not self._long_waits(i, expired[i], prices)
+                    ]
                     if shorts and len(ids) < len(ready):
                         call = self.client.engine.functions.settle(account, ids)
                         try:
@@ -1205,28 +1392,41 @@ class Keeper:
                         continue
                 else:
                     nxt = self.duties.failed(key, self.head, err.reason)
-                    event(log, "settlement would revert; will retry", logging.WARNING, account=account,
-                          error=err.reason, retry_at_block=nxt)
+                    event(
+                        log,
+                        "settlement would revert; will retry",
+                        logging.WARNING,
+                        account=account,
+                        error=err.reason,
+                        retry_at_block=nxt,
+                    )
                     self.m_settle.labels("failed").inc()
                     continue
-            self._send(self.sender.plan(call, "settlement", serial=account == self.me,
-                                        meta={"kind": "settle", "account": account, "instruments": ids}),
-                       self.duties, [key])
+            self._send(
+                self.sender.plan(
+                    call,
+                    "settlement",
+                    serial=account == self.me,
+                    meta={"kind": "settle", "account": account, "instruments": ids},
+                ),
+                self.duties,
+                [key],
+            )
 
-    def _long_waits(self, instrument_id: int, inst: Any, prices: dict[tuple[str, int], float]) -> bool:
+    def _long_waits(self, instrument_id: int, inst: Any, prices: Mapping[tuple[str, int], float]) -> bool:
         """Whether a long of this expired option waits for its payers: in the money, and some
         account still short of it."""
         price = prices.get((inst.underlying, inst.expiry))
         if price is None or not _in_the_money(inst, price):
             return price is None
-        return any(a.positions.get(instrument_id, 0) < 0 for a in self.state.accounts.values())
+        return any(a.positions.get(instrument_id, 0) < 0 for a in self.replica.accounts.values())
 
     def _payers_to_wait_for(self, account: str, holders: dict[str, list[int]]) -> bool:
         """Whether a short still open on one of `account`'s expired longs belongs to an account
         with no expired long of its own (it settles without waiting for anyone). Otherwise the
         payers wait on each other, and `account` pays its shorts alone to break the circle. Read
         from the replica at the loop's block, so the order follows the chain, not timing."""
-        accounts = self.state.accounts
+        accounts = self.replica.accounts
         longs = [i for i in holders[account] if accounts[account].positions.get(i, 0) > 0]
         for other, ids in holders.items():
             if other == account or not any(accounts[other].positions.get(i, 0) < 0 for i in longs):
@@ -1240,7 +1440,11 @@ class Keeper:
     def update_capital(self) -> None:
         """The keeper's margin headroom against the next slice it would take: a liquidation
         requires equity before + bonuses ≥ IM before + Σ fraction × victim IM."""
-        queued = [r for a, r in self.partial.items() if self.accounts.items.get(a) is None or self.accounts.items[a].in_flight is None]
+        queued = [
+            r
+            for a, r in self.partial.items()
+            if self.accounts.items.get(a) is None or self.accounts.items[a].in_flight is None
+        ]
         if not queued and self.loops % 20:
             return
         try:
@@ -1252,17 +1456,23 @@ class Keeper:
             equity, im = 0.0, 0.0
         headroom = equity - im
         self.m_headroom.set(headroom)
-        capital: dict[str, Any] = {"equity": round(equity, 2), "initial_margin": round(im, 2), "headroom": round(headroom, 2)}
-        cfg = self.state.liquidation_config
+        capital: dict[str, Any] = {
+            "equity": round(equity, 2),
+            "initial_margin": round(im, 2),
+            "headroom": round(headroom, 2),
+        }
+        cfg = self.replica.liquidation_config
         if queued and cfg is not None:
             r = min(queued, key=lambda r: r["ratio"])
             try:
-                f, bonus, _ = terms(_wad(r["equity"]), _wad(r["mm"]), cfg, self.state.fund_health())
+                f, bonus, _ = terms(_wad(r["equity"]), _wad(r["mm"]), cfg, self.replica.fund_health())
                 need = (slice_im(_wad(r["im"]), f) - bonus) / WAD
                 capital.update(next_account=r["account"], next_slice_needs=round(need, 2), ok=headroom >= need)
                 if headroom < need:
-                    self.warnings.append(f"the keeper's equity cannot absorb the next slice: headroom {headroom:,.2f} "
-                                         f"< {need:,.2f} needed for {r['account']}")
+                    self.warnings.append(
+                        f"the keeper's equity cannot absorb the next slice: headroom {headroom:,.2f} "
+                        f"< {need:,.2f} needed for {r['account']}"
+                    )
             except NotLiquidatable:
                 pass
         self.capital = capital
@@ -1280,11 +1490,19 @@ class Keeper:
     def _health(self) -> dict[str, Any]:
         age = time.time() - self.last_loop if self.last_loop else None
         stalled = self.accounts.stalled(self.head, self.config.stall_blocks, self.progress_block)
-        pending = [{"nonce": p.nonce, "action": p.plan.action, "accounts": sorted(p.accounts()),
-                    "blocks": self.head - p.first_block, "replacements": len(p.variants) - 1,
-                    "max_fee_gwei": round(p.current.fees.max_fee / 1e9, 3), "tip_gwei": round(p.current.fees.tip / 1e9, 3),
-                    "deadline": p.plan.deadline}
-                   for p in self.sender.in_flight()]
+        pending = [
+            {
+                "nonce": p.nonce,
+                "action": p.plan.action,
+                "accounts": sorted(p.accounts()),
+                "blocks": self.head - p.first_block,
+                "replacements": len(p.variants) - 1,
+                "max_fee_gwei": round(p.current.fees.max_fee / 1e9, 3),
+                "tip_gwei": round(p.current.fees.tip / 1e9, 3),
+                "deadline": p.plan.deadline,
+            }
+            for p in self.sender.in_flight()
+        ]
         warnings = list(self.warnings)
         if age is None:
             status = "starting"
@@ -1293,18 +1511,31 @@ class Keeper:
             warnings.append(f"no loop completed for {age:.0f}s")
         elif stalled and not self.config.dry_run:
             status = "stalled"
-            warnings.append(f"{len(stalled)} accounts below maintenance margin unhandled for "
-                            f"{self.config.stall_blocks}+ blocks")
+            warnings.append(
+                f"{len(stalled)} accounts below maintenance margin unhandled for " f"{self.config.stall_blocks}+ blocks"
+            )
         else:
             status = "degraded" if warnings else "ok"
-        return {"status": status, "address": self.me, "block": self.state.block, "seconds_since_loop": age,
-                "dry_run": self.config.dry_run, "nonce": self.sender.next_nonce, "chain_nonce": self.sender.chain_nonce,
-                "pending": pending, "at_risk": len(self.accounts.items),
-                "unhandled": [t.view(self.head) for t in stalled],
-                "retrying": [t.view(self.head) for t in list(self.accounts.items.values()) if t.attempts][:50],
-                "capital": self.capital, "warnings": warnings, "journal_entries": len(self.journal.entries),
-                "transactions": dict(self.sender.counts), "idle_at_block": self.idle_at_block,
-                "replica": self.replica[1], "confirmations": self.confirmations}
+        return {
+            "status": status,
+            "address": self.me,
+            "block": self.replica.block,
+            "seconds_since_loop": age,
+            "dry_run": self.config.dry_run,
+            "nonce": self.sender.next_nonce,
+            "chain_nonce": self.sender.chain_nonce,
+            "pending": pending,
+            "at_risk": len(self.accounts.items),
+            "unhandled": [t.view(self.head) for t in stalled],
+            "retrying": [t.view(self.head) for t in list(self.accounts.items.values()) if t.attempts][:50],
+            "capital": self.capital,
+            "warnings": warnings,
+            "journal_entries": len(self.journal.entries),
+            "transactions": dict(self.sender.counts),
+            "idle_at_block": self.idle_at_block,
+            "replica": self._replica_summary[1],
+            "confirmations": self.confirmations,
+        }
 
     def health_response(self) -> dict[str, Any]:
         h = self.health()
@@ -1340,14 +1571,28 @@ def run_keeper(args: argparse.Namespace) -> int:
     signer = load_signer(args.key_env, args.keystore, args.password_env)
     account = Account.from_key(signer._account.key)
     config = KeeperConfig(
-        oracle_url=args.oracle, batch_size=args.batch_size, batch_gas=args.batch_gas, margin_call_ratio=args.margin_call_ratio,
-        poll_seconds=args.poll, dry_run=args.dry_run, liquidate_unprofitable=args.liquidate_unprofitable,
-        min_profit=args.min_profit, collateral_per_eth=args.collateral_per_eth,
-        webhooks=[w for w in (args.webhook or []) if w], stall_blocks=args.stall_blocks, proofs=args.proofs,
+        oracle_url=args.oracle,
+        batch_size=args.batch_size,
+        batch_gas=args.batch_gas,
+        margin_call_ratio=args.margin_call_ratio,
+        poll_seconds=args.poll,
+        dry_run=args.dry_run,
+        liquidate_unprofitable=args.liquidate_unprofitable,
+        min_profit=args.min_profit,
+        collateral_per_eth=args.collateral_per_eth,
+        webhooks=[w for w in (args.webhook or []) if w],
+        stall_blocks=args.stall_blocks,
+        proofs=args.proofs,
         proofs_min=args.proofs_min,
-        retry_max_blocks=args.retry_max_blocks, max_fee_gwei=args.max_fee_gwei, tip_percentile=args.tip_percentile,
-        bump_blocks=args.bump_blocks, max_pending=args.max_pending, backstop_after=args.backstop_after,
-        market_maker=args.market_maker, unwind_max_spread_bps=args.unwind_max_spread_bps, risk_budget=args.risk_budget,
+        retry_max_blocks=args.retry_max_blocks,
+        max_fee_gwei=args.max_fee_gwei,
+        tip_percentile=args.tip_percentile,
+        bump_blocks=args.bump_blocks,
+        max_pending=args.max_pending,
+        backstop_after=args.backstop_after,
+        market_maker=args.market_maker,
+        unwind_max_spread_bps=args.unwind_max_spread_bps,
+        risk_budget=args.risk_budget,
         confirmations=args.confirmations,
     )
     if not 0 < config.risk_budget <= 1:
@@ -1358,15 +1603,24 @@ def run_keeper(args: argparse.Namespace) -> int:
     server.serve_in_thread()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: keeper.stop.set())
-    event(logger, "keeper up", address=account.address, port=server.port, dry_run=config.dry_run,
-          resumed_from_block=keeper.state.block, in_flight=sorted(keeper.sender.pending))
+    event(
+        logger,
+        "keeper up",
+        address=account.address,
+        port=server.port,
+        dry_run=config.dry_run,
+        resumed_from_block=keeper.state.block,
+        in_flight=sorted(keeper.sender.pending),
+    )
     keeper.run()
     server.shutdown()
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    keeper = sub.add_parser("keeper", help="the keeper / liquidator daemon").add_subparsers(dest="keeper_command", metavar="ACTION")
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keeper = sub.add_parser("keeper", help="the keeper / liquidator daemon").add_subparsers(
+        dest="keeper_command", metavar="ACTION"
+    )
     k = keeper.add_parser("run", help="watch, warn, liquidate, deleverage and settle")
     k.add_argument("--rpc", default="http://127.0.0.1:8545")
     k.add_argument("--deployment", required=True)
@@ -1377,11 +1631,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     k.add_argument("--state-dir", default="runs/keeper", help="cursor, journal and margin-call outbox")
     k.add_argument("--batch-size", type=int, default=50, help="accounts per liquidation transaction (at most 50)")
     k.add_argument("--batch-gas", type=int, default=12_000_000, help="gas per liquidation transaction, at most")
-    k.add_argument("--proofs", action="store_true",
-                   help="liquidate with Merkle proofs against a posted whole-book commitment instead of one "
-                        "threshold-signed attestation per account (README: snapshot commitments)")
-    k.add_argument("--proofs-min", type=int, default=20,
-                   help="with --proofs, batches of fewer accounts still use signed attestations (posting a root costs a block)")
+    k.add_argument(
+        "--proofs",
+        action="store_true",
+        help="liquidate with Merkle proofs against a posted whole-book commitment instead of one "
+        "threshold-signed attestation per account (README: snapshot commitments)",
+    )
+    k.add_argument(
+        "--proofs-min",
+        type=int,
+        default=20,
+        help="with --proofs, batches of fewer accounts still use signed attestations (posting a root costs a block)",
+    )
     k.add_argument("--margin-call-ratio", type=float, default=1.2, help="warn below equity / MM of this")
     k.add_argument("--poll", type=float, default=0.5, help="seconds between loops")
     k.add_argument("--dry-run", action="store_true", help="simulate and log, send nothing")
@@ -1392,18 +1653,38 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     k.add_argument("--tip-percentile", type=float, default=60.0, help="tip: this percentile of recent blocks' tips")
     k.add_argument("--bump-blocks", type=int, default=2, help="blocks unmined before the fees are raised")
     k.add_argument("--max-pending", type=int, default=16, help="transactions in flight at once")
-    k.add_argument("--stall-blocks", type=int, default=20,
-                   help="/health answers 503 when an account stays below MM unhandled this many blocks")
+    k.add_argument(
+        "--stall-blocks",
+        type=int,
+        default=20,
+        help="/health answers 503 when an account stays below MM unhandled this many blocks",
+    )
     k.add_argument("--retry-max-blocks", type=int, default=8, help="longest backoff between attempts on one account")
     k.add_argument("--market-maker", help="URL of a market maker (POST /v1/quote) to unwind liquidated positions to")
-    k.add_argument("--unwind-max-spread-bps", type=int, default=100,
-                   help="worst unwind price accepted, in basis points from the oracle's mark")
-    k.add_argument("--confirmations", type=int, default=None,
-                   help="act on the state this many blocks below the head (default: the deployment's)")
-    k.add_argument("--risk-budget", type=float, default=1.0,
-                   help="share of its equity the keeper's margin requirement may use after a liquidation (0-1]")
-    k.add_argument("--backstop-after", type=int, default=3,
-                   help="failed attempts before an account is reported stalled for the ADL backstop (0: never)")
+    k.add_argument(
+        "--unwind-max-spread-bps",
+        type=int,
+        default=100,
+        help="worst unwind price accepted, in basis points from the oracle's mark",
+    )
+    k.add_argument(
+        "--confirmations",
+        type=int,
+        default=None,
+        help="act on the state this many blocks below the head (default: the deployment's)",
+    )
+    k.add_argument(
+        "--risk-budget",
+        type=float,
+        default=1.0,
+        help="share of its equity the keeper's margin requirement may use after a liquidation (0-1]",
+    )
+    k.add_argument(
+        "--backstop-after",
+        type=int,
+        default=3,
+        help="failed attempts before an account is reported stalled for the ADL backstop (0: never)",
+    )
     k.add_argument("--webhook", action="append", help="URL to POST margin-call warnings to (repeatable)")
     k.add_argument("--host", default="127.0.0.1")
     k.add_argument("--port", type=int, default=9200)

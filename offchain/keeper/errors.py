@@ -14,18 +14,26 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_utils import keccak
+
+from offchain.errors import DpreError
 from offchain.ops.logs import show_value
 
 PANIC_CODES = {
-    0x01: "assertion failed", 0x11: "arithmetic overflow or underflow", 0x12: "division by zero",
-    0x21: "invalid enum value", 0x22: "invalid storage byte array", 0x31: "pop on empty array",
-    0x32: "array index out of bounds", 0x41: "out of memory", 0x51: "call to a zero-initialized function",
+    0x01: "assertion failed",
+    0x11: "arithmetic overflow or underflow",
+    0x12: "division by zero",
+    0x21: "invalid enum value",
+    0x22: "invalid storage byte array",
+    0x31: "pop on empty array",
+    0x32: "array index out of bounds",
+    0x41: "out of memory",
+    0x51: "call to a zero-initialized function",
 }
 ERROR_STRING = keccak(text="Error(string)")[:4]
 PANIC = keccak(text="Panic(uint256)")[:4]
@@ -42,12 +50,12 @@ def _canonical_type(item: dict[str, Any]) -> str:
 class ErrorDecoder:
     """Custom-error selectors of a set of ABIs → name and decoded arguments."""
 
-    def __init__(self, abis: Iterable[list[dict[str, Any]]] = ()) -> None:
+    def __init__(self, abis: Iterable[Sequence[Any]] = ()) -> None:
         self.errors: dict[bytes, tuple[str, list[str], list[str]]] = {}
         for abi in abis:
             self.add(abi)
 
-    def add(self, abi: list[dict[str, Any]]) -> None:
+    def add(self, abi: Sequence[Any]) -> None:
         for item in abi:
             if item.get("type") != "error":
                 continue
@@ -130,6 +138,11 @@ def error_message(err: BaseException) -> str:
     return str(err) or type(err).__name__
 
 
+class KeeperError(DpreError):
+    """Something the keeper tried did not happen: a quote, an attestation, a transaction. The
+    keeper logs it and retries later; it is never a request's fault, so it has no kind."""
+
+
 class SendError(enum.Enum):
     """What a node's refusal of a transaction means for the sender."""
 
@@ -152,22 +165,73 @@ class SendError(enum.Enum):
 
 
 _PATTERNS: list[tuple[SendError, tuple[str, ...]]] = [
-    (SendError.ALREADY_KNOWN, ("already known", "already imported", "known transaction", "alreadyknown",
-                               "transaction already exists", "already in mempool", "tx already in")),
-    (SendError.REPLACEMENT_UNDERPRICED, ("replacement transaction underpriced", "replacement underpriced",
-                                         "replacement fee too low", "replacementnotallowed", "could not replace")),
-    (SendError.NONCE_TOO_LOW, ("nonce too low", "nonce is too low", "oldnonce", "invalid nonce; got",
-                               "nonce has already been used", "already been used")),
-    (SendError.NONCE_TOO_HIGH, ("nonce too high", "nonce is too high", "nonce gap", "futurenonce",
-                                "nonce exceeds", "too far in the future")),
-    (SendError.FEE_BELOW_BASE_FEE, ("less than block base fee", "fee cap less than block base fee",
-                                    "max fee per gas less than", "maxfeepergas less than", "feecap too low",
-                                    "fee cap too low", "below base fee", "less than base fee", "feetoolow")),
-    (SendError.UNDERPRICED, ("transaction underpriced", "underpriced", "gas price too low", "tip too low",
-                             "max priority fee per gas higher than max fee", "priority fee too low")),
+    (
+        SendError.ALREADY_KNOWN,
+        (
+            "already known",
+            "already imported",
+            "known transaction",
+            "alreadyknown",
+            "transaction already exists",
+            "already in mempool",
+            "tx already in",
+        ),
+    ),
+    (
+        SendError.REPLACEMENT_UNDERPRICED,
+        (
+            "replacement transaction underpriced",
+            "replacement underpriced",
+            "replacement fee too low",
+            "replacementnotallowed",
+            "could not replace",
+        ),
+    ),
+    (
+        SendError.NONCE_TOO_LOW,
+        (
+            "nonce too low",
+            "nonce is too low",
+            "oldnonce",
+            "invalid nonce; got",
+            "nonce has already been used",
+            "already been used",
+        ),
+    ),
+    (
+        SendError.NONCE_TOO_HIGH,
+        ("nonce too high", "nonce is too high", "nonce gap", "futurenonce", "nonce exceeds", "too far in the future"),
+    ),
+    (
+        SendError.FEE_BELOW_BASE_FEE,
+        (
+            "less than block base fee",
+            "fee cap less than block base fee",
+            "max fee per gas less than",
+            "maxfeepergas less than",
+            "feecap too low",
+            "fee cap too low",
+            "below base fee",
+            "less than base fee",
+            "feetoolow",
+        ),
+    ),
+    (
+        SendError.UNDERPRICED,
+        (
+            "transaction underpriced",
+            "underpriced",
+            "gas price too low",
+            "tip too low",
+            "max priority fee per gas higher than max fee",
+            "priority fee too low",
+        ),
+    ),
     (SendError.INSUFFICIENT_FUNDS, ("insufficient funds", "insufficient balance", "insufficientfunds")),
-    (SendError.GAS, ("intrinsic gas too low", "exceeds block gas limit", "gas limit reached",
-                     "out of gas", "gas too low")),
+    (
+        SendError.GAS,
+        ("intrinsic gas too low", "exceeds block gas limit", "gas limit reached", "out of gas", "gas too low"),
+    ),
     (SendError.REVERT, ("execution reverted", "revert")),
 ]
 
@@ -190,6 +254,7 @@ def classify(err: BaseException) -> ClassifiedError:
             return ClassifiedError(kind, message)
     name = type(err).__name__
     if isinstance(err, (ConnectionError, TimeoutError, OSError)) or any(
-            w in name for w in ("Connection", "Timeout", "ProtocolError", "ChunkedEncoding")):
+        w in name for w in ("Connection", "Timeout", "ProtocolError", "ChunkedEncoding")
+    ):
         return ClassifiedError(SendError.CONNECTION, f"{name}: {message}")
     return ClassifiedError(SendError.RPC, f"{name}: {message}")

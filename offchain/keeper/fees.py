@@ -67,7 +67,7 @@ def quote_from_history(history: Any, policy: FeePolicy) -> FeeQuote:
         tips.append(max(int(row[0]), policy.min_tip) if (row and full) else policy.min_tip)
     if not tips or not ratios or ratios[-1] < policy.full_ratio:
         return FeeQuote(next_base, policy.min_tip)
-    return FeeQuote(next_base, max(int(statistics.median(tips[-policy.recent_blocks:])), policy.min_tip))
+    return FeeQuote(next_base, max(int(statistics.median(tips[-policy.recent_blocks :])), policy.min_tip))
 
 
 def fetch_quote(w3: Any, policy: FeePolicy) -> FeeQuote:
@@ -76,9 +76,13 @@ def fetch_quote(w3: Any, policy: FeePolicy) -> FeeQuote:
         history = w3.eth.fee_history(policy.history_blocks, "latest", [policy.percentile])
         return quote_from_history(history, policy)
     except Exception as err:  # a node without eth_feeHistory: the latest block, one rise ahead
-        if "fee_history" not in str(err).lower() and "feehistory" not in str(err).lower() and \
-                "not supported" not in str(err).lower() and "method not found" not in str(err).lower() and \
-                "does not exist" not in str(err).lower():
+        if (
+            "fee_history" not in str(err).lower()
+            and "feehistory" not in str(err).lower()
+            and "not supported" not in str(err).lower()
+            and "method not found" not in str(err).lower()
+            and "does not exist" not in str(err).lower()
+        ):
             raise
         block = w3.eth.get_block("latest")
         base = int(block.get("baseFeePerGas") or 0)

@@ -34,7 +34,8 @@ class Journal:
         self.db.execute("PRAGMA synchronous=FULL")  # an entry is on disk before its transaction leaves
         self.db.execute("CREATE TABLE IF NOT EXISTS journal (key TEXT PRIMARY KEY, entry TEXT NOT NULL)")
         self.entries: dict[str, dict[str, Any]] = {
-            k: json.loads(v) for k, v in self.db.execute("SELECT key, entry FROM journal")}
+            k: json.loads(v) for k, v in self.db.execute("SELECT key, entry FROM journal")
+        }
         legacy = path.with_name("journal.json")
         if not self.entries and legacy.exists() and legacy != path:
             # renamed first: a crash after it cannot import the same file again later

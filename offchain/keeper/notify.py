@@ -27,16 +27,24 @@ class MarginCallNotifier:
         if key in self.sent:
             return False
         self.sent.add(key)
-        message = {"type": "margin_call", "block": block, "account": row["account"], "equity": row["equity"],
-                   "maintenance_margin": row["mm"], "ratio": round(row["ratio"], 4),
-                   "advice": "deposit collateral or reduce positions: liquidation starts below maintenance margin"}
+        message = {
+            "type": "margin_call",
+            "block": block,
+            "account": row["account"],
+            "equity": row["equity"],
+            "maintenance_margin": row["mm"],
+            "ratio": round(row["ratio"], 4),
+            "advice": "deposit collateral or reduce positions: liquidation starts below maintenance margin",
+        }
         if self.outbox:
             self.outbox.parent.mkdir(parents=True, exist_ok=True)
             with self.outbox.open("a") as f:
                 f.write(json.dumps(message) + "\n")
         for url in self.webhooks:
             try:
-                req = urllib.request.Request(url, data=json.dumps(message).encode(), headers={"Content-Type": "application/json"})
+                req = urllib.request.Request(
+                    url, data=json.dumps(message).encode(), headers={"Content-Type": "application/json"}
+                )
                 urllib.request.urlopen(req, timeout=2).close()
             except OSError as err:
                 event(log, "webhook failed", logging.WARNING, url=url, error=str(err))

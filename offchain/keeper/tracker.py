@@ -29,9 +29,16 @@ class Tracked:
     info: dict[str, Any] = field(default_factory=dict)
 
     def view(self, head: int) -> dict[str, Any]:
-        return {"account": self.key, "since_block": self.first_block, "blocks": head - self.first_block,
-                "attempts": self.attempts, "next_try_block": self.next_block, "in_flight_nonce": self.in_flight,
-                "last_error": self.last_error, **self.info}
+        return {
+            "account": self.key,
+            "since_block": self.first_block,
+            "blocks": head - self.first_block,
+            "attempts": self.attempts,
+            "next_try_block": self.next_block,
+            "in_flight_nonce": self.in_flight,
+            "last_error": self.last_error,
+            **self.info,
+        }
 
 
 class RetryTracker:
@@ -105,5 +112,7 @@ class RetryTracker:
         attempt or saw no progress at all (nothing landed since `progress_block`): a key merely
         queued behind others while the keeper works through them is not stalled."""
         idle = head - progress_block >= blocks
-        return sorted((t for t in list(self.items.values())
-                       if head - t.first_block >= blocks and (t.attempts > 0 or idle)), key=lambda t: t.first_block)
+        return sorted(
+            (t for t in list(self.items.values()) if head - t.first_block >= blocks and (t.attempts > 0 or idle)),
+            key=lambda t: t.first_block,
+        )

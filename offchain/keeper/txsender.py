@@ -30,7 +30,15 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound, Web3RPCError
 
-from offchain.keeper.errors import ClassifiedError, ErrorDecoder, SendError, classify, error_message, revert_data
+from offchain.keeper.errors import (
+    ClassifiedError,
+    ErrorDecoder,
+    KeeperError,
+    SendError,
+    classify,
+    error_message,
+    revert_data,
+)
 from offchain.keeper.fees import FeePolicy, FeeQuote, Fees, cap_for_value, fetch_quote, price, replacement, underpriced
 from offchain.keeper.journal import Journal
 from offchain.ops.logs import event
@@ -40,7 +48,7 @@ log = logging.getLogger("keeper.tx")
 CANCEL = "cancel"
 
 
-class SimulationFailed(Exception):
+class SimulationFailed(KeeperError):
     """eth_call says the transaction would revert; nothing was sent."""
 
     def __init__(self, reason: str, error_name: str | None = None) -> None:
@@ -48,11 +56,11 @@ class SimulationFailed(Exception):
         self.reason, self.error_name = reason, error_name
 
 
-class Unaffordable(Exception):
+class Unaffordable(KeeperError):
     """The next block's base fee and tip cost more per gas than the action is worth."""
 
 
-class SendFailed(Exception):
+class SendFailed(KeeperError):
     """The node refused the transaction for a reason resending will not fix."""
 
     def __init__(self, error: ClassifiedError) -> None:
@@ -78,15 +86,32 @@ class Plan:
     notes: dict[str, Any] = field(default_factory=dict, compare=False)  # the planner's, not journaled
 
     def to_json(self) -> dict[str, Any]:
-        return {"action": self.action, "to": self.to, "data": self.data, "gas": self.gas, "value": self.value,
-                "deadline": self.deadline, "worth_wei": None if self.worth_wei is None else str(self.worth_wei),
-                "meta": self.meta, "serial": self.serial}
+        return {
+            "action": self.action,
+            "to": self.to,
+            "data": self.data,
+            "gas": self.gas,
+            "value": self.value,
+            "deadline": self.deadline,
+            "worth_wei": None if self.worth_wei is None else str(self.worth_wei),
+            "meta": self.meta,
+            "serial": self.serial,
+        }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Plan":
         worth = d.get("worth_wei")
-        return cls(d["action"], d["to"], d["data"], int(d["gas"]), int(d.get("value", 0)), d.get("deadline"),
-                   None if worth is None else int(worth), dict(d.get("meta") or {}), bool(d.get("serial")))
+        return cls(
+            d["action"],
+            d["to"],
+            d["data"],
+            int(d["gas"]),
+            int(d.get("value", 0)),
+            d.get("deadline"),
+            None if worth is None else int(worth),
+            dict(d.get("meta") or {}),
+            bool(d.get("serial")),
+        )
 
 
 @dataclass
@@ -98,7 +123,12 @@ class Variant:
     fees: Fees
 
     def to_json(self) -> dict[str, Any]:
-        return {"hash": self.hash, "plan": self.plan.to_json(), "max_fee": str(self.fees.max_fee), "tip": str(self.fees.tip)}
+        return {
+            "hash": self.hash,
+            "plan": self.plan.to_json(),
+            "max_fee": str(self.fees.max_fee),
+            "tip": str(self.fees.tip),
+        }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Variant":
@@ -161,11 +191,19 @@ class Result:
 
 
 class TxSender:
-    def __init__(self, w3: Any, account: LocalAccount, journal: Journal | None = None,
-                 decoder: ErrorDecoder | None = None, policy: FeePolicy | None = None,
-                 refresh: Callable[[Pending], Plan | None] | None = None,
-                 on_replaced: Callable[[Pending, Plan], None] | None = None,
-                 bump_blocks: int = 2, deadline_margin: float = 1.0, max_broadcast_failures: int = 5) -> None:
+    def __init__(
+        self,
+        w3: Any,
+        account: LocalAccount,
+        journal: Journal | None = None,
+        decoder: ErrorDecoder | None = None,
+        policy: FeePolicy | None = None,
+        refresh: Callable[[Pending], Plan | None] | None = None,
+        on_replaced: Callable[[Pending, Plan], None] | None = None,
+        bump_blocks: int = 2,
+        deadline_margin: float = 1.0,
+        max_broadcast_failures: int = 5,
+    ) -> None:
         self.w3, self.account = w3, account
         self.address = account.address
         self.journal = journal
@@ -242,8 +280,16 @@ class TxSender:
     def plan(self, call: Any, action: str, gas: int | None = None, **kw: Any) -> Plan:
         """A Plan from a web3 contract call (estimates gas when not given)."""
         gas = gas or self.estimate(call)
-        tx = call.build_transaction({"from": self.address, "gas": gas, "nonce": 0, "maxFeePerGas": 1,
-                                     "maxPriorityFeePerGas": 1, "chainId": self.chain_id})
+        tx = call.build_transaction(
+            {
+                "from": self.address,
+                "gas": gas,
+                "nonce": 0,
+                "maxFeePerGas": 1,
+                "maxPriorityFeePerGas": 1,
+                "chainId": self.chain_id,
+            }
+        )
         data = tx.get("data", "0x")
         if isinstance(data, bytes):
             data = "0x" + data.hex()
@@ -273,16 +319,31 @@ class TxSender:
     # ------------------------------------------------------------------ sending
 
     def _sign(self, nonce: int, plan: Plan, fees: Fees) -> tuple[str, bytes]:
-        tx = {"from": self.address, "to": plan.to, "data": plan.data, "value": plan.value, "gas": plan.gas,
-              "nonce": nonce, "chainId": self.chain_id, "type": 2, **fees.tx_fields()}
+        tx: dict[str, Any] = {
+            "from": self.address,
+            "to": plan.to,
+            "data": plan.data,
+            "value": plan.value,
+            "gas": plan.gas,
+            "nonce": nonce,
+            "chainId": self.chain_id,
+            "type": 2,
+            **fees.tx_fields(),
+        }
         signed = self.account.sign_transaction(tx)
         return "0x" + bytes(signed.hash).hex(), bytes(signed.raw_transaction)
 
     def _journal(self, p: Pending) -> None:
         if self.journal is not None:
-            self.journal.record(Journal.nonce_key(p.nonce), status="in_flight", nonce=p.nonce,
-                                action=p.original.action, meta=p.original.meta, first_block=p.first_block,
-                                variants=[v.to_json() for v in p.variants])
+            self.journal.record(
+                Journal.nonce_key(p.nonce),
+                status="in_flight",
+                nonce=p.nonce,
+                action=p.original.action,
+                meta=p.original.meta,
+                first_block=p.first_block,
+                variants=[v.to_json() for v in p.variants],
+            )
 
     def _unjournal(self, nonce: int) -> None:
         if self.journal is not None:
@@ -305,8 +366,11 @@ class TxSender:
             self.sync_nonce()
         fees = self.fees_for(plan)
         if fees is None:
-            limit = (f"what {plan.action} is worth ({plan.worth_wei / 1e18:.6f} ETH for {plan.gas} gas)"
-                     if plan.worth_wei is not None else f"the fee ceiling ({self.policy.max_fee / 1e9:g} gwei)")
+            limit = (
+                f"what {plan.action} is worth ({plan.worth_wei / 1e18:.6f} ETH for {plan.gas} gas)"
+                if plan.worth_wei is not None
+                else f"the fee ceiling ({self.policy.max_fee / 1e9:g} gwei)"
+            )
             raise Unaffordable(f"next base fee {self.quote().next_base / 1e9:.2f} gwei + tip is above {limit}")
         for _attempt in range(4):
             nonce = int(self.next_nonce or 0)
@@ -314,21 +378,39 @@ class TxSender:
             p = Pending(nonce, [Variant(tx_hash, plan, fees)], self.head, self.head, checked_block=self.head)
             self._journal(p)  # before it leaves the process: a crash now still finds it
             error = self._broadcast(raw)
-            if error is not None and error.kind in (SendError.NONCE_TOO_LOW, SendError.REPLACEMENT_UNDERPRICED) \
-                    and self._in_pool(tx_hash):
+            if (
+                error is not None
+                and error.kind in (SendError.NONCE_TOO_LOW, SendError.REPLACEMENT_UNDERPRICED)
+                and self._in_pool(tx_hash)
+            ):
                 error = None  # a retry further down the line met our own transaction: it arrived
             if error is None or error.kind in (SendError.CONNECTION, SendError.RPC):
                 # sent, or perhaps sent (no answer): followed by poll, which finds it mined, in
                 # the pool, or missing (then sends it again)
                 if error is not None:
                     p.broadcast_failures = 1
-                    event(log, "send unconfirmed; will check the pool", logging.WARNING, nonce=nonce,
-                          action=plan.action, error=str(error))
+                    event(
+                        log,
+                        "send unconfirmed; will check the pool",
+                        logging.WARNING,
+                        nonce=nonce,
+                        action=plan.action,
+                        error=str(error),
+                    )
                 self.pending[nonce] = p
                 self.next_nonce = nonce + 1
                 self._count("sent")
-                event(log, f"{plan.action} sent", nonce=nonce, tx=tx_hash, max_fee_gwei=round(fees.max_fee / 1e9, 3),
-                      tip_gwei=round(fees.tip / 1e9, 3), gas=plan.gas, deadline=plan.deadline, **_fields(plan))
+                event(
+                    log,
+                    f"{plan.action} sent",
+                    nonce=nonce,
+                    tx=tx_hash,
+                    max_fee_gwei=round(fees.max_fee / 1e9, 3),
+                    tip_gwei=round(fees.tip / 1e9, 3),
+                    gas=plan.gas,
+                    deadline=plan.deadline,
+                    **_fields(plan),
+                )
                 return p
             self._unjournal(nonce)
             self._count(f"error:{error.kind.name.lower()}")
@@ -347,7 +429,9 @@ class TxSender:
             if error.kind is SendError.REVERT:
                 raise SimulationFailed(self.decoder.decode(error.message) or error.message)
             raise SendFailed(error)
-        raise SendFailed(ClassifiedError(SendError.RPC, "could not place the transaction after resynchronising the nonce"))
+        raise SendFailed(
+            ClassifiedError(SendError.RPC, "could not place the transaction after resynchronising the nonce")
+        )
 
     def _resend(self, p: Pending, plan: Plan, fees: Fees, why: str) -> bool:
         """Replaces the transaction at p.nonce with `plan` at `fees`. False if the node refused."""
@@ -355,8 +439,11 @@ class TxSender:
         p.variants.append(Variant(tx_hash, plan, fees))
         self._journal(p)
         error = self._broadcast(raw)
-        if error is not None and error.kind in (SendError.NONCE_TOO_LOW, SendError.REPLACEMENT_UNDERPRICED) \
-                and self._in_pool(tx_hash):
+        if (
+            error is not None
+            and error.kind in (SendError.NONCE_TOO_LOW, SendError.REPLACEMENT_UNDERPRICED)
+            and self._in_pool(tx_hash)
+        ):
             error = None  # a retry further down the line met our own transaction: it arrived
         if error is not None and error.kind in (SendError.CONNECTION, SendError.RPC):
             # perhaps sent: the hash stays known; the next block's check finds it or sends again
@@ -367,7 +454,15 @@ class TxSender:
             self._journal(p)
             p.broadcast_failures += 1
             self._count(f"error:{error.kind.name.lower()}")
-            event(log, "replacement refused", logging.WARNING, nonce=p.nonce, action=plan.action, why=why, error=str(error))
+            event(
+                log,
+                "replacement refused",
+                logging.WARNING,
+                nonce=p.nonce,
+                action=plan.action,
+                why=why,
+                error=str(error),
+            )
             if error.kind is SendError.NONCE_TOO_LOW:
                 p.checked_block = -1  # mined meanwhile: the next poll finds the receipt
             elif error.kind.resync:
@@ -376,10 +471,18 @@ class TxSender:
         p.sent_block = self.head
         p.capped_logged = False
         self._count("replaced" if plan.action != CANCEL else "cancelled")
-        event(log, f"{plan.action} replaced ({why})" if plan.action != CANCEL else f"cancelling nonce {p.nonce} ({why})",
-              logging.WARNING if plan.action == CANCEL else logging.INFO, nonce=p.nonce, tx=tx_hash,
-              max_fee_gwei=round(fees.max_fee / 1e9, 3), tip_gwei=round(fees.tip / 1e9, 3), deadline=plan.deadline,
-              replacements=len(p.variants) - 1, **_fields(plan))
+        event(
+            log,
+            f"{plan.action} replaced ({why})" if plan.action != CANCEL else f"cancelling nonce {p.nonce} ({why})",
+            logging.WARNING if plan.action == CANCEL else logging.INFO,
+            nonce=p.nonce,
+            tx=tx_hash,
+            max_fee_gwei=round(fees.max_fee / 1e9, 3),
+            tip_gwei=round(fees.tip / 1e9, 3),
+            deadline=plan.deadline,
+            replacements=len(p.variants) - 1,
+            **_fields(plan),
+        )
         return True
 
     def cancel(self, p: Pending, why: str) -> bool:
@@ -465,7 +568,9 @@ class TxSender:
         first, polls = p.missing or (self.head, 0)
         p.missing = (first, polls + 1)
         if (self.head > first and polls + 1 >= 3) or polls + 1 >= 20:
-            return Result(p.nonce, "replaced", p.original, reason="the nonce was taken by a transaction not sent from here")
+            return Result(
+                p.nonce, "replaced", p.original, reason="the nonce was taken by a transaction not sent from here"
+            )
         return None
 
     def poll(self, head: int | None = None, head_time: int | None = None) -> list[Result]:
@@ -516,8 +621,14 @@ class TxSender:
             return
         if self._gap is None or self._gap[0] != latest:
             self._gap = (latest, self.head, time.monotonic())
-            event(log, "transactions of ours are missing below the ones in flight (a chain reorganisation?)",
-                  logging.WARNING, mined_count=latest, lowest_in_flight=lowest, in_flight=sorted(self.pending))
+            event(
+                log,
+                "transactions of ours are missing below the ones in flight (a chain reorganisation?)",
+                logging.WARNING,
+                mined_count=latest,
+                lowest_in_flight=lowest,
+                in_flight=sorted(self.pending),
+            )
             return
         if self.head <= self._gap[1] and time.monotonic() - self._gap[2] < 5.0:
             return
@@ -542,8 +653,14 @@ class TxSender:
             self._unjournal(nonce)
             return
         self.pending[nonce] = p
-        event(log, f"nonce {nonce} filled after a reorganisation", logging.WARNING, nonce=nonce, tx=tx_hash,
-              max_fee_gwei=round(fees.max_fee / 1e9, 3))
+        event(
+            log,
+            f"nonce {nonce} filled after a reorganisation",
+            logging.WARNING,
+            nonce=nonce,
+            tx=tx_hash,
+            max_fee_gwei=round(fees.max_fee / 1e9, 3),
+        )
 
     def _attend(self, p: Pending, lowest: bool) -> None:
         """Once per block for an unmined nonce: expiry, simulation, pool presence, fees."""
@@ -570,22 +687,38 @@ class TxSender:
                     fees = Fees(kept.max_fee, min(kept.tip, kept.max_fee))
             if fees is None:
                 if not p.capped_logged:
-                    event(log, "dropped from the pool and unaffordable now; waiting for fees to fall", logging.WARNING,
-                          nonce=p.nonce, action=p.plan.action, next_base_gwei=round(quote.next_base / 1e9, 3))
+                    event(
+                        log,
+                        "dropped from the pool and unaffordable now; waiting for fees to fall",
+                        logging.WARNING,
+                        nonce=p.nonce,
+                        action=p.plan.action,
+                        next_base_gwei=round(quote.next_base / 1e9, 3),
+                    )
                     p.capped_logged = True
                 return
             self._count("resent")
-            if not self._resend(p, p.plan, fees, "not in the node's pool") and \
-                    p.broadcast_failures >= self.max_broadcast_failures and not p.cancelled:
+            if (
+                not self._resend(p, p.plan, fees, "not in the node's pool")
+                and p.broadcast_failures >= self.max_broadcast_failures
+                and not p.cancelled
+            ):
                 self.cancel(p, f"{p.broadcast_failures} broadcasts failed")
             return
         if self.head - p.sent_block >= self.bump_blocks and underpriced(p.current.fees, quote):
             fees = replacement(p.current.fees, quote, self.policy, cap)
             if fees is None:
                 if not p.capped_logged:
-                    event(log, "not mined and at its fee cap; waiting", logging.WARNING, nonce=p.nonce,
-                          action=p.plan.action, max_fee_gwei=round(p.current.fees.max_fee / 1e9, 3),
-                          next_base_gwei=round(quote.next_base / 1e9, 3), tip_gwei=round(quote.tip / 1e9, 3))
+                    event(
+                        log,
+                        "not mined and at its fee cap; waiting",
+                        logging.WARNING,
+                        nonce=p.nonce,
+                        action=p.plan.action,
+                        max_fee_gwei=round(p.current.fees.max_fee / 1e9, 3),
+                        next_base_gwei=round(quote.next_base / 1e9, 3),
+                        tip_gwei=round(quote.tip / 1e9, 3),
+                    )
                     p.capped_logged = True
                 return
             self._resend(p, p.plan, fees, f"not mined for {self.head - p.sent_block} blocks")
@@ -597,12 +730,27 @@ class TxSender:
             if r.status == "replaced":
                 self.journal.remove(key)
             else:
-                self.journal.update(key, status=r.status, tx=r.tx, block=int(r.receipt["blockNumber"]),
-                                    gas_used=int(r.receipt["gasUsed"]), action=r.plan.action, meta=r.plan.meta,
-                                    variants=None)
+                self.journal.update(
+                    key,
+                    status=r.status,
+                    tx=r.tx,
+                    block=int(r.receipt["blockNumber"]),
+                    gas_used=int(r.receipt["gasUsed"]),
+                    action=r.plan.action,
+                    meta=r.plan.meta,
+                    variants=None,
+                )
         level = logging.INFO if r.status in ("mined", "cancelled") else logging.WARNING
-        event(log, f"nonce {r.nonce} {r.status}", level, tx=r.tx, action=r.plan.action, reason=r.reason or None,
-              block=int(r.receipt["blockNumber"]) if r.receipt is not None else None, **_fields(r.plan))
+        event(
+            log,
+            f"nonce {r.nonce} {r.status}",
+            level,
+            tx=r.tx,
+            action=r.plan.action,
+            reason=r.reason or None,
+            block=int(r.receipt["blockNumber"]) if r.receipt is not None else None,
+            **_fields(r.plan),
+        )
 
     def wait(self, p: Pending, timeout: float = 30.0, interval: float = 0.1) -> Result | None:
         """Polls until p's nonce resolves (tests and one-shot tools; the daemon never waits)."""

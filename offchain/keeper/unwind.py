@@ -19,13 +19,14 @@ from typing import Any
 from eth_utils import to_checksum_address
 
 from offchain.attest.messages import Order
+from offchain.keeper.errors import KeeperError
 from offchain.risk.units import WAD
 
 
 PRICE_TICK = 10**12  # prices are quoted in millionths of a collateral unit
 
 
-class QuoteRefused(Exception):
+class QuoteRefused(KeeperError):
     """No usable quote: the market maker refused or was unreachable, or its price is too far off."""
 
 
@@ -36,8 +37,14 @@ class Quote:
 
     def wire_order(self) -> dict[str, Any]:
         o = self.order
-        return {"maker": o.maker, "instrument_id": o.instrument_id, "size": str(o.size), "price": str(o.price),
-                "nonce": o.nonce, "deadline": o.deadline}
+        return {
+            "maker": o.maker,
+            "instrument_id": o.instrument_id,
+            "size": str(o.size),
+            "price": str(o.price),
+            "nonce": o.nonce,
+            "deadline": o.deadline,
+        }
 
 
 class MarketMakerClient:
@@ -47,8 +54,9 @@ class MarketMakerClient:
     def quote(self, instrument_id: int, size: int, taker: str) -> Quote:
         """A signed order by which the market maker takes `size` (+ it buys) from `taker`."""
         body = json.dumps({"instrument_id": instrument_id, "size": str(size), "taker": taker}).encode()
-        req = urllib.request.Request(self.url + "/v1/quote", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.url + "/v1/quote", data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as r:
                 data = json.loads(r.read())
@@ -62,8 +70,14 @@ class MarketMakerClient:
             raise QuoteRefused(f"market maker unreachable: {getattr(err, 'reason', err)}") from None
         try:
             o = data["order"]
-            order = Order(to_checksum_address(o["maker"]), int(o["instrument_id"]), int(o["size"]), int(o["price"]),
-                          int(o["nonce"]), int(o["deadline"]))
+            order = Order(
+                to_checksum_address(o["maker"]),
+                int(o["instrument_id"]),
+                int(o["size"]),
+                int(o["price"]),
+                int(o["nonce"]),
+                int(o["deadline"]),
+            )
             return Quote(order, bytes.fromhex(str(data["signature"]).removeprefix("0x")))
         except (KeyError, TypeError, ValueError) as err:
             raise QuoteRefused(f"market maker answered a malformed quote: {err}") from None
@@ -73,8 +87,11 @@ def largest_position(positions: dict[int, int], marks: dict[int, float]) -> tupl
     """(instrument id, size) of the position worth most at the marks, among those with a mark
     (live instruments) and a bid (a long marked below one price tick is left to expire); None
     when there is none."""
-    priced = [(abs(size) * abs(marks[i]), i, size) for i, size in positions.items()
-              if size and i in marks and not (size > 0 and abs(marks[i]) < PRICE_TICK / WAD)]
+    priced = [
+        (abs(size) * abs(marks[i]), i, size)
+        for i, size in positions.items()
+        if size and i in marks and not (size > 0 and abs(marks[i]) < PRICE_TICK / WAD)
+    ]
     if not priced:
         return None
     _, instrument_id, size = max(priced)
@@ -86,8 +103,9 @@ def check_quote(quote: Quote, instrument_id: int, size: int, mark: float, max_sp
     `max_spread_bps` (raises QuoteRefused why not)."""
     o = quote.order
     if o.instrument_id != instrument_id or o.size != size:
-        raise QuoteRefused(f"quote is for {o.size / WAD} of instrument {o.instrument_id}, "
-                           f"asked {size / WAD} of {instrument_id}")
+        raise QuoteRefused(
+            f"quote is for {o.size / WAD} of instrument {o.instrument_id}, " f"asked {size / WAD} of {instrument_id}"
+        )
     price = o.price / WAD
     # the keeper sells (market maker buys, size > 0) at no less than mark − spread, buys at no
     # more than mark + spread; one price tick always passes (an option marked below it costs one)

@@ -1,5 +1,7 @@
 """A small threaded JSON HTTP server: routes, health and Prometheus metrics, per-client rate
-limiting, and errors as JSON with a clear message. Standard library only."""
+limiting, and errors as JSON with a clear message. Standard library only.
+
+The one place a domain error becomes an HTTP status is `status_of` below."""
 
 from __future__ import annotations
 
@@ -14,14 +16,39 @@ from urllib.parse import parse_qs, urlparse
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from offchain.errors import Conflict, DpreError, InvalidInput, NotFound, Unavailable
 
-class HttpError(Exception):
-    """Raised by a handler: becomes a JSON error response with this status."""
+
+class HttpError(DpreError):
+    """An error that carries its own status, raised by handlers that answer in HTTP terms (a body
+    that is not JSON, no such route, another server's answer relayed): becomes a JSON error
+    response with this status."""
 
     def __init__(self, status: int, message: str, **details: Any) -> None:
         super().__init__(message)
         self.status = status
         self.details = details
+
+
+# The status of each kind of failure (offchain/errors.py); a domain error answers with the status
+# of the first kind it is an instance of.
+STATUS_OF_KIND: tuple[tuple[type[DpreError], int], ...] = (
+    (InvalidInput, 400),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Unavailable, 503),
+)
+
+
+def status_of(err: BaseException) -> int | None:
+    """The HTTP status a handler's error answers with; None for an error of no kind (a domain
+    error no request should cause, or any other exception): a bug, answered with 500."""
+    if isinstance(err, HttpError):
+        return err.status
+    for kind, status in STATUS_OF_KIND:
+        if isinstance(err, kind):
+            return status
+    return None
 
 
 Handler = Callable[[dict[str, Any], dict[str, str], dict[str, list[str]]], Any]
@@ -93,10 +120,13 @@ class JsonServer:
                             self._send(200, json.dumps(result, default=str).encode())
                             return
                     raise HttpError(404, f"no route {method} {url.path}")
-                except HttpError as err:
-                    self._send(err.status, json.dumps({"error": str(err), **err.details}, default=str).encode())
-                except Exception as err:  # a bug: answer 500 and keep serving
-                    self._send(500, json.dumps({"error": f"internal error: {type(err).__name__}: {err}"}).encode())
+                except Exception as err:
+                    status = status_of(err)
+                    if status is None:  # a bug: answer 500 and keep serving
+                        self._send(500, json.dumps({"error": f"internal error: {type(err).__name__}: {err}"}).encode())
+                    else:
+                        details = err.details if isinstance(err, HttpError) else {}
+                        self._send(status, json.dumps({"error": str(err), **details}, default=str).encode())
 
             def do_GET(self) -> None:
                 self._dispatch("GET")

@@ -43,6 +43,7 @@ from offchain.attest.liquidation import (
     transfer_slice,
 )
 from offchain.attest.commitment import BookCommitment
+from offchain.attest.errors import AttestationError
 from offchain.attest.merkle import MerkleTree, adl_leaf
 from offchain.attest.messages import (
     AdlAttestation,
@@ -55,16 +56,17 @@ from offchain.attest.messages import (
     to_wire,
 )
 from offchain.attest.signer import LocalSigner
-from offchain.attest.state import ZERO_HASH, next_state_hash, underlying_to_bytes32
+from offchain.attest.state_hash import ZERO_HASH, next_state_hash, underlying_to_bytes32
 from offchain.chain.contracts import SystemClient
-from offchain.errors import UserError
+from offchain.chain.deploy import OnchainRiskConfig, read_risk_config
+from offchain.errors import Conflict, DpreError, InvalidInput, NotFound, Unavailable
 from offchain.ops.logs import event
 from offchain.oracle.cosign import tolerance
 from offchain.oracle.market_sources import MarketSnapshot, MarketSource, SettlementUnavailable
-from offchain.oracle.state import RISK_CONFIG_FIELDS, ChainState
-from offchain.oracle.store import open_store
+from offchain.replica import ChainState, Replica, open_replica, open_store
 from offchain.risk.adl import AdlCandidate, rank_queue
 from offchain.risk.black76 import intrinsic
+from offchain.risk.errors import RiskError
 from offchain.risk.instruments import Instrument
 from offchain.risk.params import MarginParams
 from offchain.risk.units import WAD, to_wad_down
@@ -73,14 +75,30 @@ log = logging.getLogger("oracle")
 T = TypeVar("T")
 
 
-class OracleError(Exception):
-    """A request the oracle cannot answer; `status` is the HTTP status it maps to. A refusal that
-    only the passing of time can lift (`lasting=False`) is never cached."""
+class OracleError(DpreError):
+    """A request the oracle cannot answer; the subclass says what kind of refusal it is. A refusal
+    that only the passing of time can lift (`lasting=False`) is never cached."""
 
-    def __init__(self, status: int, message: str, lasting: bool = True) -> None:
+    def __init__(self, message: str, lasting: bool = True) -> None:
         super().__init__(message)
-        self.status = status
         self.lasting = lasting
+
+
+class OracleBadRequest(OracleError, InvalidInput):
+    """The request is malformed: the message starts with the field."""
+
+
+class OracleNotFound(OracleError, NotFound):
+    """The request is about an account or commitment the oracle does not know."""
+
+
+class OracleConflict(OracleError, Conflict):
+    """The request is impossible in the current state (not liquidatable, expired, over a cap)."""
+
+
+class OracleUnavailable(OracleError, Unavailable):
+    """The oracle cannot answer now: no trustworthy market data, the node unreachable, its
+    replica of the account in doubt, or no parameters in force it holds."""
 
 
 @dataclass
@@ -96,7 +114,7 @@ class Context:
     """What one answer is computed from: a state (the live replica under the lock, or an
     immutable copy), the market snapshot, the parameters in force, the block and its time."""
 
-    state: ChainState
+    state: Replica
     market: MarketSnapshot
     params: MarginParams
     block: int
@@ -143,7 +161,7 @@ class Memo:
                     self.hits += 1
                     ok, value = self._done[key]
                     if ok:
-                        return value  # type: ignore[no-any-return]
+                        return value
                     raise value
                 waiter = self._pending.get(key)
                 if waiter is None:
@@ -170,7 +188,7 @@ class Memo:
                     self._done.popitem(last=False)
             self._release(key)
         if result[0]:
-            return result[1]  # type: ignore[no-any-return]
+            return result[1]
         raise result[1]
 
 
@@ -199,13 +217,9 @@ class Oracle:
         self.ttl = ttl_seconds
         self.domain = Domain(client.deployment.chain_id, client.deployment.clearinghouse)
         self.lock = threading.RLock()
-        key = ChainState.key_of(client.deployment.chain_id, client.deployment.clearinghouse)
-        # where the replica is kept between runs (SQLite by default; offchain/oracle/store.py)
+        # where the replica is kept between runs (SQLite by default; offchain/replica/store.py)
         self.store = open_store(state_path, name=signer.address) if state_path else None
-        self.state = (self.store.load(key) if self.store else None) or \
-            ChainState(block=client.deployment.deploy_block - 1, deployment_key=key)
-        self.state.origin = client.deployment.deploy_block - 1
-        self.state.reorg_window = client.deployment.reorg_window
+        self.state = open_replica(client.deployment, self.store)
         # signs for the state this many blocks below the head (the deployment's finality policy)
         self.confirmations = client.deployment.confirmations if confirmations is None else confirmations
         self._snapshot: tuple[tuple[int, str], int, MarketSnapshot] | None = None  # ((block, hash), time, snapshot)
@@ -227,15 +241,17 @@ class Oracle:
         """Replays events up to `min_block` (or the head), never past the head less the
         confirmation depth; undoes first what a reorganisation replaced."""
         if min_block is not None and (not isinstance(min_block, int) or isinstance(min_block, bool) or min_block < 0):
-            raise OracleError(400, f"min_block: {min_block!r} is not a block number")
+            raise OracleBadRequest(f"min_block: {min_block!r} is not a block number")
         with self.lock:
             try:
                 # a request fails fast (503) when the node is unreachable, never holding the lock long
                 head = self.client.header("latest", attempts=3)
             except Exception as err:
-                raise OracleError(503, f"the chain node is unreachable ({type(err).__name__})", lasting=False) from None
+                raise OracleUnavailable(
+                    f"the chain node is unreachable ({type(err).__name__})", lasting=False
+                ) from None
             if head is None:
-                raise OracleError(503, "the node returned no head block", lasting=False)
+                raise OracleUnavailable("the node returned no head block", lasting=False)
             final = head.number - self.confirmations
             target = final if min_block is None else min(max(min_block, self.state.block), final)
             self.state.catch_up(self.client, max(target, self.state.origin or 0), head=head)
@@ -252,7 +268,9 @@ class Oracle:
             key = (block, self.state.hashes.get(block, ""))
             if self._snapshot is None or self._snapshot[0] != key:
                 timestamp = self.state.tip_time if key[1] and self.state.tip_time else self.client.block_time(block)
-                snapshot = self.source.snapshot(block, timestamp, self.state.instruments, max_age=self.state.max_snapshot_age)
+                snapshot = self.source.snapshot(
+                    block, timestamp, self.state.instruments, max_age=self.state.max_snapshot_age
+                )
                 self._snapshot = (key, timestamp, snapshot)
             return block, self._snapshot[1], self._snapshot[2]
 
@@ -282,8 +300,12 @@ class Oracle:
         version, onchain = state.params_version, state.params_hash
         held = self.param_sets.get(version)
         matches = held is not None and (not onchain or self._param_hashes[version] == onchain)
-        status: dict[str, Any] = {"in_force": version, "onchain_hash": "0x" + onchain.hex(),
-                                  "held": sorted(self.param_sets), "mismatch": not matches}
+        status: dict[str, Any] = {
+            "in_force": version,
+            "onchain_hash": "0x" + onchain.hex(),
+            "held": sorted(self.param_sets),
+            "mismatch": not matches,
+        }
         if version == 0 or matches:
             status["signing"] = version if version else self.params.version
             return status
@@ -291,18 +313,22 @@ class Oracle:
         now = block_time if block_time is not None else (self._snapshot[1] if self._snapshot else 0)
         if prev in self.param_sets and state.accepts_params_version(prev, now):
             status["signing"] = prev
-            status["reason"] = (f"holds no parameters matching version {version} (hash {status['onchain_hash']}); "
-                                f"signing the previous version {prev} while the contract accepts it")
+            status["reason"] = (
+                f"holds no parameters matching version {version} (hash {status['onchain_hash']}); "
+                f"signing the previous version {prev} while the contract accepts it"
+            )
         else:
             status["signing"] = None
-            status["reason"] = (f"holds no parameters matching version {version} (hash {status['onchain_hash']}) "
-                                f"and the previous version {prev} is no longer accepted")
+            status["reason"] = (
+                f"holds no parameters matching version {version} (hash {status['onchain_hash']}) "
+                f"and the previous version {prev} is no longer accepted"
+            )
         return status
 
     def _params_in_force(self, block_time: int) -> MarginParams:
         status = self.params_status(block_time)
         if status["signing"] is None:
-            raise OracleError(503, f"no attestation: this signer {status['reason']}")
+            raise OracleUnavailable(f"no attestation: this signer {status['reason']}")
         return self.param_sets.get(status["signing"], self.params)
 
     # ------------------------------------------------------------------ helpers
@@ -310,21 +336,24 @@ class Oracle:
     @staticmethod
     def address(raw: Any, field: str) -> str:
         if not isinstance(raw, str) or not is_address(raw):
-            raise OracleError(400, f"{field}: {raw!r} is not an address (0x followed by 40 hex digits)")
+            raise OracleBadRequest(f"{field}: {raw!r} is not an address (0x followed by 40 hex digits)")
         return to_checksum_address(raw)
 
     @staticmethod
-    def _known(state: ChainState, account: str) -> None:
+    def _known(state: Replica, account: str) -> None:
         if account not in state.accounts:
-            raise OracleError(404, f"account {account} has never deposited or traded on this deployment")
+            raise OracleNotFound(f"account {account} has never deposited or traded on this deployment")
         Oracle._agrees(state, account)
 
     @staticmethod
-    def _agrees(state: ChainState, account: str) -> None:
+    def _agrees(state: Replica, account: str) -> None:
         """Nothing is signed about an account whose replica differs from the chain."""
         if account in state.diverged:
-            raise OracleError(503, f"no attestation: this signer's replica of {account} differs from the chain "
-                                   f"(state hash mismatch); it is being read back from the contract", lasting=False)
+            raise OracleUnavailable(
+                f"no attestation: this signer's replica of {account} differs from the chain "
+                f"(state hash mismatch); it is being read back from the contract",
+                lasting=False,
+            )
 
     @staticmethod
     def _needs(ctx: Context, positions: Iterable[int]) -> None:
@@ -333,11 +362,13 @@ class Oracle:
         for instrument_id in positions:
             inst = ctx.state.instruments.get(instrument_id)
             if inst is not None and inst.underlying in unavailable:
-                raise OracleError(503, f"no attestation: market data for {inst.underlying} is unavailable "
-                                       f"({unavailable[inst.underlying]})")
+                raise OracleUnavailable(
+                    f"no attestation: market data for {inst.underlying} is unavailable "
+                    f"({unavailable[inst.underlying]})"
+                )
         if not ctx.market.data.underlyings:
             reasons = "; ".join(f"{u}: {r}" for u, r in sorted(unavailable.items())) or "no feeds"
-            raise OracleError(503, f"no attestation: no usable market data ({reasons})")
+            raise OracleUnavailable(f"no attestation: no usable market data ({reasons})")
 
     @staticmethod
     def _cut(ctx: Context, positions: dict[int, int]) -> int:
@@ -347,8 +378,13 @@ class Oracle:
             return 0
         for instrument_id, size in positions.items():
             inst = state.instruments.get(instrument_id)
-            if size <= 0 or instrument_id not in state.settlement_shortfall or inst is None or not inst.is_option \
-                    or inst.expiry > ctx.snapshot_time:
+            if (
+                size <= 0
+                or instrument_id not in state.settlement_shortfall
+                or inst is None
+                or not inst.is_option
+                or inst.expiry > ctx.snapshot_time
+            ):
                 continue
             price = state.settlement_prices.get((inst.underlying, inst.expiry))
             if price is None:
@@ -360,10 +396,11 @@ class Oracle:
     def _numbers(self, ctx: Context, positions: dict[int, int]) -> tuple[int, int, int]:
         self._needs(ctx, positions)
         try:
-            value, im, mm = margin_numbers(positions, ctx.state.instruments, ctx.market.data, ctx.params,
-                                           ctx.state.settlement_prices)
-        except UserError as err:
-            raise OracleError(503, f"cannot value the portfolio: {err}") from None
+            value, im, mm = margin_numbers(
+                positions, ctx.state.instruments, ctx.market.data, ctx.params, ctx.state.settlement_prices
+            )
+        except (RiskError, AttestationError) as err:
+            raise OracleUnavailable(f"cannot value the portfolio: {err}") from None
         return value - self._cut(ctx, positions), im, mm
 
     def _numbers_batch(self, ctx: Context, portfolios: dict[str, dict[int, int]]) -> dict[str, tuple[int, int, int]]:
@@ -371,21 +408,29 @@ class Oracle:
         underlying without market data are left out)."""
         if not ctx.market.data.underlyings:
             return {}
-        numbers = margin_numbers_batch(portfolios, ctx.state.instruments, ctx.market.data, ctx.params,
-                                       ctx.state.settlement_prices)
+        numbers = margin_numbers_batch(
+            portfolios, ctx.state.instruments, ctx.market.data, ctx.params, ctx.state.settlement_prices
+        )
         if ctx.state.settlement_shortfall:
             numbers = {a: (v - self._cut(ctx, portfolios[a]), im, mm) for a, (v, im, mm) in numbers.items()}
         return numbers
 
-    def _attestation(self, ctx: Context, account: str, state_hash: bytes, positions: dict[int, int],
-                     numbers: tuple[int, int, int] | None = None) -> MarginAttestation:
+    def _attestation(
+        self,
+        ctx: Context,
+        account: str,
+        state_hash: bytes,
+        positions: dict[int, int],
+        numbers: tuple[int, int, int] | None = None,
+    ) -> MarginAttestation:
         """`numbers`: (value, IM, MM) already computed for these positions in a batch."""
         self._agrees(ctx.state, account)
         if numbers is not None:
             self._needs(ctx, positions)
         value, im, mm = numbers if numbers is not None else self._numbers(ctx, positions)
-        return MarginAttestation(account, state_hash, value, im, mm, ctx.snapshot_time, ctx.block_time + self.ttl,
-                                 ctx.params.version)
+        return MarginAttestation(
+            account, state_hash, value, im, mm, ctx.snapshot_time, ctx.block_time + self.ttl, ctx.params.version
+        )
 
     def _sign(self, item: Any) -> bytes:
         """Signatures are cached per item: a flood of identical requests costs one signature."""
@@ -401,7 +446,9 @@ class Oracle:
                 self._signatures.popitem(last=False)
         return sig
 
-    def _response(self, ctx: Context | int, items: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _response(
+        self, ctx: Context | int, items: dict[str, Any], extra: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         return {
             "block": ctx if isinstance(ctx, int) else ctx.block,
             "signer": self.signer.address,
@@ -409,12 +456,11 @@ class Oracle:
             "extra": extra or {},
         }
 
-    def _risk_config(self) -> dict[str, int]:
+    def _risk_config(self) -> OnchainRiskConfig:
         """The replayed RiskConfig (read once from the contract if an old state file lacks it)."""
         if self.state.risk_config is None:
-            values = self.client.ch.functions.riskConfig().call(block_identifier=self.state.block)
-            self.state.risk_config = dict(zip(RISK_CONFIG_FIELDS, (int(v) for v in values)))
-        return self.state.risk_config
+            self.state.risk_config = read_risk_config(self.client.ch, self.state.block).by_member()
+        return OnchainRiskConfig.from_chain(self.state.risk_config)
 
     # ------------------------------------------------------------------ attestations
 
@@ -425,32 +471,40 @@ class Oracle:
             self._known(self.state, account)
             ctx = self._context()
             acct = self.state.accounts[account]
-            return self._response(ctx, {"margin": self._attestation(ctx, account, acct.state_hash, dict(acct.positions))})
+            return self._response(
+                ctx, {"margin": self._attestation(ctx, account, acct.state_hash, dict(acct.positions))}
+            )
 
     def attest_trade(self, body: dict[str, Any]) -> dict[str, Any]:
         raw = body.get("order")
         if not isinstance(raw, dict):
-            raise OracleError(400, "order: expected an object with maker, instrument_id, size, price, nonce, deadline")
+            raise OracleBadRequest("order: expected an object with maker, instrument_id, size, price, nonce, deadline")
         try:
-            order = Order(self.address(raw.get("maker"), "order.maker"), int(raw["instrument_id"]), int(raw["size"]),
-                          int(raw["price"]), int(raw["nonce"]), int(raw["deadline"]))
+            order = Order(
+                self.address(raw.get("maker"), "order.maker"),
+                int(raw["instrument_id"]),
+                int(raw["size"]),
+                int(raw["price"]),
+                int(raw["nonce"]),
+                int(raw["deadline"]),
+            )
             fill = int(body["fill_amount"])
         except (KeyError, TypeError, ValueError) as err:
-            raise OracleError(400, f"order: missing or non-integer field ({err})") from None
+            raise OracleBadRequest(f"order: missing or non-integer field ({err})") from None
         taker = self.address(body.get("taker"), "taker")
         with self.lock:
             self.sync(body.get("min_block"))
             inst = self.state.instruments.get(order.instrument_id)
             if inst is None:
-                raise OracleError(400, f"order.instrument_id: no instrument {order.instrument_id} is listed")
+                raise OracleBadRequest(f"order.instrument_id: no instrument {order.instrument_id} is listed")
             if order.size == 0 or fill <= 0 or fill > abs(order.size):
-                raise OracleError(400, f"fill_amount: must be in (0, |order.size|] = (0, {abs(order.size)}]")
+                raise OracleBadRequest(f"fill_amount: must be in (0, |order.size|] = (0, {abs(order.size)}]")
             if order.maker == taker:
-                raise OracleError(400, "taker: a maker cannot fill its own order")
+                raise OracleBadRequest("taker: a maker cannot fill its own order")
             ctx = self._context()
             if inst.is_option and inst.expiry <= ctx.block_time:
-                raise OracleError(409, f"{inst.name} has expired: it can no longer be traded")
-            cap = self._risk_config()["maxPositions"]
+                raise OracleConflict(f"{inst.name} has expired: it can no longer be traded")
+            cap = self._risk_config().max_positions
             delta = fill if order.size > 0 else -fill
             items = {}
             for role, account, d in (("maker", order.maker, delta), ("taker", taker, -delta)):
@@ -464,8 +518,10 @@ class Oracle:
                     positions.pop(order.instrument_id, None)
                 # the cap binds a trade that opens a new leg only (receipts may hold more)
                 if old_size == 0 and len(positions) > cap:
-                    raise OracleError(409, f"{role} would hold {len(positions)} open positions; a trade may not open "
-                                           f"a new one beyond the cap of {cap}")
+                    raise OracleConflict(
+                        f"{role} would hold {len(positions)} open positions; a trade may not open "
+                        f"a new one beyond the cap of {cap}"
+                    )
                 state = next_state_hash(acct.state_hash if acct else ZERO_HASH, order.instrument_id, new_size)
                 items[role] = self._attestation(ctx, account, state, positions)
             return self._response(ctx, items)
@@ -480,18 +536,18 @@ class Oracle:
         """
         accounts = body.get("accounts")
         if not isinstance(accounts, list) or not accounts or len(accounts) > 50:
-            raise OracleError(400, "accounts: a list of 1 to 50 addresses")
+            raise OracleBadRequest("accounts: a list of 1 to 50 addresses")
         targets = [self.address(a, f"accounts[{i}]") for i, a in enumerate(accounts)]
         if len(set(targets)) != len(targets):
-            raise OracleError(400, "accounts: each account at most once")
+            raise OracleBadRequest("accounts: each account at most once")
         liquidator = self.address(body.get("liquidator"), "liquidator")
         if liquidator in targets:
-            raise OracleError(400, "liquidator: cannot liquidate itself")
+            raise OracleBadRequest("liquidator: cannot liquidate itself")
         with self.lock:
             self.sync(body.get("min_block"))
             cfg = self.state.liquidation_config
             if cfg is None:
-                raise OracleError(503, "risk configuration not seen yet")
+                raise OracleUnavailable("risk configuration not seen yet")
             ctx = self._context()
             keeper_acct = self.state.accounts.get(liquidator)
             keeper_positions = dict(keeper_acct.positions) if keeper_acct else {}
@@ -506,8 +562,13 @@ class Oracle:
             received = dict(keeper_positions)
             executed: list[tuple[int, int]] = []
             # every target priced in one pass (one repricing of the instruments, not one per account)
-            batch = self._numbers_batch(ctx, {a: dict(self.state.accounts[a].positions) for a in targets
-                                              if a in self.state.accounts}) if len(targets) > 1 else {}
+            batch = (
+                self._numbers_batch(
+                    ctx, {a: dict(self.state.accounts[a].positions) for a in targets if a in self.state.accounts}
+                )
+                if len(targets) > 1
+                else {}
+            )
             for account in targets:
                 self._known(self.state, account)
                 acct = self.state.accounts[account]
@@ -517,30 +578,47 @@ class Oracle:
                 try:
                     f, bonus, fee = terms(equity, att.maintenance_margin, cfg, health)
                 except NotLiquidatable:
-                    raise OracleError(409, f"{account} is not liquidatable: equity {equity / WAD:.2f} ≥ MM "
-                                           f"{att.maintenance_margin / WAD:.2f}") from None
+                    raise OracleConflict(
+                        f"{account} is not liquidatable: equity {equity / WAD:.2f} ≥ MM "
+                        f"{att.maintenance_margin / WAD:.2f}"
+                    ) from None
                 # the fund as the contract will see it at this item: after the batch's earlier ones
                 (fits,), left = fund_fits([(equity, att.maintenance_margin)], fund, cfg, health, decimals)
                 if not fits:
-                    raise OracleError(409, f"{account} is bankrupt beyond the insurance fund (deficit {-equity / WAD:.2f} > "
-                                           f"fund {fund / WAD:.2f} left for it): flag it and deleverage it instead")
+                    raise OracleConflict(
+                        f"{account} is bankrupt beyond the insurance fund (deficit {-equity / WAD:.2f} > "
+                        f"fund {fund / WAD:.2f} left for it): flag it and deleverage it instead"
+                    )
                 fund = left
                 _, received, _, _ = transfer_slice(acct.order, acct.positions, received, f)
                 executed.append((bonus, slice_im(att.initial_margin, f)))
                 items[account] = att
-                extra["fractions"][account] = {"fraction": str(f), "bonus": str(bonus), "fee": str(fee), "equity": str(equity)}
+                extra["fractions"][account] = {
+                    "fraction": str(f),
+                    "bonus": str(bonus),
+                    "fee": str(fee),
+                    "equity": str(equity),
+                }
             if len(received) > MAX_POSITIONS:
-                raise OracleError(409, f"the liquidator would hold {len(received)} open positions after these "
-                                       f"liquidations; an account holds at most {MAX_POSITIONS}: liquidate fewer at once")
+                raise OracleConflict(
+                    f"the liquidator would hold {len(received)} open positions after these "
+                    f"liquidations; an account holds at most {MAX_POSITIONS}: liquidate fewer at once"
+                )
             equity_after, bound = liquidator_check(keeper_equity, keeper_att.initial_margin, executed)
             if equity_after < bound:
-                raise OracleError(409, f"the liquidator would fail the contract's margin check: equity after "
-                                       f"{equity_after / WAD:.2f} (equity {keeper_equity / WAD:.2f} + bonuses) < requirement "
-                                       f"bound {bound / WAD:.2f} (its IM {keeper_att.initial_margin / WAD:.2f} + the slices' "
-                                       f"IM); deposit more collateral or liquidate less at once")
+                raise OracleConflict(
+                    f"the liquidator would fail the contract's margin check: equity after "
+                    f"{equity_after / WAD:.2f} (equity {keeper_equity / WAD:.2f} + bonuses) < requirement "
+                    f"bound {bound / WAD:.2f} (its IM {keeper_att.initial_margin / WAD:.2f} + the slices' "
+                    f"IM); deposit more collateral or liquidate less at once"
+                )
             items["liquidator"] = keeper_att
-            extra["liquidator"] = {"equity": str(keeper_equity), "equity_after": str(equity_after),
-                                   "requirement_bound": str(bound), "open_positions_after": len(received)}
+            extra["liquidator"] = {
+                "equity": str(keeper_equity),
+                "equity_after": str(equity_after),
+                "requirement_bound": str(bound),
+                "open_positions_after": len(received),
+            }
             return self._response(ctx, items, extra)
 
     # ------------------------------------------------------------------ ADL
@@ -553,13 +631,26 @@ class Oracle:
         self._known(ctx.state, account)
         acct = ctx.state.accounts[account]
         if not acct.positions:
-            raise OracleError(409, f"{account} has no positions to deleverage")
+            raise OracleConflict(f"{account} has no positions to deleverage")
         self._needs(ctx, acct.positions)
-        key = (account, acct.state_hash, ctx.market.key or (ctx.snapshot_time, ctx.block), ctx.state.version,
-               ctx.params.version)
+        key = (
+            account,
+            acct.state_hash,
+            ctx.market.key or (ctx.snapshot_time, ctx.block),
+            ctx.state.version,
+            ctx.params.version,
+        )
         plan = self.adl_plans.get(key, lambda: self._plan_adl(ctx, account))
-        att = AdlAttestation(account, acct.state_hash, plan.instrument_ids, plan.marks, plan.roots, ctx.snapshot_time,
-                             ctx.block_time + self.ttl, ctx.params.version)
+        att = AdlAttestation(
+            account,
+            acct.state_hash,
+            plan.instrument_ids,
+            plan.marks,
+            plan.roots,
+            ctx.snapshot_time,
+            ctx.block_time + self.ttl,
+            ctx.params.version,
+        )
         return self._response(ctx, {"adl": att}, {"fills": list(plan.fills_wire), "expected": dict(plan.expected)})
 
     def _refuse_expired_legs(self, ctx: Context, account: str, positions: dict[int, int]) -> None:
@@ -568,7 +659,7 @@ class Oracle:
         for i in sorted(positions):
             inst = ctx.state.instruments.get(i)
             if inst is not None and inst.is_option and inst.expiry <= ctx.block_time:
-                raise OracleError(409, f"{account} holds {inst.name}, expired and not settled yet: settle it first")
+                raise OracleConflict(f"{account} holds {inst.name}, expired and not settled yet: settle it first")
 
     def _plan_adl(self, ctx: Context, account: str) -> AdlPlan:
         state = ctx.state
@@ -581,7 +672,7 @@ class Oracle:
         equity = acct.cash + sum(mul_wad_floor(acct.positions[i], m) for i, m in zip(ids, marks))
         deficit, fund = max(0, -equity), state.fund_balance
         unit = 10 ** (18 - self.client.deployment.collateral_decimals)
-        if equity >= 0 or fund >= deficit:
+        if state.fund_covers(deficit):
             # Only the backstop closes such an account: a due stall report for this very state.
             self._require_backstop_due(ctx, account, acct.state_hash, equity, fund)
             # the fund releases whole token units, rounded up unless that exceeds its balance
@@ -594,14 +685,20 @@ class Oracle:
             haircut = deficit - contribution
 
         legs = set(ids)
-        holders = {a: s.positions for a, s in state.accounts.items()
-                   if a != account and any(s.positions.get(i, 0) * acct.positions[i] < 0 for i in legs)}
+        holders = {
+            a: s.positions
+            for a, s in state.accounts.items()
+            if a != account and any(s.positions.get(i, 0) * acct.positions[i] < 0 for i in legs)
+        }
         # a queue without a holder the replica is unsure of would differ from other signers' and
         # let that holder escape: no plan until it is read back
         unsure = sorted(set(holders) & state.diverged)
         if unsure:
-            raise OracleError(503, f"no ADL plan: the replica of {len(unsure)} opposite-side account(s) differs from "
-                                   f"the chain ({unsure[0]}, …); it is being read back from the contract", lasting=False)
+            raise OracleUnavailable(
+                f"no ADL plan: the replica of {len(unsure)} opposite-side account(s) differs from "
+                f"the chain ({unsure[0]}, …); it is being read back from the contract",
+                lasting=False,
+            )
         numbers = self._numbers_batch(ctx, holders)
         roots: list[bytes] = []
         chains: list[list[tuple[int, str, int, bytes, int, list[bytes], int]]] = []
@@ -616,7 +713,7 @@ class Oracle:
                 candidates.append(AdlCandidate(other, positions[i] / WAD, equity_other, s.net_deposits / WAD, gross))
             queue = rank_queue(candidates, acct.positions[i] / WAD)
             if not queue:
-                raise OracleError(409, f"no opposite-side account with market data to deleverage instrument {i} against")
+                raise OracleConflict(f"no opposite-side account with market data to deleverage instrument {i} against")
             entries = [(q.account, state.accounts[q.account].state_hash, numbers[q.account][0]) for q in queue]
             tree = MerkleTree([adl_leaf(i, r, a, h, v) for r, (a, h, v) in enumerate(entries)])
             roots.append(tree.root)
@@ -628,8 +725,10 @@ class Oracle:
                 chain.append((leg, other, r, h, v, tree.proof(r), amount))
                 remaining -= amount
             if remaining > 0:
-                raise OracleError(409, f"the queue for instrument {i} cannot absorb the whole position "
-                                       f"({remaining / WAD:g} contracts left)")
+                raise OracleConflict(
+                    f"the queue for instrument {i} cannot absorb the whole position "
+                    f"({remaining / WAD:g} contracts left)"
+                )
             chains.append(chain)
 
         sizes = [acct.positions[i] for i in ids]
@@ -682,8 +781,12 @@ class Oracle:
             charged, cash = charged - cash, 0
         uncovered = max(0, -cash)
         fills = tuple(AdlFill(leg, other, r, h, v, tuple(proof)) for leg, other, r, h, v, proof, _ in order)
-        expected = {"deficit": str(deficit), "fund_contribution": str(contribution), "haircut": str(charged),
-                    "uncovered": str(uncovered)}
+        expected = {
+            "deficit": str(deficit),
+            "fund_contribution": str(contribution),
+            "haircut": str(charged),
+            "uncovered": str(uncovered),
+        }
         return AdlPlan(ids, marks, tuple(roots), fills, expected, tuple(f.to_wire() for f in fills))
 
     def _require_backstop_due(self, ctx: Context, account: str, state_hash: bytes, equity: int, fund: int) -> None:
@@ -694,19 +797,28 @@ class Oracle:
         reported_hash, since, confirmed_at, mm = engine.stalls(account).call(block_identifier=ctx.block)
         if not since or bytes(reported_hash) != state_hash:
             if equity >= 0:
-                raise OracleError(409, f"{account} is not bankrupt at the current marks (equity {equity / WAD:.2f} "
-                                       f"≥ 0) and has no stall report for its current state: liquidate it instead")
-            raise OracleError(409, f"the insurance fund ({fund / WAD:.2f}) covers the deficit of {account} "
-                                   f"({-equity / WAD:.2f}): liquidate it whole instead of deleveraging")
+                raise OracleConflict(
+                    f"{account} is not bankrupt at the current marks (equity {equity / WAD:.2f} "
+                    f"≥ 0) and has no stall report for its current state: liquidate it instead"
+                )
+            raise OracleConflict(
+                f"the insurance fund ({fund / WAD:.2f}) covers the deficit of {account} "
+                f"({-equity / WAD:.2f}): liquidate it whole instead of deleveraging"
+            )
         delay = int(engine.BACKSTOP_DELAY().call(block_identifier=ctx.block))
         due = int(since) + delay
         if int(confirmed_at) < due or ctx.block_time > int(confirmed_at) + delay:
             # the same key becomes answerable with time alone: not a refusal to keep
-            raise OracleError(409, f"the backstop for {account} needs a stall report confirmed between {due} and "
-                                   f"{delay}s before the block (confirmed at {int(confirmed_at)}, block time "
-                                   f"{ctx.block_time})", lasting=False)
+            raise OracleConflict(
+                f"the backstop for {account} needs a stall report confirmed between {due} and "
+                f"{delay}s before the block (confirmed at {int(confirmed_at)}, block time "
+                f"{ctx.block_time})",
+                lasting=False,
+            )
         if equity >= int(mm):
-            raise OracleError(409, f"{account} is no longer below the reported MM ({equity / WAD:.2f} ≥ {int(mm) / WAD:.2f})")
+            raise OracleConflict(
+                f"{account} is no longer below the reported MM ({equity / WAD:.2f} ≥ {int(mm) / WAD:.2f})"
+            )
 
     def _marks(self, ctx: Context) -> dict[int, float]:
         """Mark of one contract of every listed instrument at the snapshot, priced at once (an
@@ -715,8 +827,11 @@ class Oracle:
         from offchain.risk.scenarios import price_instruments
 
         market, state = ctx.market.data, ctx.state
-        live = {i: inst for i, inst in state.instruments.items()
-                if inst.underlying in market.underlyings and not (inst.is_option and inst.expiry <= market.timestamp)}
+        live = {
+            i: inst
+            for i, inst in state.instruments.items()
+            if inst.underlying in market.underlyings and not (inst.is_option and inst.expiry <= market.timestamp)
+        }
         marks: dict[int, float] = {}
         if live:
             table = InstrumentTable(list(live.values()))
@@ -736,25 +851,27 @@ class Oracle:
         underlying = body.get("underlying")
         expiry = body.get("expiry")
         if not isinstance(underlying, str) or not isinstance(expiry, int) or isinstance(expiry, bool):
-            raise OracleError(400, "underlying (a name such as ETH) and expiry (unix seconds) are required")
+            raise OracleBadRequest("underlying (a name such as ETH) and expiry (unix seconds) are required")
         try:
             name = underlying_to_bytes32(underlying)
         except ValueError as err:
-            raise OracleError(400, f"underlying: {err}") from None
+            raise OracleBadRequest(f"underlying: {err}") from None
         with self.lock:
             self.sync(body.get("min_block"))
             block, block_time, _ = self._block_snapshot()
             if block_time < expiry:
-                raise OracleError(409, f"expiry {expiry} has not passed (chain time {block_time})")
+                raise OracleConflict(f"expiry {expiry} has not passed (chain time {block_time})")
             try:
                 price, at = self.source.settlement_price(underlying, expiry, block)
-            except SettlementUnavailable as err:
-                raise OracleError(err.status, f"no settlement price: {err}") from None
-            max_age = self._risk_config()["maxSnapshotAge"]
+            except SettlementUnavailable as err:  # the same kind of error, saying what was asked
+                raise type(err)(f"no settlement price: {err}") from None
+            max_age = self._risk_config().max_snapshot_age
             if at > expiry or at + max_age < expiry:
-                raise OracleError(409, f"no settlement price: the last {underlying} reading at or before the expiry "
-                                       f"{expiry} is from {at}, {expiry - at}s before it; the contract accepts one at "
-                                       f"most maxSnapshotAge = {max_age}s old")
+                raise OracleConflict(
+                    f"no settlement price: the last {underlying} reading at or before the expiry "
+                    f"{expiry} is from {at}, {expiry - at}s before it; the contract accepts one at "
+                    f"most maxSnapshotAge = {max_age}s old"
+                )
             return self._response(block, {"settlement": SettlementPrice(name, expiry, price, at)})
 
     def attest_heartbeat(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -765,7 +882,7 @@ class Oracle:
             block, _, market = self._block_snapshot()
             if not market.data.underlyings:
                 reasons = "; ".join(f"{u}: {r}" for u, r in sorted(market.unavailable.items())) or "no feeds"
-                raise OracleError(503, f"no heartbeat: no usable market data ({reasons})")
+                raise OracleUnavailable(f"no heartbeat: no usable market data ({reasons})")
             return self._response(block, {"heartbeat": SnapshotHeartbeat(market.data.timestamp)})
 
     # ------------------------------------------------------------------ whole-book commitments
@@ -785,8 +902,9 @@ class Oracle:
         key = (ctx.state.version, ctx.market.key or (ctx.snapshot_time, ctx.block), ctx.params.version, ctx.block_time)
         return self._books.get(key, lambda: self._book(ctx))
 
-    def _book(self, ctx: Context, numbers: dict[str, tuple[int, int, int]] | None = None
-              ) -> tuple[BookCommitment, list[str]]:
+    def _book(
+        self, ctx: Context, numbers: dict[str, tuple[int, int, int]] | None = None
+    ) -> tuple[BookCommitment, list[str]]:
         state = ctx.state
         accounts = {a: s for a, s in state.accounts.items() if a not in state.diverged}
         if numbers is None:
@@ -800,40 +918,53 @@ class Oracle:
                 value, im, mm = numbers[account]
             else:
                 continue  # an underlying without market data
-            attestations[account] = MarginAttestation(account, acct.state_hash, value, im, mm, ctx.snapshot_time,
-                                                      deadline, ctx.params.version)
+            attestations[account] = MarginAttestation(
+                account, acct.state_hash, value, im, mm, ctx.snapshot_time, deadline, ctx.params.version
+            )
         if not attestations:
-            raise OracleError(409, "no account to commit to yet")
+            raise OracleConflict("no account to commit to yet")
         left_out = sorted(set(state.accounts) - set(attestations))
         return BookCommitment(attestations, ctx.snapshot_time, deadline, ctx.params.version, ctx.block), left_out
 
-    def _commit(self, ctx: Context, book: BookCommitment, left_out: list[str], cosigned: bool = False) -> dict[str, Any]:
+    def _commit(
+        self, ctx: Context, book: BookCommitment, left_out: list[str], cosigned: bool = False
+    ) -> dict[str, Any]:
         kept, size = (self.cosigned, 16) if cosigned else (self.commitments, 16)
         with self._sig_lock:
             kept[book.root] = book
             kept.move_to_end(book.root)
             while len(kept) > size:
                 kept.popitem(last=False)
-        item = SnapshotCommitment(book.root, book.snapshot_time, book.deadline, book.params_version, len(book.attestations))
+        item = SnapshotCommitment(
+            book.root, book.snapshot_time, book.deadline, book.params_version, len(book.attestations)
+        )
         return self._response(ctx, {"commitment": item}, {"left_out": left_out})
 
     def commitment_numbers(self, root: str) -> dict[str, Any]:
         """(value, IM, MM) per account of a commitment this signer built: what another signer
         checks, number by number within the float tolerance, before it co-signs this root."""
         book = self._book_of(root)
-        return {"root": "0x" + book.root.hex(), "block": book.block,
-                "numbers": {a: [str(t.value), str(t.initial_margin), str(t.maintenance_margin)]
-                            for a, t in book.attestations.items()}}
+        return {
+            "root": "0x" + book.root.hex(),
+            "block": book.block,
+            "numbers": {
+                a: [str(t.value), str(t.initial_margin), str(t.maintenance_margin)]
+                for a, t in book.attestations.items()
+            },
+        }
 
     def commitment_proof(self, root: str, account: str) -> dict[str, Any]:
         """An account's committed attestation and its proof (siblings from the leaf up)."""
         book = self._book_of(root)
         account = self.address(account, "account")
         if account not in book.attestations:
-            raise OracleError(404, f"account {account} is not in commitment {root}")
-        return {"root": "0x" + book.root.hex(), "block": book.block,
-                "attestation": to_wire(book.attestations[account]),
-                "proof": ["0x" + p.hex() for p in book.proof(account)]}
+            raise OracleNotFound(f"account {account} is not in commitment {root}")
+        return {
+            "root": "0x" + book.root.hex(),
+            "block": book.block,
+            "attestation": to_wire(book.attestations[account]),
+            "proof": ["0x" + p.hex() for p in book.proof(account)],
+        }
 
     def commitment_proofs(self, root: str, accounts: str) -> dict[str, Any]:
         """Leaves and proofs of several accounts (comma-separated, at most 200) of one commitment;
@@ -841,15 +972,17 @@ class Oracle:
         book = self._book_of(root)
         wanted = [a for a in str(accounts).split(",") if a]
         if not 1 <= len(wanted) <= 200:
-            raise OracleError(400, "accounts: 1 to 200 comma-separated addresses")
+            raise OracleBadRequest("accounts: 1 to 200 comma-separated addresses")
         proofs, missing = {}, []
         for i, raw in enumerate(wanted):
             account = self.address(raw, f"accounts[{i}]")
             if account not in book.attestations:
                 missing.append(account)
                 continue
-            proofs[account] = {"attestation": to_wire(book.attestations[account]),
-                               "proof": ["0x" + p.hex() for p in book.proof(account)]}
+            proofs[account] = {
+                "attestation": to_wire(book.attestations[account]),
+                "proof": ["0x" + p.hex() for p in book.proof(account)],
+            }
         return {"root": "0x" + book.root.hex(), "block": book.block, "proofs": proofs, "missing": missing}
 
     def _book_of(self, root: str) -> BookCommitment:
@@ -858,15 +991,14 @@ class Oracle:
         except ValueError:
             raw = b""
         if len(raw) != 32:
-            raise OracleError(400, f"root: {root!r} is not 32 bytes of hex")
+            raise OracleBadRequest(f"root: {root!r} is not 32 bytes of hex")
         with self._sig_lock:
             book = self.commitments.get(raw) or self.cosigned.get(raw)
         if book is None:
-            raise OracleError(404, f"commitment {root} is not among this signer's recent ones")
+            raise OracleNotFound(f"commitment {root} is not among this signer's recent ones")
         return book
 
-    def cosign_commitment(self, request: dict[str, Any], proposal_root: bytes,
-                          numbers: dict[str, Any]) -> dict[str, Any]:
+    def cosign_commitment(self, request: dict[str, Any], proposal_root: bytes, numbers: Any) -> dict[str, Any]:
         """This signer's own commitment, or — when its root differs from the proposal's only by
         float noise — the proposal rebuilt from the proposer's numbers, each within the tolerance
         of this signer's own (offchain/oracle/cosign.py) and over exactly the same accounts."""
@@ -875,23 +1007,31 @@ class Oracle:
         if book.root == proposal_root:
             return self._commit(ctx, book, left_out)
         if not isinstance(numbers, dict) or set(numbers) != set(book.attestations):
-            raise OracleError(409, "refusing to co-sign: the proposal covers other accounts than this signer's")
+            raise OracleConflict("refusing to co-sign: the proposal covers other accounts than this signer's")
         theirs: dict[str, tuple[int, int, int]] = {}
         for account, mine in book.attestations.items():
             entry = numbers[account]
-            if not isinstance(entry, list) or len(entry) != 3 or \
-                    not all(isinstance(x, str) and x.lstrip("-").isdigit() and len(x) <= 80 for x in entry):
-                raise OracleError(400, f"numbers.{account}: three integers as decimal strings (value, IM, MM)")
+            if (
+                not isinstance(entry, list)
+                or len(entry) != 3
+                or not all(isinstance(x, str) and x.lstrip("-").isdigit() and len(x) <= 80 for x in entry)
+            ):
+                raise OracleBadRequest(f"numbers.{account}: three integers as decimal strings (value, IM, MM)")
             value, im, mm = (int(x) for x in entry)
-            for name, t, o in (("value", value, mine.value), ("initialMargin", im, mine.initial_margin),
-                               ("maintenanceMargin", mm, mine.maintenance_margin)):
+            for name, t, o in (
+                ("value", value, mine.value),
+                ("initialMargin", im, mine.initial_margin),
+                ("maintenanceMargin", mm, mine.maintenance_margin),
+            ):
                 if abs(t - o) > tolerance(o):
-                    raise OracleError(409, f"refusing to co-sign: {account}.{name} is {t - o:+d} from own {o}, "
-                                           f"beyond the tolerance {tolerance(o)}")
+                    raise OracleConflict(
+                        f"refusing to co-sign: {account}.{name} is {t - o:+d} from own {o}, "
+                        f"beyond the tolerance {tolerance(o)}"
+                    )
             theirs[account] = (value, im, mm)
         rebuilt, _ = self._book(ctx, theirs)
         if rebuilt.root != proposal_root:
-            raise OracleError(409, "refusing to co-sign: the proposer's numbers do not give the proposed root")
+            raise OracleConflict("refusing to co-sign: the proposer's numbers do not give the proposed root")
         return self._commit(ctx, rebuilt, left_out, cosigned=True)
 
     # ------------------------------------------------------------------ risk views (unsigned)
@@ -900,31 +1040,48 @@ class Oracle:
         ctx = self._snapshot_context()
         key = (ctx.state.version, ctx.market.key or (ctx.snapshot_time, ctx.block), ctx.params.version)
         rows, skipped = self._risk_rows.get(key, lambda: self._risk_table(ctx))
-        return {"block": ctx.block, "fund_balance": ctx.state.fund_balance / WAD,
-                "accounts": [r for r in rows if r["ratio"] < max_ratio],
-                "unpriced_accounts": skipped, "market_unavailable": ctx.market.unavailable,
-                "diverged_accounts": sorted(ctx.state.diverged),
-                "flagged": sorted(ctx.state.flagged)}
+        return {
+            "block": ctx.block,
+            "fund_balance": ctx.state.fund_balance / WAD,
+            "accounts": [r for r in rows if r["ratio"] < max_ratio],
+            "unpriced_accounts": skipped,
+            "market_unavailable": ctx.market.unavailable,
+            "diverged_accounts": sorted(ctx.state.diverged),
+            "flagged": sorted(ctx.state.flagged),
+        }
 
     def _risk_table(self, ctx: Context) -> tuple[list[dict[str, Any]], list[str]]:
         state = ctx.state
         portfolios = {a: s.positions for a, s in state.accounts.items() if s.positions and a not in state.diverged}
         numbers = self._numbers_batch(ctx, portfolios)
-        rows = []
+        rows: list[dict[str, Any]] = []
         for account, (value, im, mm) in numbers.items():
             equity = state.accounts[account].cash + value
             ratio = equity / mm if mm else float("inf")
-            rows.append({"account": account, "equity": equity / WAD, "mm": mm / WAD, "im": im / WAD, "ratio": ratio,
-                         "state_hash": "0x" + state.accounts[account].state_hash.hex(),
-                         "equity_wei": str(equity), "mm_wei": str(mm)})
+            rows.append(
+                {
+                    "account": account,
+                    "equity": equity / WAD,
+                    "mm": mm / WAD,
+                    "im": im / WAD,
+                    "ratio": ratio,
+                    "state_hash": "0x" + state.accounts[account].state_hash.hex(),
+                    "equity_wei": str(equity),
+                    "mm_wei": str(mm),
+                }
+            )
         rows.sort(key=lambda r: r["ratio"])
         return rows, sorted(set(portfolios) - set(numbers))
 
     def marks(self) -> dict[str, Any]:
         """Marks of every listed instrument at the snapshot (unsigned: for quoting, not settling)."""
         ctx = self._snapshot_context()
-        return {"block": ctx.block, "block_time": ctx.block_time, "snapshot_time": ctx.snapshot_time,
-                "marks": {str(i): m for i, m in sorted(self._marks(ctx).items())}}
+        return {
+            "block": ctx.block,
+            "block_time": ctx.block_time,
+            "snapshot_time": ctx.snapshot_time,
+            "marks": {str(i): m for i, m in sorted(self._marks(ctx).items())},
+        }
 
     def account_report(self, account: str) -> dict[str, Any]:
         account = self.address(account, "address")
@@ -935,25 +1092,44 @@ class Oracle:
             acct = self.state.accounts[account]
             value, im, mm = self._numbers(ctx, dict(acct.positions)) if acct.positions else (0, 0, 0)
             return {
-                "account": account, "block": self.state.block, "cash": acct.cash / WAD, "value": value / WAD,
-                "equity": (acct.cash + value) / WAD, "initial_margin": im / WAD, "maintenance_margin": mm / WAD,
-                "net_deposits": acct.net_deposits / WAD, "state_hash": "0x" + acct.state_hash.hex(),
+                "account": account,
+                "block": self.state.block,
+                "cash": acct.cash / WAD,
+                "value": value / WAD,
+                "equity": (acct.cash + value) / WAD,
+                "initial_margin": im / WAD,
+                "maintenance_margin": mm / WAD,
+                "net_deposits": acct.net_deposits / WAD,
+                "state_hash": "0x" + acct.state_hash.hex(),
                 "flagged": account in self.state.flagged,
-                "positions": {self.state.instruments[i].name: s / WAD for i, s in acct.positions.items() if i in self.state.instruments},
+                "positions": {
+                    self.state.instruments[i].name: s / WAD
+                    for i, s in acct.positions.items()
+                    if i in self.state.instruments
+                },
             }
 
     def health(self) -> dict[str, Any]:
         head = self.client.head()
         snapshot = self._snapshot
         state = self.state
-        return {"status": "degraded" if state.diverged else "ok", "signer": self.signer.address, "block": state.block,
-                "head": head, "lag_blocks": max(0, head - self.confirmations - state.block),
-                "confirmations": self.confirmations, "market": self.source.status(),
-                "snapshot_time": snapshot[2].data.timestamp if snapshot else None,
-                "params": self.params_status(), "hash_mismatches": state.hash_mismatches,
-                "diverged_accounts": sorted(state.diverged), "reorgs": state.reorgs, "last_reorg": state.last_reorg,
-                "state_save_failures": self.save_failures,
-                "adl_plans": {"computed": self.adl_plans.misses, "cached_answers": self.adl_plans.hits}}
+        return {
+            "status": "degraded" if state.diverged else "ok",
+            "signer": self.signer.address,
+            "block": state.block,
+            "head": head,
+            "lag_blocks": max(0, head - self.confirmations - state.block),
+            "confirmations": self.confirmations,
+            "market": self.source.status(),
+            "snapshot_time": snapshot[2].data.timestamp if snapshot else None,
+            "params": self.params_status(),
+            "hash_mismatches": state.hash_mismatches,
+            "diverged_accounts": sorted(state.diverged),
+            "reorgs": state.reorgs,
+            "last_reorg": state.last_reorg,
+            "state_save_failures": self.save_failures,
+            "adl_plans": {"computed": self.adl_plans.misses, "cached_answers": self.adl_plans.hits},
+        }
 
     def replica(self, detail: bool = False) -> dict[str, Any]:
         """The replica as it stands (block, its hash, digest; with `detail`, every account in exact
@@ -961,9 +1137,14 @@ class Oracle:
         with self.lock:
             self.sync()
             state = self.state
-            out: dict[str, Any] = {"block": state.block, "hash": state.hashes.get(state.block), "digest": state.digest(),
-                                   "accounts": len(state.accounts), "diverged": sorted(state.diverged),
-                                   "reorgs": state.reorgs}
+            out: dict[str, Any] = {
+                "block": state.block,
+                "hash": state.hashes.get(state.block),
+                "digest": state.digest(),
+                "accounts": len(state.accounts),
+                "diverged": sorted(state.diverged),
+                "reorgs": state.reorgs,
+            }
             if detail:
                 out["rows"] = state.account_rows()
             return out
@@ -975,8 +1156,12 @@ class Oracle:
             self.store.save(self.state)  # type: ignore[union-attr]
         except Exception as err:
             self.save_failures += 1
-            event(log, "saving the replica failed; serving on, will try again", logging.ERROR,
-                  error=f"{type(err).__name__}: {str(err)[:300]}")
+            event(
+                log,
+                "saving the replica failed; serving on, will try again",
+                logging.ERROR,
+                error=f"{type(err).__name__}: {str(err)[:300]}",
+            )
 
     def save(self) -> None:
         if self.store:

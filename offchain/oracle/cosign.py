@@ -102,7 +102,9 @@ def differences(proposal: Content, own: Content) -> list[str]:
                 continue
             for t, o in pairs:
                 if abs(t - o) > tolerance(o):
-                    problems.append(f"{name}.{field}: {t} is {t - o:+d} from own {o}, beyond the tolerance {tolerance(o)}")
+                    problems.append(
+                        f"{name}.{field}: {t} is {t - o:+d} from own {o}, beyond the tolerance {tolerance(o)}"
+                    )
     if proposal.get("extra", {}) != own.get("extra", {}):
         problems.append("extra: differs from own")
     return problems
@@ -132,9 +134,11 @@ def changed_fields(content: Content, reference: Content) -> list[str]:
             out.append(name)
             continue
         message, ref_message = a.get("message", {}), b.get("message", {})
-        out += [f"{name}.{f}: {message.get(f)} vs {ref_message.get(f)}"
-                for f in sorted(set(message) | set(ref_message)) if message.get(f) != ref_message.get(f)]
+        out += [
+            f"{name}.{f}: {message.get(f)} vs {ref_message.get(f)}"
+            for f in sorted(set(message) | set(ref_message))
+            if message.get(f) != ref_message.get(f)
+        ]
     if content.get("extra") != reference.get("extra"):
         out.append("extra")
     return out
-

@@ -20,31 +20,65 @@ from typing import Any, Protocol
 
 from eth_utils import event_abi_to_log_topic
 
+from offchain.errors import Conflict, DpreError, InvalidInput, Unavailable
 from offchain.risk.instruments import Instrument
 from offchain.risk.market import MarketData, UnderlyingMarket, VolSurface
 from offchain.risk.units import WAD, to_wad_down
-from offchain.scenario import Scenario
+from offchain.market_path import Scenario
 
 AGGREGATOR_ABI = [
-    {"type": "function", "name": "decimals", "stateMutability": "view", "inputs": [], "outputs": [{"type": "uint8", "name": ""}]},
-    {"type": "function", "name": "latestRoundData", "stateMutability": "view", "inputs": [],
-     "outputs": [{"type": "uint80", "name": "roundId"}, {"type": "int256", "name": "answer"},
-                 {"type": "uint256", "name": "startedAt"}, {"type": "uint256", "name": "updatedAt"},
-                 {"type": "uint80", "name": "answeredInRound"}]},
-    {"type": "function", "name": "getRoundData", "stateMutability": "view",
-     "inputs": [{"type": "uint80", "name": "_roundId"}],
-     "outputs": [{"type": "uint80", "name": "roundId"}, {"type": "int256", "name": "answer"},
-                 {"type": "uint256", "name": "startedAt"}, {"type": "uint256", "name": "updatedAt"},
-                 {"type": "uint80", "name": "answeredInRound"}]},
-    {"type": "event", "name": "AnswerUpdated", "anonymous": False,
-     "inputs": [{"type": "int256", "name": "current", "indexed": True},
-                {"type": "uint256", "name": "roundId", "indexed": True},
-                {"type": "uint256", "name": "updatedAt", "indexed": False}]},
+    {
+        "type": "function",
+        "name": "decimals",
+        "stateMutability": "view",
+        "inputs": [],
+        "outputs": [{"type": "uint8", "name": ""}],
+    },
+    {
+        "type": "function",
+        "name": "latestRoundData",
+        "stateMutability": "view",
+        "inputs": [],
+        "outputs": [
+            {"type": "uint80", "name": "roundId"},
+            {"type": "int256", "name": "answer"},
+            {"type": "uint256", "name": "startedAt"},
+            {"type": "uint256", "name": "updatedAt"},
+            {"type": "uint80", "name": "answeredInRound"},
+        ],
+    },
+    {
+        "type": "function",
+        "name": "getRoundData",
+        "stateMutability": "view",
+        "inputs": [{"type": "uint80", "name": "_roundId"}],
+        "outputs": [
+            {"type": "uint80", "name": "roundId"},
+            {"type": "int256", "name": "answer"},
+            {"type": "uint256", "name": "startedAt"},
+            {"type": "uint256", "name": "updatedAt"},
+            {"type": "uint80", "name": "answeredInRound"},
+        ],
+    },
+    {
+        "type": "event",
+        "name": "AnswerUpdated",
+        "anonymous": False,
+        "inputs": [
+            {"type": "int256", "name": "current", "indexed": True},
+            {"type": "uint256", "name": "roundId", "indexed": True},
+            {"type": "uint256", "name": "updatedAt", "indexed": False},
+        ],
+    },
 ]
-ANSWER_UPDATED_TOPIC = event_abi_to_log_topic(AGGREGATOR_ABI[3])
+ANSWER_UPDATED_TOPIC = event_abi_to_log_topic(AGGREGATOR_ABI[3])  # type: ignore[arg-type]  # a plain dict ABI entry
 
 
-class MarketUnavailable(Exception):
+class MarketDataError(DpreError):
+    """The market data asked for cannot be given."""
+
+
+class MarketUnavailable(MarketDataError, Unavailable):
     """No trustworthy data for an underlying: the oracle refuses to attest what depends on it."""
 
     def __init__(self, underlying: str, reason: str) -> None:
@@ -66,18 +100,27 @@ class MarketSnapshot:
     key: tuple[Any, ...] = ()
 
 
-class SettlementUnavailable(Exception):
-    """No settlement price can be given: the message says why; `status` is the HTTP status
-    (400 no such underlying, 409 no reading at the expiry, 503 the feed cannot be read now)."""
+class SettlementUnavailable(MarketDataError):
+    """No settlement price can be given: the message says why, the subclass whose fault it is.
+    Every subclass takes just the message, so a caller can re-raise one with more context."""
 
-    def __init__(self, message: str, status: int = 409) -> None:
-        super().__init__(message)
-        self.status = status
+
+class UnknownUnderlying(SettlementUnavailable, InvalidInput):
+    """The request names an underlying this source has no data for."""
+
+
+class NoSettlementReading(SettlementUnavailable, Conflict):
+    """The feed has no usable reading at the expiry: asking again will not change that."""
+
+
+class FeedUnreadable(SettlementUnavailable, Unavailable):
+    """The feed cannot be read now."""
 
 
 class MarketSource(Protocol):
-    def snapshot(self, block: int, timestamp: int, instruments: dict[int, Instrument],
-                 max_age: int | None = None) -> MarketSnapshot: ...
+    def snapshot(
+        self, block: int, timestamp: int, instruments: dict[int, Instrument], max_age: int | None = None
+    ) -> MarketSnapshot: ...
 
     def settlement_price(self, underlying: str, expiry: int, block: int) -> tuple[int, int]:
         """(price in WAD, time of the reading) of `underlying` at `expiry`: the same answer for
@@ -88,7 +131,9 @@ class MarketSource(Protocol):
 
 
 def pillars_for(underlying: str, instruments: dict[int, Instrument], timestamp: int) -> tuple[int, ...]:
-    expiries = sorted({i.expiry for i in instruments.values() if i.underlying == underlying and i.is_option and i.expiry > timestamp})
+    expiries = sorted(
+        {i.expiry for i in instruments.values() if i.underlying == underlying and i.is_option and i.expiry > timestamp}
+    )
     return tuple(expiries) or (timestamp + 30 * 86400,)
 
 
@@ -137,8 +182,13 @@ class FeedConfig:
 
 
 class FeedMarketSource:
-    def __init__(self, w3: Any, feeds: dict[str, FeedConfig], correlations: dict[tuple[str, str], float] | None = None,
-                 logs_from_block: int = 0) -> None:
+    def __init__(
+        self,
+        w3: Any,
+        feeds: dict[str, FeedConfig],
+        correlations: dict[tuple[str, str], float] | None = None,
+        logs_from_block: int = 0,
+    ) -> None:
         self.w3 = w3
         self.feeds = feeds
         self.correlations = correlations or {}
@@ -162,7 +212,9 @@ class FeedMarketSource:
     def _read_raw(self, address: str, block: int) -> tuple[int, int, int, int]:
         """(raw answer, decimals, updatedAt, roundId) of a feed's latest round at `block`."""
         decimals = self._decimals_of(address, block)
-        round_id, answer, _, updated_at, _ = self._contract(address).functions.latestRoundData().call(block_identifier=block)
+        round_id, answer, _, updated_at, _ = (
+            self._contract(address).functions.latestRoundData().call(block_identifier=block)
+        )
         return int(answer), decimals, int(updated_at), int(round_id)
 
     def _read(self, address: str, block: int) -> tuple[float, int, int]:
@@ -170,8 +222,9 @@ class FeedMarketSource:
         answer, decimals, updated_at, round_id = self._read_raw(address, block)
         return answer / 10**decimals, updated_at, round_id
 
-    def snapshot(self, block: int, timestamp: int, instruments: dict[int, Instrument],
-                 max_age: int | None = None) -> MarketSnapshot:
+    def snapshot(
+        self, block: int, timestamp: int, instruments: dict[int, Instrument], max_age: int | None = None
+    ) -> MarketSnapshot:
         """The feeds at `block` (of time `timestamp`). Data older than `max_age` (the contract's
         maxSnapshotAge) or the feed's own max_age is stale: no attestation could use it."""
         readings, unavailable, rounds = {}, {}, []
@@ -195,13 +248,16 @@ class FeedMarketSource:
         for u, (price, vol, _, _, _) in readings.items():
             cfg = self.feeds[u]
             pillars = pillars_for(u, instruments, snapshot_time)
-            markets[u] = UnderlyingMarket(price, VolSurface(pillars, tuple(vol for _ in pillars), cfg.skew, cfg.curvature))
+            markets[u] = UnderlyingMarket(
+                price, VolSurface(pillars, tuple(vol for _ in pillars), cfg.skew, cfg.curvature)
+            )
         correlations = {k: v for k, v in self.correlations.items() if k[0] in markets and k[1] in markets}
         key = (snapshot_time, tuple(rounds), tuple(sorted(unavailable)))
         return MarketSnapshot(MarketData(snapshot_time, markets, correlations), unavailable, key)
 
-    def _underlying(self, u: str, cfg: FeedConfig, block: int, timestamp: int,
-                    max_age: int | None, seen: list[int]) -> tuple[float, float, int, int, int]:
+    def _underlying(
+        self, u: str, cfg: FeedConfig, block: int, timestamp: int, max_age: int | None, seen: list[int]
+    ) -> tuple[float, float, int, int, int]:
         """(price, vol, newest updatedAt of its feeds, price round, vol round); each feed's own
         reading must be within the max age."""
         limit = cfg.max_age if max_age is None else min(cfg.max_age, max_age)
@@ -236,11 +292,11 @@ class FeedMarketSource:
         are read from their AnswerUpdated events."""
         cfg = self.feeds.get(underlying)
         if cfg is None:
-            raise SettlementUnavailable(f"no price feed configured for {underlying}", 400)
+            raise UnknownUnderlying(f"no price feed configured for {underlying}")
         try:
             latest, decimals, updated, round_id = self._read_raw(cfg.price_feed, block)
         except Exception as err:
-            raise SettlementUnavailable(f"price feed of {underlying} unreadable: {str(err)[:120]}", 503) from None
+            raise FeedUnreadable(f"price feed of {underlying} unreadable: {str(err)[:120]}") from None
         if updated <= expiry:
             found: tuple[int, int] | None = (latest, updated)
         else:
@@ -249,10 +305,10 @@ class FeedMarketSource:
             except _NoRoundData:
                 found = self._round_at_from_logs(cfg.price_feed, expiry, block)
         if found is None:
-            raise SettlementUnavailable(f"the price feed of {underlying} has no round at or before the expiry {expiry}")
+            raise NoSettlementReading(f"the price feed of {underlying} has no round at or before the expiry {expiry}")
         answer, at = found
         if answer <= 0:
-            raise SettlementUnavailable(f"the price feed of {underlying} answered {answer} at the expiry")
+            raise NoSettlementReading(f"the price feed of {underlying} answered {answer} at the expiry")
         return answer * WAD // 10**decimals, at
 
     def _round_at(self, address: str, latest_round: int, expiry: int, block: int) -> tuple[int, int] | None:
@@ -275,7 +331,7 @@ class FeedMarketSource:
             try:
                 answer, updated = at(mid)
             except Exception as err:
-                raise SettlementUnavailable(f"price feed round {mid} unreadable: {str(err)[:120]}", 503) from None
+                raise FeedUnreadable(f"price feed round {mid} unreadable: {str(err)[:120]}") from None
             if 0 < updated <= expiry:
                 best, lo = (answer, updated), mid + 1
             else:
@@ -283,8 +339,14 @@ class FeedMarketSource:
         return best
 
     def _round_at_from_logs(self, address: str, expiry: int, block: int) -> tuple[int, int] | None:
-        logs = self.w3.eth.get_logs({"address": address, "fromBlock": self.logs_from_block, "toBlock": block,
-                                     "topics": ["0x" + ANSWER_UPDATED_TOPIC.hex()]})
+        logs = self.w3.eth.get_logs(
+            {
+                "address": address,
+                "fromBlock": self.logs_from_block,
+                "toBlock": block,
+                "topics": ["0x" + ANSWER_UPDATED_TOPIC.hex()],
+            }
+        )
         best: tuple[int, int, int] | None = None  # (round, answer, updatedAt)
         for entry in logs:
             answer = int.from_bytes(bytes(entry["topics"][1]), "big", signed=True)
@@ -312,20 +374,23 @@ class ScenarioMarketSource:
     def _at(self, timestamp: int) -> dict[str, tuple[float, float]]:
         return self.scenario.at((timestamp - self.start) * self.speed / self.scenario.duration)
 
-    def snapshot(self, block: int, timestamp: int, instruments: dict[int, Instrument],
-                 max_age: int | None = None) -> MarketSnapshot:
+    def snapshot(
+        self, block: int, timestamp: int, instruments: dict[int, Instrument], max_age: int | None = None
+    ) -> MarketSnapshot:
         markets = {}
         for u, (spot, vol) in self._at(timestamp).items():
             base = self.scenario.underlyings[u]
             pillars = pillars_for(u, instruments, timestamp)
-            markets[u] = UnderlyingMarket(spot, VolSurface(pillars, tuple(vol for _ in pillars), base.skew, base.curvature))
+            markets[u] = UnderlyingMarket(
+                spot, VolSurface(pillars, tuple(vol for _ in pillars), base.skew, base.curvature)
+            )
         return MarketSnapshot(MarketData(timestamp, markets, dict(self.scenario.correlations)), {}, (timestamp,))
 
     def settlement_price(self, underlying: str, expiry: int, block: int) -> tuple[int, int]:
         """The scenario's price at the expiry time."""
         values = self._at(expiry)
         if underlying not in values:
-            raise SettlementUnavailable(f"the scenario does not describe {underlying}", 400)
+            raise UnknownUnderlying(f"the scenario does not describe {underlying}")
         return to_wad_down(values[underlying][0]), expiry
 
     def status(self) -> dict[str, str]:
@@ -339,14 +404,17 @@ class FixedMarketSource:
     def __init__(self, market: MarketData, unavailable: dict[str, str] | None = None) -> None:
         self.market, self.unavailable = market, dict(unavailable or {})
 
-    def snapshot(self, block: int, timestamp: int, instruments: dict[int, Instrument],
-                 max_age: int | None = None) -> MarketSnapshot:
+    def snapshot(
+        self, block: int, timestamp: int, instruments: dict[int, Instrument], max_age: int | None = None
+    ) -> MarketSnapshot:
         spots = tuple(sorted((u, m.spot) for u, m in self.market.underlyings.items()))
-        return MarketSnapshot(self.market, dict(self.unavailable), (self.market.timestamp, spots, tuple(sorted(self.unavailable))))
+        return MarketSnapshot(
+            self.market, dict(self.unavailable), (self.market.timestamp, spots, tuple(sorted(self.unavailable)))
+        )
 
     def settlement_price(self, underlying: str, expiry: int, block: int) -> tuple[int, int]:
         if underlying not in self.market.underlyings:
-            raise SettlementUnavailable(f"no market data for {underlying}", 400)
+            raise UnknownUnderlying(f"no market data for {underlying}")
         return to_wad_down(self.market.get(underlying).spot), expiry
 
     def status(self) -> dict[str, str]:

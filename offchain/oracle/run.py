@@ -20,7 +20,7 @@ from offchain.oracle.market_sources import FeedConfig, FeedMarketSource, MarketS
 from offchain.oracle.server import Gateway, gateway_server, signer_server
 from offchain.risk.io import parse_params
 from offchain.risk.params import MarginParams
-from offchain.scenario import load_scenario
+from offchain.market_path import load_scenario
 
 
 def _source(args: argparse.Namespace, client: SystemClient, deployment: Deployment) -> MarketSource:
@@ -35,7 +35,7 @@ def _source(args: argparse.Namespace, client: SystemClient, deployment: Deployme
     if not feeds:
         raise UserError("no market data: the deployment lists no feeds; pass --feeds FILE or --scenario FILE")
     correlations = {tuple(k.split("/")): float(v) for k, v in feeds_conf.get("correlations", {}).items()}
-    return FeedMarketSource(client.w3, feeds, correlations, logs_from_block=max(0, deployment.deploy_block - 1))  # type: ignore[arg-type]
+    return FeedMarketSource(client.w3, feeds, correlations, logs_from_block=max(0, deployment.deploy_block - 1))
 
 
 def _param_sets(paths: list[str] | None) -> list[MarginParams]:
@@ -65,13 +65,27 @@ def run_signer(args: argparse.Namespace) -> int:
     signer = load_signer(args.key_env, args.keystore, args.password_env)
     state_path = Path(args.state) if args.state else None
     param_sets = _param_sets(args.params)
-    oracle = Oracle(client, _source(args, client, deployment), signer, state_path=state_path, ttl_seconds=args.ttl,
-                    param_sets=param_sets, confirmations=args.confirmations)
+    oracle = Oracle(
+        client,
+        _source(args, client, deployment),
+        signer,
+        state_path=state_path,
+        ttl_seconds=args.ttl,
+        param_sets=param_sets,
+        confirmations=args.confirmations,
+    )
     block = oracle.sync()
     server = signer_server(oracle, args.host, args.port, rate=args.rate)
     server.serve_in_thread()
-    event(log, "signer up", address=signer.address, port=server.port, block=block,
-          authorized=signer.address in deployment.signers, params=oracle.params_status())
+    event(
+        log,
+        "signer up",
+        address=signer.address,
+        port=server.port,
+        block=block,
+        authorized=signer.address in deployment.signers,
+        params=oracle.params_status(),
+    )
     stop = threading.Event()
     _until_signal(stop)
     server.shutdown()
@@ -96,8 +110,10 @@ def run_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    oracle = sub.add_parser("oracle", help="the risk oracle services").add_subparsers(dest="oracle_command", metavar="ROLE")
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    oracle = sub.add_parser("oracle", help="the risk oracle services").add_subparsers(
+        dest="oracle_command", metavar="ROLE"
+    )
     s = oracle.add_parser("signer", help="one signer: rebuilds state from chain events, signs attestations")
     s.add_argument("--rpc", default="http://127.0.0.1:8545")
     s.add_argument("--deployment", required=True, help="deployment JSON written by the deploy script")
@@ -110,11 +126,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     s.add_argument("--scenario-speed", type=float, default=1.0)
     s.add_argument("--state", help="snapshot file: resume from it instead of replaying from the deploy block")
     s.add_argument("--ttl", type=int, default=60, help="seconds an attestation stays valid")
-    s.add_argument("--confirmations", type=int, default=None,
-                   help="sign for the state this many blocks below the head (default: the deployment's)")
-    s.add_argument("--params", action="append", metavar="FILE",
-                   help="model parameters of a version this signer holds (JSON of MarginParams fields; repeatable); "
-                        "the built-in defaults are always held")
+    s.add_argument(
+        "--confirmations",
+        type=int,
+        default=None,
+        help="sign for the state this many blocks below the head (default: the deployment's)",
+    )
+    s.add_argument(
+        "--params",
+        action="append",
+        metavar="FILE",
+        help="model parameters of a version this signer holds (JSON of MarginParams fields; repeatable); "
+        "the built-in defaults are always held",
+    )
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=9101)
     s.add_argument("--rate", type=float, default=200.0, help="requests per second per client")

@@ -21,9 +21,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from offchain.attest.eip712 import Domain, signer_of
 from offchain.attest.messages import from_wire, to_wire
-from offchain.ops.httpserver import HttpError, JsonServer
+from offchain.errors import DpreError
+from offchain.ops.httpserver import HttpError, JsonServer, status_of
 from offchain.ops.logs import event
-from offchain.oracle.core import Oracle, OracleError, SignedItem
+from offchain.oracle.core import Oracle, SignedItem
 from offchain.oracle.cosign import Content, changed_fields, content_key, content_of, differences, proposal_order
 
 log = logging.getLogger("oracle.http")
@@ -35,71 +36,149 @@ def openapi(title: str, signer: bool = False) -> dict[str, Any]:
     """The API description (OpenAPI 3.1). Bodies are JSON; big integers are decimal strings."""
     attest = {
         "margin": ("Attestation of an account's current portfolio (for withdrawals)", {"account": "address"}),
-        "trade": ("Post-trade attestations of both sides of a fill",
-                  {"order": "{maker, instrument_id, size, price, nonce, deadline}", "fill_amount": "WAD", "taker": "address"}),
-        "liquidation": ("Attestations of accounts to liquidate and of the liquidator after taking the slices",
-                        {"accounts": "[address]", "liquidator": "address"}),
-        "adl": ("ADL plan of a bankrupt account: marks, ranked queues (Merkle roots) and fills", {"account": "address"}),
-        "settlement": ("Settlement price of an underlying at a passed expiry", {"underlying": "ETH", "expiry": "unix seconds"}),
+        "trade": (
+            "Post-trade attestations of both sides of a fill",
+            {"order": "{maker, instrument_id, size, price, nonce, deadline}", "fill_amount": "WAD", "taker": "address"},
+        ),
+        "liquidation": (
+            "Attestations of accounts to liquidate and of the liquidator after taking the slices",
+            {"accounts": "[address]", "liquidator": "address"},
+        ),
+        "adl": (
+            "ADL plan of a bankrupt account: marks, ranked queues (Merkle roots) and fills",
+            {"account": "address"},
+        ),
+        "settlement": (
+            "Settlement price of an underlying at a passed expiry",
+            {"underlying": "ETH", "expiry": "unix seconds"},
+        ),
         "heartbeat": ("The signer's newest market snapshot time, for postSnapshot", {"min_block": "block (optional)"}),
-        "commitment": ("One commitment (a StandardMerkleTree root) to every account's margin at the snapshot, "
-                       "for SnapshotCommitments.postCommitment; extra.left_out lists accounts not committed",
-                       {"min_block": "block (optional)"}),
+        "commitment": (
+            "One commitment (a StandardMerkleTree root) to every account's margin at the snapshot, "
+            "for SnapshotCommitments.postCommitment; extra.left_out lists accounts not committed",
+            {"min_block": "block (optional)"},
+        ),
     }
     paths: dict[str, Any] = {
-        "/health": {"get": {"summary": "Liveness, synced block, lag and market status", "responses": {"200": {"description": "ok"}}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition"}}}},
-        "/v1/accounts/{address}": {"get": {"summary": "Portfolio, equity and margin of an account",
-                                           "parameters": [{"name": "address", "in": "path", "required": True}],
-                                           "responses": {"200": {"description": "ok"}, "400": {"description": "malformed address"},
-                                                         "404": {"description": "unknown account"}}}},
-        "/v1/marks": {"get": {"summary": "Mark of one contract of every listed instrument at the oracle's snapshot",
-                              "responses": {"200": {"description": "{block, snapshot_time, marks: {instrument id: mark}}"}}}},
-        "/v1/replica": {"get": {"summary": "The signer's replica: block, block hash, digest; with detail=1 every "
-                                           "account's cash, state hash and positions (exact integers)",
-                                "parameters": [{"name": "detail", "in": "query", "required": False}],
-                                "responses": {"200": {"description": "ok"}}}},
-        "/v1/commitments/{root}/proofs/{account}": {"get": {
-            "summary": "An account's committed MarginAttestation and its Merkle proof (siblings from the leaf up)",
-            "parameters": [{"name": "root", "in": "path", "required": True}, {"name": "account", "in": "path", "required": True}],
-            "responses": {"200": {"description": "{root, block, attestation, proof}"},
-                          "404": {"description": "not a recent commitment of the signers, or no such account in it"}}}},
-        "/v1/commitments/{root}/proofs": {"get": {
-            "summary": "Committed attestations and proofs of several accounts (accounts=comma-separated, at most 200)",
-            "parameters": [{"name": "root", "in": "path", "required": True}, {"name": "accounts", "in": "query", "required": True}],
-            "responses": {"200": {"description": "{root, block, proofs: {account: {attestation, proof}}, missing}"},
-                          "404": {"description": "not a recent commitment of the signers"}}}},
-        "/v1/risk/accounts": {"get": {"summary": "Accounts whose equity / MM is below max_ratio, weakest first",
-                                      "parameters": [{"name": "max_ratio", "in": "query", "required": False}],
-                                      "responses": {"200": {"description": "ok"}}}},
+        "/health": {
+            "get": {
+                "summary": "Liveness, synced block, lag and market status",
+                "responses": {"200": {"description": "ok"}},
+            }
+        },
+        "/metrics": {
+            "get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition"}}}
+        },
+        "/v1/accounts/{address}": {
+            "get": {
+                "summary": "Portfolio, equity and margin of an account",
+                "parameters": [{"name": "address", "in": "path", "required": True}],
+                "responses": {
+                    "200": {"description": "ok"},
+                    "400": {"description": "malformed address"},
+                    "404": {"description": "unknown account"},
+                },
+            }
+        },
+        "/v1/marks": {
+            "get": {
+                "summary": "Mark of one contract of every listed instrument at the oracle's snapshot",
+                "responses": {"200": {"description": "{block, snapshot_time, marks: {instrument id: mark}}"}},
+            }
+        },
+        "/v1/replica": {
+            "get": {
+                "summary": "The signer's replica: block, block hash, digest; with detail=1 every "
+                "account's cash, state hash and positions (exact integers)",
+                "parameters": [{"name": "detail", "in": "query", "required": False}],
+                "responses": {"200": {"description": "ok"}},
+            }
+        },
+        "/v1/commitments/{root}/proofs/{account}": {
+            "get": {
+                "summary": "An account's committed MarginAttestation and its Merkle proof (siblings from the leaf up)",
+                "parameters": [
+                    {"name": "root", "in": "path", "required": True},
+                    {"name": "account", "in": "path", "required": True},
+                ],
+                "responses": {
+                    "200": {"description": "{root, block, attestation, proof}"},
+                    "404": {"description": "not a recent commitment of the signers, or no such account in it"},
+                },
+            }
+        },
+        "/v1/commitments/{root}/proofs": {
+            "get": {
+                "summary": "Committed attestations and proofs of several accounts (accounts=comma-separated, at most 200)",
+                "parameters": [
+                    {"name": "root", "in": "path", "required": True},
+                    {"name": "accounts", "in": "query", "required": True},
+                ],
+                "responses": {
+                    "200": {"description": "{root, block, proofs: {account: {attestation, proof}}, missing}"},
+                    "404": {"description": "not a recent commitment of the signers"},
+                },
+            }
+        },
+        "/v1/risk/accounts": {
+            "get": {
+                "summary": "Accounts whose equity / MM is below max_ratio, weakest first",
+                "parameters": [{"name": "max_ratio", "in": "query", "required": False}],
+                "responses": {"200": {"description": "ok"}},
+            }
+        },
     }
     for name, (summary, fields) in attest.items():
-        paths[f"/v1/attest/{name}"] = {"post": {
-            "summary": summary,
-            "requestBody": {"content": {"application/json": {"example": fields}}},
-            "responses": {"200": {"description": "signed items {type, message, signature(s)} and extra data; from the "
-                                                 "gateway also `agreement`: identical, or cosigned (offchain/oracle/cosign.py)"},
-                          "400": {"description": "malformed request (the message names the field)"},
-                          "404": {"description": "unknown account"},
-                          "409": {"description": "impossible request (not liquidatable, expired, over the position cap)"},
-                          "429": {"description": "rate limited"},
-                          "503": {"description": "no trustworthy market data, or too few signers agree"}},
-        }}
+        paths[f"/v1/attest/{name}"] = {
+            "post": {
+                "summary": summary,
+                "requestBody": {"content": {"application/json": {"example": fields}}},
+                "responses": {
+                    "200": {
+                        "description": "signed items {type, message, signature(s)} and extra data; from the "
+                        "gateway also `agreement`: identical, or cosigned (offchain/oracle/cosign.py)"
+                    },
+                    "400": {"description": "malformed request (the message names the field)"},
+                    "404": {"description": "unknown account"},
+                    "409": {"description": "impossible request (not liquidatable, expired, over the position cap)"},
+                    "429": {"description": "rate limited"},
+                    "503": {"description": "no trustworthy market data, or too few signers agree"},
+                },
+            }
+        }
     if signer:
-        paths["/v1/commitments/{root}/numbers"] = {"get": {
-            "summary": "(value, IM, MM) per account of a commitment this signer built, for co-signers to check",
-            "parameters": [{"name": "root", "in": "path", "required": True}],
-            "responses": {"200": {"description": "{root, block, numbers: {account: [value, IM, MM]}}"},
-                          "404": {"description": "not among this signer's recent commitments"}}}}
-        paths["/v1/cosign"] = {"post": {
-            "summary": "Signs another signer's proposal for a request if it matches this signer's own answer "
-                       "(identical but for float-derived numbers within the tolerance)",
-            "requestBody": {"content": {"application/json": {"example": {
-                "endpoint": "margin", "request": {"account": "address"}, "proposal": "{items: {name: {type, message}}, extra}"}}}},
-            "responses": {"200": {"description": "the proposal's items signed by this signer"},
-                          "400": {"description": "malformed request"},
-                          "409": {"description": "refused: the proposal differs from this signer's own answer (listed)"}},
-        }}
+        paths["/v1/commitments/{root}/numbers"] = {
+            "get": {
+                "summary": "(value, IM, MM) per account of a commitment this signer built, for co-signers to check",
+                "parameters": [{"name": "root", "in": "path", "required": True}],
+                "responses": {
+                    "200": {"description": "{root, block, numbers: {account: [value, IM, MM]}}"},
+                    "404": {"description": "not among this signer's recent commitments"},
+                },
+            }
+        }
+        paths["/v1/cosign"] = {
+            "post": {
+                "summary": "Signs another signer's proposal for a request if it matches this signer's own answer "
+                "(identical but for float-derived numbers within the tolerance)",
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "example": {
+                                "endpoint": "margin",
+                                "request": {"account": "address"},
+                                "proposal": "{items: {name: {type, message}}, extra}",
+                            }
+                        }
+                    }
+                },
+                "responses": {
+                    "200": {"description": "the proposal's items signed by this signer"},
+                    "400": {"description": "malformed request"},
+                    "409": {"description": "refused: the proposal differs from this signer's own answer (listed)"},
+                },
+            }
+        }
     return {"openapi": "3.1.0", "info": {"title": title, "version": "1"}, "paths": paths}
 
 
@@ -107,9 +186,13 @@ class Metrics:
     def __init__(self, service: str) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("dpre_requests_total", "HTTP requests", ["endpoint", "status"], registry=self.registry)
-        self.latency = Histogram("dpre_attestation_seconds", "Time to answer an attestation request",
-                                 ["endpoint"], registry=self.registry,
-                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+        self.latency = Histogram(
+            "dpre_attestation_seconds",
+            "Time to answer an attestation request",
+            ["endpoint"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
         self.block = Gauge("dpre_synced_block", "Last block applied", registry=self.registry)
         self.lag = Gauge("dpre_block_lag", "Head minus synced block", registry=self.registry)
 
@@ -119,11 +202,8 @@ def _timed(metrics: Metrics, endpoint: str, fn: Callable[[], Any]) -> Any:
     status = "200"
     try:
         return fn()
-    except OracleError as err:
-        status = str(err.status)
-        raise HttpError(err.status, str(err)) from None
-    except HttpError as err:
-        status = str(err.status)
+    except DpreError as err:  # JsonServer answers it with the same status
+        status = str(status_of(err) or 500)
         raise
     finally:
         metrics.requests.labels(endpoint, status).inc()
@@ -134,11 +214,14 @@ def signer_server(oracle: Oracle, host: str, port: int, rate: float = 200.0) -> 
     metrics = Metrics("signer")
     r = metrics.registry
     Gauge("dpre_reorgs", "Chain reorganisations the replica rolled back", registry=r).set_function(
-        lambda: float(oracle.state.reorgs))
-    Gauge("dpre_diverged_accounts", "Accounts whose replica differs from the chain (no attestation for them)",
-          registry=r).set_function(lambda: float(len(oracle.state.diverged)))
+        lambda: float(oracle.state.reorgs)
+    )
+    Gauge(
+        "dpre_diverged_accounts", "Accounts whose replica differs from the chain (no attestation for them)", registry=r
+    ).set_function(lambda: float(len(oracle.state.diverged)))
     Gauge("dpre_hash_mismatches", "State hash mismatches seen since start", registry=r).set_function(
-        lambda: float(oracle.state.hash_mismatches))
+        lambda: float(oracle.state.hash_mismatches)
+    )
     server = JsonServer(host, port, metrics.registry, rate=rate, burst=int(rate * 2))
 
     def health(_b: Any, _p: Any, _q: Any) -> Any:
@@ -149,23 +232,47 @@ def signer_server(oracle: Oracle, host: str, port: int, rate: float = 200.0) -> 
 
     server.route("GET", "/health", health)
     server.route("GET", "/openapi.json", lambda b, p, q: openapi("DPRE risk oracle (signer)", signer=True))
-    server.route("GET", "/v1/accounts/{address}",
-                 lambda b, p, q: _timed(metrics, "account", lambda: oracle.account_report(p["address"])))
-    server.route("GET", "/v1/risk/accounts", lambda b, p, q: _timed(
-        metrics, "risk", lambda: oracle.risk_accounts(float(q.get("max_ratio", ["1.25"])[0]))))
+    server.route(
+        "GET",
+        "/v1/accounts/{address}",
+        lambda b, p, q: _timed(metrics, "account", lambda: oracle.account_report(p["address"])),
+    )
+    server.route(
+        "GET",
+        "/v1/risk/accounts",
+        lambda b, p, q: _timed(metrics, "risk", lambda: oracle.risk_accounts(float(q.get("max_ratio", ["1.25"])[0]))),
+    )
     server.route("GET", "/v1/marks", lambda b, p, q: _timed(metrics, "marks", oracle.marks))
-    server.route("GET", "/v1/replica", lambda b, p, q: _timed(
-        metrics, "replica", lambda: oracle.replica(q.get("detail", ["0"])[0] in ("1", "true"))))
-    for name in ATTEST_ENDPOINTS:
+    server.route(
+        "GET",
+        "/v1/replica",
+        lambda b, p, q: _timed(metrics, "replica", lambda: oracle.replica(q.get("detail", ["0"])[0] in ("1", "true"))),
+    )
+
+    def attest_route(name: str) -> Callable[[Any, Any, Any], Any]:
         fn = getattr(oracle, f"attest_{name}")
-        server.route("POST", f"/v1/attest/{name}", lambda b, p, q, fn=fn, name=name: _timed(metrics, name, lambda: fn(b)))
+        return lambda b, p, q: _timed(metrics, name, lambda: fn(b))
+
+    for name in ATTEST_ENDPOINTS:
+        server.route("POST", f"/v1/attest/{name}", attest_route(name))
     server.route("POST", "/v1/cosign", lambda b, p, q: _timed(metrics, "cosign", lambda: cosign(oracle, b)))
-    server.route("GET", "/v1/commitments/{root}/numbers", lambda b, p, q: _timed(
-        metrics, "commitment_numbers", lambda: oracle.commitment_numbers(p["root"])))
-    server.route("GET", "/v1/commitments/{root}/proofs/{account}", lambda b, p, q: _timed(
-        metrics, "commitment_proof", lambda: oracle.commitment_proof(p["root"], p["account"])))
-    server.route("GET", "/v1/commitments/{root}/proofs", lambda b, p, q: _timed(
-        metrics, "commitment_proof", lambda: oracle.commitment_proofs(p["root"], q.get("accounts", [""])[0])))
+    server.route(
+        "GET",
+        "/v1/commitments/{root}/numbers",
+        lambda b, p, q: _timed(metrics, "commitment_numbers", lambda: oracle.commitment_numbers(p["root"])),
+    )
+    server.route(
+        "GET",
+        "/v1/commitments/{root}/proofs/{account}",
+        lambda b, p, q: _timed(metrics, "commitment_proof", lambda: oracle.commitment_proof(p["root"], p["account"])),
+    )
+    server.route(
+        "GET",
+        "/v1/commitments/{root}/proofs",
+        lambda b, p, q: _timed(
+            metrics, "commitment_proof", lambda: oracle.commitment_proofs(p["root"], q.get("accounts", [""])[0])
+        ),
+    )
     return server
 
 
@@ -243,8 +350,9 @@ class Gateway:
     signers a rounding step apart), the signed contents are proposed, most conservative first,
     to the signers that did not sign them (propose and co-sign: offchain/oracle/cosign.py)."""
 
-    def __init__(self, signer_urls: list[str], threshold: int, domain: Domain, allowed: list[str],
-                 timeout: float = 10.0) -> None:
+    def __init__(
+        self, signer_urls: list[str], threshold: int, domain: Domain, allowed: list[str], timeout: float = 10.0
+    ) -> None:
         if not 1 <= threshold <= len(signer_urls):
             raise ValueError("threshold must be between 1 and the number of signers")
         if not allowed:
@@ -290,10 +398,14 @@ class Gateway:
         ok = sum(1 for _, s, _ in answers if s == 200)
         failures = [str(d.get("error")) for _, s, d in answers if s != 200 and d.get("error")]
         common = max(set(failures), key=failures.count) if failures else ""
-        raise HttpError(503, f"refusing to attest: {ok} of {len(self.urls)} signers answered, "
-                             f"{self.threshold} identical signatures are required"
-                             + (" and no proposal was co-signed by enough signers" if groups else "")
-                             + (f" (signers say: {common})" if common else ""), signers=reasons)
+        raise HttpError(
+            503,
+            f"refusing to attest: {ok} of {len(self.urls)} signers answered, "
+            f"{self.threshold} identical signatures are required"
+            + (" and no proposal was co-signed by enough signers" if groups else "")
+            + (f" (signers say: {common})" if common else ""),
+            signers=reasons,
+        )
 
     def _tally(self, answers: list[Answer]) -> tuple[dict[str, list[Vote]], dict[str, str]]:
         """Valid votes grouped by exact content (one per signer address), and why each other
@@ -357,14 +469,23 @@ class Gateway:
         # exactly `threshold` signatures, lowest addresses first (the contract wants ascending
         # signers): each extra one costs ~7k gas and would make the cost depend on which signers
         # happened to answer in time
-        chosen = sorted(votes, key=lambda v: int(v.signer, 16))[:self.threshold]
+        chosen = sorted(votes, key=lambda v: int(v.signer, 16))[: self.threshold]
         content = chosen[0].content
         items = {}
         for k, v in content["items"].items():
             sigs = b"".join(vote.signatures[k] for vote in chosen)
-            items[k] = {"type": v["type"], "message": v["message"], "signatures": "0x" + sigs.hex(),
-                        "signers": [vote.signer for vote in chosen]}
-        return {"block": max(v.block for v in chosen), "items": items, "extra": content["extra"], "agreement": agreement}
+            items[k] = {
+                "type": v["type"],
+                "message": v["message"],
+                "signatures": "0x" + sigs.hex(),
+                "signers": [vote.signer for vote in chosen],
+            }
+        return {
+            "block": max(v.block for v in chosen),
+            "items": items,
+            "extra": content["extra"],
+            "agreement": agreement,
+        }
 
     def _explain(self, groups: dict[str, list[Vote]], reasons: dict[str, str]) -> None:
         """Says for each counted signer what it signed, and where that differs from the content
@@ -377,11 +498,20 @@ class Gateway:
                     reasons[v.url] = f"signed as {v.signer}"
                 else:
                     changed = changed_fields(v.content, reference[0].content)
-                    reasons[v.url] = (f"signed as {v.signer} other content than {names}: "
-                                      + "; ".join(changed[:4]) + (" …" if len(changed) > 4 else ""))
+                    reasons[v.url] = (
+                        f"signed as {v.signer} other content than {names}: "
+                        + "; ".join(changed[:4])
+                        + (" …" if len(changed) > 4 else "")
+                    )
 
-    def _cosign(self, endpoint: str, body: dict[str, Any], answers: list[Answer],
-                groups: dict[str, list[Vote]], reasons: dict[str, str]) -> dict[str, Any] | None:
+    def _cosign(
+        self,
+        endpoint: str,
+        body: dict[str, Any],
+        answers: list[Answer],
+        groups: dict[str, list[Vote]],
+        reasons: dict[str, str],
+    ) -> dict[str, Any] | None:
         """Proposes each signed content, most conservative first, to the signers that did not sign
         it; returns the first one that `threshold` distinct authorized signers then signed. A
         proposal honest signers refuse (beyond the tolerance) only costs one round."""
@@ -392,7 +522,7 @@ class Gateway:
             asked = [u for u in reachable if u not in {v.url for v in votes}]
             if len(votes) + len(asked) < self.threshold:
                 continue
-            floor = body.get("min_block") if isinstance(body.get("min_block"), int) else 0
+            floor = body["min_block"] if isinstance(body.get("min_block"), int) else 0
             newest = max([v.block for v in votes] + [floor])
             request = {"endpoint": endpoint, "request": {**body, "min_block": newest}, "proposal": proposal}
             if endpoint == "commitment":
@@ -410,7 +540,8 @@ class Gateway:
                         votes.append(vote)
                         continue
                     note = f"co-signature of {proposer}'s proposal not counted: " + (
-                        vote if isinstance(vote, str) else f"repeats {vote.signer}")
+                        vote if isinstance(vote, str) else f"repeats {vote.signer}"
+                    )
                 reasons[url] = f"{reasons[url]}; {note}" if url in reasons else note
             if len(votes) >= self.threshold:
                 event(log, "co-signed", endpoint=endpoint, proposer=proposer, signers=[v.signer for v in votes])
@@ -459,8 +590,12 @@ class Gateway:
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
                 states[url] = {"status": f"unreachable: {getattr(err, 'reason', err)}"}
         up = sum(1 for s in states.values() if s.get("status") == "ok")
-        return {"status": "ok" if up >= self.threshold else "degraded", "signers_up": up,
-                "threshold": self.threshold, "signers": states}
+        return {
+            "status": "ok" if up >= self.threshold else "degraded",
+            "signers_up": up,
+            "threshold": self.threshold,
+            "signers": states,
+        }
 
 
 def gateway_server(gateway: Gateway, host: str, port: int, rate: float = 200.0) -> JsonServer:
@@ -468,18 +603,42 @@ def gateway_server(gateway: Gateway, host: str, port: int, rate: float = 200.0) 
     server = JsonServer(host, port, metrics.registry, rate=rate, burst=int(rate * 2))
     server.route("GET", "/health", lambda b, p, q: gateway.health())
     server.route("GET", "/openapi.json", lambda b, p, q: openapi("DPRE risk oracle (gateway)"))
-    server.route("GET", "/v1/accounts/{address}", lambda b, p, q: _timed(
-        metrics, "account", lambda: gateway.forward(f"/v1/accounts/{p['address']}")))
-    server.route("GET", "/v1/risk/accounts", lambda b, p, q: _timed(
-        metrics, "risk", lambda: gateway.forward("/v1/risk/accounts?max_ratio=" + q.get("max_ratio", ["1.25"])[0])))
+    server.route(
+        "GET",
+        "/v1/accounts/{address}",
+        lambda b, p, q: _timed(metrics, "account", lambda: gateway.forward(f"/v1/accounts/{p['address']}")),
+    )
+    server.route(
+        "GET",
+        "/v1/risk/accounts",
+        lambda b, p, q: _timed(
+            metrics, "risk", lambda: gateway.forward("/v1/risk/accounts?max_ratio=" + q.get("max_ratio", ["1.25"])[0])
+        ),
+    )
     server.route("GET", "/v1/marks", lambda b, p, q: _timed(metrics, "marks", lambda: gateway.forward("/v1/marks")))
-    server.route("GET", "/v1/commitments/{root}/proofs/{account}", lambda b, p, q: _timed(
-        metrics, "commitment_proof", lambda: gateway.forward(f"/v1/commitments/{p['root']}/proofs/{p['account']}")))
-    server.route("GET", "/v1/commitments/{root}/proofs", lambda b, p, q: _timed(
-        metrics, "commitment_proof", lambda: gateway.forward(
-            f"/v1/commitments/{p['root']}/proofs?accounts={urllib.parse.quote(q.get('accounts', [''])[0], safe=',')}")))
+    server.route(
+        "GET",
+        "/v1/commitments/{root}/proofs/{account}",
+        lambda b, p, q: _timed(
+            metrics, "commitment_proof", lambda: gateway.forward(f"/v1/commitments/{p['root']}/proofs/{p['account']}")
+        ),
+    )
+    server.route(
+        "GET",
+        "/v1/commitments/{root}/proofs",
+        lambda b, p, q: _timed(
+            metrics,
+            "commitment_proof",
+            lambda: gateway.forward(
+                f"/v1/commitments/{p['root']}/proofs?accounts={urllib.parse.quote(q.get('accounts', [''])[0], safe=',')}"
+            ),
+        ),
+    )
+
+    def attest_route(name: str) -> Callable[[Any, Any, Any], Any]:
+        return lambda b, p, q: _timed(metrics, name, lambda: gateway.attest(name, b))
+
     for name in ATTEST_ENDPOINTS:
-        server.route("POST", f"/v1/attest/{name}",
-                     lambda b, p, q, name=name: _timed(metrics, name, lambda: gateway.attest(name, b)))
+        server.route("POST", f"/v1/attest/{name}", attest_route(name))
     event(log, "gateway configured", signers=gateway.urls, threshold=gateway.threshold)
     return server

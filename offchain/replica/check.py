@@ -48,7 +48,10 @@ def check_signers(client: SystemClient, urls: list[str], attempts: int = 3) -> l
             problems = [f"signers at different blocks {sorted(blocks)}"]
             continue
         problems = [f"{urls[0]}: {d}" for d in differences(client, replicas[0])]
-        problems += [f"{u}: digest {r['digest']} differs from {urls[0]}'s {replicas[0]['digest']}"
-                     for u, r in zip(urls[1:], replicas[1:]) if r["digest"] != replicas[0]["digest"]]
+        problems += [
+            f"{u}: digest {r['digest']} differs from {urls[0]}'s {replicas[0]['digest']}"
+            for u, r in zip(urls[1:], replicas[1:])
+            if r["digest"] != replicas[0]["digest"]
+        ]
         return problems
     return problems

@@ -12,6 +12,9 @@ not (a block replaced, the head below it), it walks back to the newest block it 
 is, undoes every later block, and replays from there — or, beyond the window, replays from the
 deployment. An account whose replayed state hash differs from the one its event carries is
 marked diverged (the oracle signs nothing about it) and read back from the contract.
+
+What each event changes is in offchain/replica/events.py (one handler per event); what the oracle
+and the keeper read is offchain/replica/interface.py's Replica, which ChainState implements.
 """
 
 from __future__ import annotations
@@ -23,23 +26,26 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from offchain.attest.liquidation import LiquidationConfig, transfer_slice
-from offchain.attest.state import ZERO_HASH, chain_state_hash, instrument_from_chain, next_state_hash, underlying_from_bytes32
+from offchain.attest.liquidation import LiquidationConfig, fund_covers
+from offchain.attest.state_hash import ZERO_HASH
 from offchain.chain.contracts import BlockRef, DecodedLog
+from offchain.chain.deploy import Deployment, OnchainRiskConfig
 from offchain.ops.logs import event
-from offchain.risk.instruments import Instrument
+from offchain.replica.events import HANDLERS
+from offchain.risk.instruments import Instrument, Kind
 from offchain.risk.units import WAD
+
+if TYPE_CHECKING:
+    from offchain.replica.store import StateStore
 
 log = logging.getLogger("state")
 
 # RiskConfig's members in declaration order (contracts/interfaces/IClearinghouse.sol)
-RISK_CONFIG_FIELDS = ("paramsVersion", "maxSnapshotAge", "snapshotTolerance", "maxPositions", "takerFee",
-                      "liquidationBuffer", "liquidatorBonus", "insuranceFee", "dustMargin")
+RISK_CONFIG_FIELDS = OnchainRiskConfig.MEMBERS
 
 
 @dataclass(slots=True)  # a million of them: no per-instance __dict__
@@ -90,7 +96,9 @@ class ChainState:
     settlement_shortfall: dict[int, int] = field(default_factory=dict)
     # every event applied bumps this: two states with the same version (in one process) are equal
     version: int = 0
-    _settling: tuple[str, str, list[tuple[int, int]]] | None = field(default=None, repr=False)
+    # the settlement call being replayed: (tx, payer, [(instrument id, what it paid)]), for the
+    # deficit its winners absorb in the same call
+    settling: tuple[str, str, list[tuple[int, int]]] | None = field(default=None, repr=False)
     # following the chain: where a full replay starts, the hashes of recent blocks (each block
     # with events and each tip), one undo record per recent block with events
     origin: int | None = None
@@ -114,8 +122,14 @@ class ChainState:
         if self.origin is None:
             self.origin = self.block
 
-    def account(self, address: str) -> AccountState:
-        """The account, created if new; marked as changed (callers use it to change it)."""
+    def account(self, address: str) -> AccountState | None:
+        """The account as the contract holds it (None: never seen). Read only: changes go
+        through touch()."""
+        return self.accounts.get(address)
+
+    def touch(self, address: str) -> AccountState:
+        """The account, created if new, marked as changed for the next save (event handlers use
+        it to change the account)."""
         self._touched.add(address)
         return self.accounts.setdefault(address, AccountState())
 
@@ -135,9 +149,15 @@ class ChainState:
         self._undone_after = None
 
     def fund_health(self) -> int:
+        """InsuranceFund.health(): balance over target in WAD (the maximum with no target)."""
         if self.fund_target == 0:
             return 2**256 - 1
         return self.fund_balance * WAD // self.fund_target
+
+    def fund_covers(self, deficit: int) -> bool:
+        """Whether the insurance fund, as replayed, covers a deficit of `deficit` WAD (the
+        contract's rule: attest/liquidation.py fund_covers)."""
+        return fund_covers(deficit, self.fund_balance)
 
     @property
     def max_positions(self) -> int | None:
@@ -158,8 +178,12 @@ class ChainState:
         if version == self.params_version:
             return True
         age = self.max_snapshot_age or 0
-        return (version != 0 and version == self.previous_params_version and self.params_changed_block >= 0
-                and timestamp <= self.params_changed_at + age)
+        return (
+            version != 0
+            and version == self.previous_params_version
+            and self.params_changed_block >= 0
+            and timestamp <= self.params_changed_at + age
+        )
 
     def settlement_cut(self, instrument_id: int, size: int, payout: int) -> int:
         """What LiquidationEngine._longPayout withholds from a long's payout of an expired option: its
@@ -173,8 +197,10 @@ class ChainState:
     def snapshot(self) -> "ChainState":
         """A copy no replay touches: computations run on it outside the replica's lock."""
         view = copy.copy(self)
-        view.accounts = {k: AccountState(v.cash, v.state_hash, dict(v.positions), list(v.order), v.net_deposits)
-                         for k, v in self.accounts.items()}
+        view.accounts = {
+            k: AccountState(v.cash, v.state_hash, dict(v.positions), list(v.order), v.net_deposits)
+            for k, v in self.accounts.items()
+        }
         view.instruments = dict(self.instruments)
         view.settlement_prices = dict(self.settlement_prices)
         view.flagged = set(self.flagged)
@@ -185,108 +211,26 @@ class ChainState:
         view.diverged = set(self.diverged)
         view.hashes, view.undo = {}, {}  # a view never follows the chain, nor is saved
         view._touched, view._touched_blocks = set(), set()
-        view._settling = None
+        view.settling = None
         return view
 
     # ------------------------------------------------------------------ replay
 
     def apply(self, entry: DecodedLog) -> None:
+        """Applies one event through its handler (offchain/replica/events.py); an event no
+        handler names is only counted."""
         self._applying = entry.block
         if entry.block > self.undo_floor:
             self._remember(entry)
-        a = entry.args
         name = f"{entry.contract}.{entry.name}"
         self.counters[name] = self.counters.get(name, 0) + 1
         self.version += 1
-        if name == "clearinghouse.InstrumentListed":
-            self.instruments[int(a["instrumentId"])] = instrument_from_chain(
-                bytes(a["underlying"]), int(a["kind"]), int(a["expiry"]), int(a["strike"])
-            )
-        elif name == "clearinghouse.CashUpdated":
-            self.account(a["account"]).cash = int(a["cash"])
-        elif name == "clearinghouse.Deposited":
-            self.account(a["account"]).net_deposits += int(a["amount"])
-        elif name == "clearinghouse.Withdrawn":
-            self.account(a["account"]).net_deposits -= int(a["amount"])
-        elif name == "clearinghouse.PositionUpdated":
-            acct = self.account(a["account"])
-            self._check(a["account"], acct, next_state_hash(acct.state_hash, int(a["instrumentId"]), int(a["size"])),
-                        bytes(a["stateHash"]))
-            acct.set_position(int(a["instrumentId"]), int(a["size"]))
-        elif name == "clearinghouse.PortfolioSliceTransferred":
-            self._apply_slice(a)
-        elif name == "clearinghouse.SettlementPricePosted":
-            key = (underlying_from_bytes32(bytes(a["underlying"])), int(a["expiry"]))
-            self.settlement_prices[key] = int(a["price"]) / WAD
-        elif name == "clearinghouse.PositionSettled":
-            self._apply_settled(entry)
-        elif name == "engine.SettlementDeficitAbsorbed":
-            self._apply_deficit_absorbed(entry)
-        elif name == "clearinghouse.RiskConfigUpdated":
-            self._apply_risk_config(entry)
-        elif name == "clearinghouse.SnapshotPosted":
-            self.latest_posted_snapshot = max(self.latest_posted_snapshot, int(a["snapshotTime"]))
-        elif entry.contract == "fund" and entry.name in ("Deposited", "FeeReceived", "DeficitCovered"):
-            self.fund_balance = int(a["balance"])
-        elif name == "fund.TargetUpdated":
-            self.fund_target = int(a["target"])
-        elif name == "engine.BankruptcyFlagged":
-            self.flagged.add(a["account"])
-        elif name == "engine.BankruptcyCleared":
-            self.flagged.discard(a["account"])
-        elif name == "engine.DeleveragingCompleted":
-            # what the queue could not carry stays as negative cash, flagged until the fund covers it
-            if int(a.get("uncovered", 0)):
-                self.flagged.add(a["account"])
-            else:
-                self.flagged.discard(a["account"])
+        handler = HANDLERS.get(name)
+        if handler is not None:
+            handler(self, entry)
         self.block = max(self.block, entry.block)
 
-    def _apply_risk_config(self, entry: DecodedLog) -> None:
-        config = entry.args["config"]
-        values = [int(v) for v in (config.values() if isinstance(config, Mapping) else config)]
-        version = values[0]
-        if self.params_version and version != self.params_version:
-            # RiskGovernance.executeRiskConfig: the old version stays acceptable for a while
-            self.previous_params_version = self.params_version
-            self.params_changed_block = entry.block
-            self.params_changed_at = 0
-        self.params_version = version
-        self.risk_config = dict(zip(RISK_CONFIG_FIELDS, values))
-        self.params_hash = bytes(entry.args.get("paramsHash", b""))
-        self.liquidation_config = LiquidationConfig.from_risk_config(values)
-
-    def _apply_settled(self, entry: DecodedLog) -> None:
-        """Records an instrument's open interest when its settlement starts (the shorts' total
-        before any of them settled) and what each short paid, for a deficit absorbed in the same
-        call (LiquidationEngine.settle → _absorbSettlementDeficit)."""
-        a = entry.args
-        instrument_id, size, payout = int(a["instrumentId"]), int(a["size"]), int(a["payout"])
-        if not self.settlement_open_interest.get(instrument_id):
-            # the position is already zeroed in the replica (PositionUpdated comes first)
-            shorts = sum(-acct.positions.get(instrument_id, 0) for acct in self.accounts.values()
-                         if acct.positions.get(instrument_id, 0) < 0)
-            self.settlement_open_interest[instrument_id] = shorts + (-size if size < 0 else 0)
-        key = (entry.tx, a["account"])
-        if self._settling is None or self._settling[:2] != key:
-            self._settling = (entry.tx, a["account"], [])
-        if size < 0 and payout < 0:
-            self._settling[2].append((instrument_id, -payout))
-
-    def _apply_deficit_absorbed(self, entry: DecodedLog) -> None:
-        a = entry.args
-        shared = int(a["shared"])
-        paid = self._settling[2] if self._settling is not None and self._settling[:2] == (entry.tx, a["account"]) else []
-        total = sum(p for _, p in paid)
-        if shared and total:
-            left = shared
-            for k, (instrument_id, p) in enumerate(paid):
-                part = left if k == len(paid) - 1 else shared * p // total
-                self.settlement_shortfall[instrument_id] = self.settlement_shortfall.get(instrument_id, 0) + part
-                left -= part
-        self._settling = None
-
-    def _check(self, address: str, acct: AccountState, computed: bytes, emitted: bytes) -> None:
+    def verify_hash(self, address: str, acct: AccountState, computed: bytes, emitted: bytes) -> None:
         """A replayed state hash that differs from the event's means the replica is wrong about
         this account: it is marked diverged (nothing is signed about it) until read back from the
         contract (resync_diverged) — the emitted hash is never taken as proof of the positions."""
@@ -297,20 +241,15 @@ class ChainState:
             if record is not None and address not in record["suspects"]:
                 record["suspects"].append(address)
                 self._touched_blocks.add(self._applying)
-            event(log, "state hash mismatch: replica diverged from the chain", logging.ERROR, account=address,
-                  computed="0x" + computed.hex(), emitted="0x" + emitted.hex())
+            event(
+                log,
+                "state hash mismatch: replica diverged from the chain",
+                logging.ERROR,
+                account=address,
+                computed="0x" + computed.hex(),
+                emitted="0x" + emitted.hex(),
+            )
         acct.state_hash = emitted
-
-    def _apply_slice(self, a: dict[str, Any]) -> None:
-        src, dst = self.account(a["from"]), self.account(a["to"])
-        _, _, src_updates, dst_updates = transfer_slice(
-            [int(i) for i in a["instrumentIds"]], src.positions, dst.positions, int(a["fraction"]))
-        for who, acct, updates, emitted in ((a["from"], src, src_updates, a["fromStateHash"]),
-                                            (a["to"], dst, dst_updates, a["toStateHash"])):
-            computed = chain_state_hash(acct.state_hash, updates)
-            for instrument_id, size in updates:
-                acct.set_position(instrument_id, size)
-            self._check(who, acct, computed, bytes(emitted))
 
     # ------------------------------------------------------------------ following the chain
 
@@ -322,8 +261,12 @@ class ChainState:
             self._replay(client, self.block + 1, to_block, chunk)
             self.resolve_times(client)
             return
-        if head is not None and head.number == self.block and self.hashes.get(self.block) == head.hash \
-                and not self.diverged:
+        if (
+            head is not None
+            and head.number == self.block
+            and self.hashes.get(self.block) == head.hash
+            and not self.diverged
+        ):
             return  # nothing new, nothing replaced: one RPC per request when the chain is idle
         self.detect_reorg(client)
         if self.block > to_block >= self.undo_floor:
@@ -406,8 +349,13 @@ class ChainState:
             how = "replay from deployment"
         depth = was - self.block
         self.reorgs += 1
-        self.last_reorg = {"detected_at_block": was, "common_ancestor": self.block, "blocks_undone": depth, "how": how,
-                           "head": now.number if now is not None else None}
+        self.last_reorg = {
+            "detected_at_block": was,
+            "common_ancestor": self.block,
+            "blocks_undone": depth,
+            "how": how,
+            "head": now.number if now is not None else None,
+        }
         event(log, "chain reorganisation: replica rolled back", logging.WARNING, **self.last_reorg)
         return depth
 
@@ -447,39 +395,57 @@ class ChainState:
         self.block = ancestor
         self.tip_time = 0
         self.version += 1
-        self._settling = None
+        self.settling = None
 
     def reset(self) -> None:
         """Back to the deployment: the next catch-up replays everything."""
-        fresh = ChainState(block=self.origin if self.origin is not None else -1, deployment_key=self.deployment_key,
-                           reorg_window=self.reorg_window)
+        fresh = ChainState(
+            block=self.origin if self.origin is not None else -1,
+            deployment_key=self.deployment_key,
+            reorg_window=self.reorg_window,
+        )
         keep = {"hash_mismatches": self.hash_mismatches, "reorgs": self.reorgs, "version": self.version + 1}
         self.__dict__.update(fresh.__dict__)
         self.__dict__.update(keep)
 
     def _remember(self, entry: DecodedLog) -> None:
-        """The undo record of the entry's block: the small globals before its first event, each
-        account, instrument or settlement price it touches as it was before the block touched it."""
+        """The undo record of the entry's block: the small globals before its first event, and
+        each account the entry names as it was before the block touched it (instruments and
+        settlement prices: note_instrument, note_price)."""
         record = self._undo_record(entry.block)
         for key in ("account", "from", "to"):
             address = entry.args.get(key)
             if isinstance(address, str):
                 self._remember_account(record, address)
-        if entry.name == "InstrumentListed":
-            i = str(int(entry.args["instrumentId"]))
-            inst = self.instruments.get(int(i))
-            record["instruments"].setdefault(i, None if inst is None else _instrument_json(inst))
-        elif entry.name == "SettlementPricePosted":
-            key = (underlying_from_bytes32(bytes(entry.args["underlying"])), int(entry.args["expiry"]))
-            record["prices"].setdefault(f"{key[0]}|{key[1]}", self.settlement_prices.get(key))
+
+    def note_instrument(self, instrument_id: int) -> None:
+        """Keeps the instrument as it was before the block being applied changed it, for undoing."""
+        if self._applying > self.undo_floor:
+            inst = self.instruments.get(instrument_id)
+            self._undo_record(self._applying)["instruments"].setdefault(
+                str(instrument_id), None if inst is None else _instrument_json(inst)
+            )
+
+    def note_price(self, key: tuple[str, int]) -> None:
+        """Keeps the settlement price of (underlying, expiry) as it was before the block being
+        applied changed it, for undoing."""
+        if self._applying > self.undo_floor:
+            self._undo_record(self._applying)["prices"].setdefault(
+                f"{key[0]}|{key[1]}", self.settlement_prices.get(key)
+            )
 
     def _undo_record(self, block: int) -> dict[str, Any]:
         self._touched_blocks.add(block)
         record = self.undo.get(block)
         if record is None:
-            record = self.undo[block] = {"globals": self._globals_json(listings=False), "accounts": {},
-                                         "instruments": {}, "prices": {}, "diverged": sorted(self.diverged),
-                                         "suspects": []}
+            record = self.undo[block] = {
+                "globals": self._globals_json(listings=False),
+                "accounts": {},
+                "instruments": {},
+                "prices": {},
+                "diverged": sorted(self.diverged),
+                "suspects": [],
+            }
         return record
 
     def _remember_account(self, record: dict[str, Any], address: str) -> None:
@@ -509,21 +475,32 @@ class ChainState:
             try:
                 onchain = client.account_at(address, block_hash)
             except Exception as err:  # the block was replaced meanwhile, or an RPC outage: next time
-                event(log, "cannot resynchronise a diverged account yet", logging.WARNING, account=address,
-                      error=str(err)[:200])
+                event(
+                    log,
+                    "cannot resynchronise a diverged account yet",
+                    logging.WARNING,
+                    account=address,
+                    error=str(err)[:200],
+                )
                 continue
             if self.block > self.undo_floor:
                 record = self._undo_record(self.block)
                 self._remember_account(record, address)
                 if address not in record["suspects"]:
                     record["suspects"].append(address)
-            acct = self.account(address)
+            acct = self.touch(address)
             acct.cash, acct.state_hash = onchain.cash, onchain.state_hash
             acct.order, acct.positions = list(onchain.order), dict(onchain.positions)
             self.diverged.discard(address)
             self.version += 1
-            event(log, "diverged account resynchronised from the contract", logging.WARNING, account=address,
-                  block=self.block, positions=len(onchain.order))
+            event(
+                log,
+                "diverged account resynchronised from the contract",
+                logging.WARNING,
+                account=address,
+                block=self.block,
+                positions=len(onchain.order),
+            )
 
     def resolve_times(self, client: Any) -> None:
         """The grace window of the previous params version runs from the change's block time:
@@ -536,16 +513,27 @@ class ChainState:
     def account_rows(self) -> dict[str, dict[str, Any]]:
         """Every account as the contract stores it (cash, state hash, open list, sizes) plus the
         replayed net deposits: exact integers as decimal strings."""
-        return {a: {"cash": str(v.cash), "state_hash": "0x" + v.state_hash.hex(), "order": list(v.order),
-                    "positions": [str(v.positions[i]) for i in v.order], "net_deposits": str(v.net_deposits)}
-                for a, v in sorted(self.accounts.items())}
+        return {
+            a: {
+                "cash": str(v.cash),
+                "state_hash": "0x" + v.state_hash.hex(),
+                "order": list(v.order),
+                "positions": [str(v.positions[i]) for i in v.order],
+                "net_deposits": str(v.net_deposits),
+            }
+            for a, v in sorted(self.accounts.items())
+        }
 
     def digest(self) -> str:
         """One hash of every account and of the fund, flags and shortfalls: two replicas at the
         same block agree exactly when their digests are equal."""
-        payload = {"accounts": self.account_rows(), "fund": [str(self.fund_balance), str(self.fund_target)],
-                   "flagged": sorted(self.flagged), "shortfall": sorted(self.settlement_shortfall.items()),
-                   "params": self.params_version}
+        payload = {
+            "accounts": self.account_rows(),
+            "fund": [str(self.fund_balance), str(self.fund_target)],
+            "flagged": sorted(self.flagged),
+            "shortfall": sorted(self.settlement_shortfall.items()),
+            "params": self.params_version,
+        }
         return "0x" + hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
     # ------------------------------------------------------------------ persistence
@@ -581,8 +569,11 @@ class ChainState:
             self.settlement_prices = {(u, int(e)): float(p) for u, e, p in d["settlement_prices"]}
         self.fund_balance, self.fund_target = int(d["fund_balance"]), int(d["fund_target"])
         self.params_version = int(d["params_version"])
-        self.liquidation_config = LiquidationConfig(**{k: int(v) for k, v in d["liquidation_config"].items()}) \
-            if d.get("liquidation_config") else None
+        self.liquidation_config = (
+            LiquidationConfig(**{k: int(v) for k, v in d["liquidation_config"].items()})
+            if d.get("liquidation_config")
+            else None
+        )
         self.flagged = set(d.get("flagged", []))
         self.risk_config = {k: int(v) for k, v in d["risk_config"].items()} if d.get("risk_config") else None
         self.params_hash = bytes.fromhex(d.get("params_hash", ""))
@@ -597,11 +588,15 @@ class ChainState:
     def to_json(self, accounts: bool = True) -> dict[str, Any]:
         """The whole state (without the accounts, block hashes and undo records unless
         `accounts`: a state store keeps those in rows of their own)."""
-        rows: dict[str, Any] = {
-            "accounts": {k: _account_json(v) for k, v in self.accounts.items()},
-            "hashes": {str(b): h for b, h in self.hashes.items()},
-            "undo": {str(b): r for b, r in self.undo.items()},
-        } if accounts else {}
+        rows: dict[str, Any] = (
+            {
+                "accounts": {k: _account_json(v) for k, v in self.accounts.items()},
+                "hashes": {str(b): h for b, h in self.hashes.items()},
+                "undo": {str(b): r for b, r in self.undo.items()},
+            }
+            if accounts
+            else {}
+        )
         return {
             "deployment": self.deployment_key,
             "block": self.block,
@@ -616,8 +611,11 @@ class ChainState:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "ChainState":
-        s = cls(block=int(d["block"]), deployment_key=str(d.get("deployment", "")),
-                origin=int(d["origin"]) if d.get("origin") is not None else None)
+        s = cls(
+            block=int(d["block"]),
+            deployment_key=str(d.get("deployment", "")),
+            origin=int(d["origin"]) if d.get("origin") is not None else None,
+        )
         s.accounts = {k: _account_from_json(v) for k, v in d["accounts"].items()}
         s._load_globals(d)
         s.hashes = {int(b): str(h) for b, h in d.get("hashes", {}).items()}
@@ -645,13 +643,23 @@ class ChainState:
         data = json.loads(path.read_text())
         if "hashes" not in data:
             # saved without block hashes: a reorg while it was down could not be noticed
-            event(log, "state snapshot records no block hashes; replaying from the deployment", logging.WARNING,
-                  path=str(path))
+            event(
+                log,
+                "state snapshot records no block hashes; replaying from the deployment",
+                logging.WARNING,
+                path=str(path),
+            )
             return None
         state = cls.from_json(data)
         if state.deployment_key != deployment_key:
-            event(log, "ignoring a state snapshot of another deployment", logging.WARNING, path=str(path),
-                  snapshot=state.deployment_key, deployment=deployment_key)
+            event(
+                log,
+                "ignoring a state snapshot of another deployment",
+                logging.WARNING,
+                path=str(path),
+                snapshot=state.deployment_key,
+                deployment=deployment_key,
+            )
             return None
         return state
 
@@ -660,22 +668,42 @@ class ChainState:
         return f"{chain_id}:{clearinghouse.lower()}"
 
 
+def open_replica(deployment: Deployment, store: StateStore | None = None) -> ChainState:
+    """The replica of `deployment`: resumed from `store` when it holds one of this deployment,
+    else empty before the deployment block (the first catch-up replays from there)."""
+    key = ChainState.key_of(deployment.chain_id, deployment.clearinghouse)
+    state = (store.load(key) if store is not None else None) or ChainState(
+        block=deployment.deploy_block - 1, deployment_key=key
+    )
+    state.origin = deployment.deploy_block - 1
+    state.reorg_window = deployment.reorg_window
+    return state
+
+
 def _instrument_json(inst: Instrument) -> list[Any]:
     return [inst.underlying, int(inst.kind), inst.strike, inst.expiry]
 
 
 def _instrument_from_json(v: list[Any]) -> Instrument:
-    from offchain.risk.instruments import Kind
-
     u, kind, strike, expiry = v
     return Instrument(u, Kind(kind), float(strike), int(expiry))
 
 
 def _account_json(a: AccountState) -> dict[str, Any]:
-    return {"cash": str(a.cash), "state_hash": a.state_hash.hex(), "order": list(a.order),
-            "positions": {str(i): str(z) for i, z in a.positions.items()}, "net_deposits": str(a.net_deposits)}
+    return {
+        "cash": str(a.cash),
+        "state_hash": a.state_hash.hex(),
+        "order": list(a.order),
+        "positions": {str(i): str(z) for i, z in a.positions.items()},
+        "net_deposits": str(a.net_deposits),
+    }
 
 
 def _account_from_json(v: dict[str, Any]) -> AccountState:
-    return AccountState(cash=int(v["cash"]), state_hash=bytes.fromhex(v["state_hash"]), order=[int(i) for i in v["order"]],
-                        positions={int(i): int(z) for i, z in v["positions"].items()}, net_deposits=int(v["net_deposits"]))
+    return AccountState(
+        cash=int(v["cash"]),
+        state_hash=bytes.fromhex(v["state_hash"]),
+        order=[int(i) for i in v["order"]],
+        positions={int(i): int(z) for i, z in v["positions"].items()},
+        net_deposits=int(v["net_deposits"]),
+    )

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from offchain.errors import UserError
 from offchain.ops.logs import event
-from offchain.oracle.state import AccountState, ChainState
+from offchain.replica.state import AccountState, ChainState
 
 log = logging.getLogger("store")
 
@@ -41,13 +41,19 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS replica_blocks (replica TEXT NOT NULL, number BIGINT NOT NULL, hash TEXT, undo TEXT, "
     "PRIMARY KEY (replica, number))",
 )
-UPSERT_ACCOUNT = ("INSERT INTO replica_accounts (replica, address, cash, state_hash, book, net_deposits) "
-                  "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (replica, address) DO UPDATE SET cash = excluded.cash, "
-                  "state_hash = excluded.state_hash, book = excluded.book, net_deposits = excluded.net_deposits")
-UPSERT_BLOCK = ("INSERT INTO replica_blocks (replica, number, hash, undo) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (replica, number) DO UPDATE SET hash = excluded.hash, undo = excluded.undo")
-UPSERT_META = ("INSERT INTO replica_meta (replica, key, value) VALUES (?, ?, ?) "
-               "ON CONFLICT (replica, key) DO UPDATE SET value = excluded.value")
+UPSERT_ACCOUNT = (
+    "INSERT INTO replica_accounts (replica, address, cash, state_hash, book, net_deposits) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (replica, address) DO UPDATE SET cash = excluded.cash, "
+    "state_hash = excluded.state_hash, book = excluded.book, net_deposits = excluded.net_deposits"
+)
+UPSERT_BLOCK = (
+    "INSERT INTO replica_blocks (replica, number, hash, undo) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (replica, number) DO UPDATE SET hash = excluded.hash, undo = excluded.undo"
+)
+UPSERT_META = (
+    "INSERT INTO replica_meta (replica, key, value) VALUES (?, ?, ?) "
+    "ON CONFLICT (replica, key) DO UPDATE SET value = excluded.value"
+)
 
 
 class ReplicaTakenOver(UserError):
@@ -69,7 +75,7 @@ def open_store(target: str | Path, name: str = "default", writer: bool = True) -
     if text.startswith(("postgresql://", "postgres://")):
         return SqlStore(lambda: _postgres(text), "%s", text.split("@")[-1], name, writer)
     if text.startswith("sqlite:///"):
-        text = text[len("sqlite:///"):]
+        text = text[len("sqlite:///") :]
     path = Path(text)
     if path.suffix == ".json":
         return JsonStore(path)
@@ -103,8 +109,9 @@ def _account_row(address: str, a: AccountState) -> tuple[str, str, str, str, str
 def _account_from_row(row: Any) -> AccountState:
     _, cash, state_hash, book, net = row
     pairs = json.loads(book)
-    return AccountState(int(cash), bytes.fromhex(state_hash), {int(i): int(z) for i, z in pairs},
-                        [int(i) for i, _ in pairs], int(net))
+    return AccountState(
+        int(cash), bytes.fromhex(state_hash), {int(i): int(z) for i, z in pairs}, [int(i) for i, _ in pairs], int(net)
+    )
 
 
 class SqlStore:
@@ -130,8 +137,9 @@ class SqlStore:
         cur.execute(self._sql(UPSERT_META), (self.name, key, value))
 
     def _meta(self, key: str) -> str | None:
-        row = self.conn.execute(self._sql("SELECT value FROM replica_meta WHERE replica = ? AND key = ?"),
-                                (self.name, key)).fetchone()
+        row = self.conn.execute(
+            self._sql("SELECT value FROM replica_meta WHERE replica = ? AND key = ?"), (self.name, key)
+        ).fetchone()
         return None if row is None else str(row[0])
 
     def load(self, deployment_key: str) -> ChainState | None:
@@ -140,14 +148,29 @@ class SqlStore:
             return None
         meta = json.loads(raw)
         if meta.get("deployment") != deployment_key:
-            event(log, "ignoring a stored replica of another deployment", logging.WARNING, store=self.where,
-                  replica=self.name, stored=meta.get("deployment"), deployment=deployment_key)
+            event(
+                log,
+                "ignoring a stored replica of another deployment",
+                logging.WARNING,
+                store=self.where,
+                replica=self.name,
+                stored=meta.get("deployment"),
+                deployment=deployment_key,
+            )
             return None
         state = ChainState.from_json({**meta, "accounts": {}, "hashes": {}, "undo": {}})
-        state.accounts = {r[0]: _account_from_row(r) for r in self.conn.execute(self._sql(
-            "SELECT address, cash, state_hash, book, net_deposits FROM replica_accounts WHERE replica = ?"), (self.name,))}
-        for number, block_hash, undo in self.conn.execute(self._sql(
-                "SELECT number, hash, undo FROM replica_blocks WHERE replica = ?"), (self.name,)):
+        state.accounts = {
+            r[0]: _account_from_row(r)
+            for r in self.conn.execute(
+                self._sql(
+                    "SELECT address, cash, state_hash, book, net_deposits FROM replica_accounts WHERE replica = ?"
+                ),
+                (self.name,),
+            )
+        }
+        for number, block_hash, undo in self.conn.execute(
+            self._sql("SELECT number, hash, undo FROM replica_blocks WHERE replica = ?"), (self.name,)
+        ):
             if block_hash:
                 state.hashes[int(number)] = block_hash
             if undo:
@@ -166,10 +189,9 @@ class SqlStore:
             raise
         except Exception:
             try:
-                self.conn.close()
+                self.close()
             except Exception:  # already gone
-                pass
-            self.conn = None
+                self.conn = None
             raise
         state.mark_saved()
 
@@ -181,8 +203,10 @@ class SqlStore:
         cur.execute("BEGIN")
         try:
             if not self.token or self._meta("writer") != self.token:
-                raise ReplicaTakenOver(f"replica {self.name!r} in {self.where} was opened by another process; "
-                                       f"this one no longer saves it (run one process per replica name)")
+                raise ReplicaTakenOver(
+                    f"replica {self.name!r} in {self.where} was opened by another process; "
+                    f"this one no longer saves it (run one process per replica name)"
+                )
             name = self.name
             if everything:
                 cur.execute(self._sql("DELETE FROM replica_accounts WHERE replica = ?"), (name,))
@@ -194,13 +218,19 @@ class SqlStore:
             if gone:
                 cur.executemany(self._sql("DELETE FROM replica_accounts WHERE replica = ? AND address = ?"), gone)
             if state.undone_after is not None:
-                cur.execute(self._sql("DELETE FROM replica_blocks WHERE replica = ? AND number > ?"),
-                            (name, state.undone_after))
+                cur.execute(
+                    self._sql("DELETE FROM replica_blocks WHERE replica = ? AND number > ?"), (name, state.undone_after)
+                )
             kept = set(state.hashes) | set(state.undo)
-            cur.execute(self._sql("DELETE FROM replica_blocks WHERE replica = ? AND (number > ? OR number < ?)"),
-                        (name, state.block, min(kept) if kept else state.block))
-            rows_b = [(name, b, state.hashes.get(b), json.dumps(state.undo[b]) if b in state.undo else None)
-                      for b in sorted(blocks) if b in kept]
+            cur.execute(
+                self._sql("DELETE FROM replica_blocks WHERE replica = ? AND (number > ? OR number < ?)"),
+                (name, state.block, min(kept) if kept else state.block),
+            )
+            rows_b = [
+                (name, b, state.hashes.get(b), json.dumps(state.undo[b]) if b in state.undo else None)
+                for b in sorted(blocks)
+                if b in kept
+            ]
             if rows_b:
                 cur.executemany(self._sql(UPSERT_BLOCK), rows_b)
             self._put_meta(cur, "state", json.dumps(state.to_json(accounts=False)))

@@ -23,7 +23,8 @@ _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
 
 
 def _pdf(x: Array) -> Array:
-    return _INV_SQRT_2PI * np.exp(-0.5 * x * x)
+    pdf: Array = _INV_SQRT_2PI * np.exp(-0.5 * x * x)
+    return pdf
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from offchain.errors import UserError
+from offchain.risk.errors import RiskError
 from offchain.risk.instruments import Instrument, InstrumentTable
 
 
@@ -29,9 +29,9 @@ class Portfolio:
     def __post_init__(self) -> None:
         for inst, size in self.positions.items():
             if not np.isfinite(size):
-                raise UserError(f"position size for {inst.name} must be a finite number")
+                raise RiskError(f"position size for {inst.name} must be a finite number")
         if not np.isfinite(self.cash):
-            raise UserError("cash must be a finite number")
+            raise RiskError("cash must be a finite number")
 
     def scaled(self, k: float) -> "Portfolio":
         return Portfolio({i: q * k for i, q in self.positions.items()}, self.cash * k, self.account)
@@ -67,9 +67,9 @@ class Book:
 
     def __post_init__(self) -> None:
         if self.q.shape[1] != len(self.table):
-            raise UserError("book columns do not match the instrument table")
+            raise RiskError("book columns do not match the instrument table")
         if self.cash.shape != (self.q.shape[0],):
-            raise UserError("book cash must have one entry per account")
+            raise RiskError("book cash must have one entry per account")
 
     @property
     def n_accounts(self) -> int:

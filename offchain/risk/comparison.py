@@ -72,7 +72,9 @@ def isolated_and_cross(book: Book, risk: InstrumentRisk, rates: CrossRates = Cro
 
     # Cross with standard per-position rates.
     s, k = risk.spots, table.strike
-    otm = np.where(table.kind == Kind.CALL, np.maximum(k - s, 0.0), np.where(table.kind == Kind.PUT, np.maximum(s - k, 0.0), 0.0))
+    otm = np.where(
+        table.kind == Kind.CALL, np.maximum(k - s, 0.0), np.where(table.kind == Kind.PUT, np.maximum(s - k, 0.0), 0.0)
+    )
     short_opt_im = np.maximum(rates.short_option_im * s - otm, rates.short_option_im_floor * s)
     im_long = np.where(perp, rates.perp_im * s, 0.0)
     mm_long = np.where(perp, rates.perp_mm * s, 0.0)
@@ -123,8 +125,12 @@ def var_es(book: Book, risk: InstrumentRisk, settings: VarSettings = VarSettings
         pnl[perp_rows] = spot_paths[None, :] - risk.marks[perp_rows, None]
         if len(opt_rows):
             values = black76.price(
-                spot_paths[None, :], table.strike[opt_rows, None], t_after[opt_rows, None],
-                risk.vols[opt_rows, None] * vol_mult[None, :], m.rate, table.is_call[opt_rows, None],
+                spot_paths[None, :],
+                table.strike[opt_rows, None],
+                t_after[opt_rows, None],
+                risk.vols[opt_rows, None] * vol_mult[None, :],
+                m.rate,
+                table.is_call[opt_rows, None],
             )
             pnl[opt_rows] = values - risk.marks[opt_rows, None]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from offchain.errors import UserError
+from offchain.risk.errors import RiskError
 from offchain.risk.params import MarginParams
 
 DAYS_PER_YEAR = 365.0
@@ -28,9 +28,9 @@ class DynamicSettings:
 
     def __post_init__(self) -> None:
         if not 0.5 <= self.decay < 1.0:
-            raise UserError(f"EWMA decay {self.decay} must be in [0.5, 1)")
+            raise RiskError(f"EWMA decay {self.decay} must be in [0.5, 1)")
         if not (0.5 <= self.multiplier <= 10 and 0.1 <= self.horizon_days <= 30 and 0.05 <= self.cap <= 0.9):
-            raise UserError("dynamic margin settings out of bounds")
+            raise RiskError("dynamic margin settings out of bounds")
 
 
 def ewma_volatility(prices: ArrayLike, decay: float = 0.94, seed_vol: float | None = None) -> NDArray[np.float64]:
@@ -40,7 +40,7 @@ def ewma_volatility(prices: ArrayLike, decay: float = 0.94, seed_vol: float | No
     """
     p = np.asarray(prices, dtype=np.float64)
     if p.ndim != 1 or len(p) < 2 or np.any(p <= 0):
-        raise UserError("EWMA needs at least two positive daily prices")
+        raise RiskError("EWMA needs at least two positive daily prices")
     r = np.diff(np.log(p))
     var = (seed_vol**2 / DAYS_PER_YEAR) if seed_vol is not None else float(np.mean(r * r))
     out = np.empty(len(p))

@@ -15,7 +15,7 @@ from enum import IntEnum
 import numpy as np
 from numpy.typing import NDArray
 
-from offchain.errors import UserError
+from offchain.risk.errors import RiskError
 
 SECONDS_PER_YEAR = 365.0 * 24 * 3600
 EXPIRY_HOUR_UTC = 8  # options expire at 08:00 UTC, as on the large crypto venues
@@ -38,15 +38,15 @@ class Instrument:
 
     def __post_init__(self) -> None:
         if not self.underlying or not self.underlying.isalnum():
-            raise UserError(f"instrument underlying {self.underlying!r} must be alphanumeric (e.g. ETH)")
+            raise RiskError(f"instrument underlying {self.underlying!r} must be alphanumeric (e.g. ETH)")
         if self.kind is Kind.PERP:
             if self.strike != 0.0 or self.expiry != 0:
-                raise UserError(f"perpetual {self.underlying}-PERP takes no strike or expiry")
+                raise RiskError(f"perpetual {self.underlying}-PERP takes no strike or expiry")
         else:
             if not (self.strike > 0 and np.isfinite(self.strike)):
-                raise UserError(f"option strike must be a positive number, got {self.strike!r}")
+                raise RiskError(f"option strike must be a positive number, got {self.strike!r}")
             if self.expiry <= 0:
-                raise UserError(f"option expiry must be a positive unix time, got {self.expiry!r}")
+                raise RiskError(f"option expiry must be a positive unix time, got {self.expiry!r}")
 
     @property
     def is_option(self) -> bool:
@@ -78,14 +78,14 @@ def expiry_from_date(date: str) -> int:
     try:
         day = dt.datetime.strptime(digits, "%Y%m%d").replace(hour=EXPIRY_HOUR_UTC, tzinfo=dt.timezone.utc)
     except ValueError as err:
-        raise UserError(f"expiry date {date!r} is not a valid YYYYMMDD date") from err
+        raise RiskError(f"expiry date {date!r} is not a valid YYYYMMDD date") from err
     return int(day.timestamp())
 
 
 def parse_instrument(name: str) -> Instrument:
     match = _NAME.match(name.strip())
     if match is None:
-        raise UserError(
+        raise RiskError(
             f"unknown instrument {name!r}",
             hint="use UNDERLYING-PERP or UNDERLYING-YYYYMMDD-STRIKE-C|P, e.g. ETH-PERP, ETH-20261225-3000-C",
         )
@@ -100,7 +100,7 @@ class InstrumentTable:
 
     def __init__(self, instruments: list[Instrument]) -> None:
         if len(set(instruments)) != len(instruments):
-            raise UserError("instrument list has duplicates")
+            raise RiskError("instrument list has duplicates")
         self.instruments = list(instruments)
         self.index = {inst: i for i, inst in enumerate(self.instruments)}
         self.underlyings: list[str] = sorted({inst.underlying for inst in self.instruments})
@@ -120,7 +120,7 @@ class InstrumentTable:
         try:
             return self.index[inst]
         except KeyError:
-            raise UserError(f"instrument {inst.name} is not listed") from None
+            raise RiskError(f"instrument {inst.name} is not listed") from None
 
     def time_to_expiry(self, now: int) -> NDArray[np.float64]:
         """Years to expiry for options (0 for perps)."""

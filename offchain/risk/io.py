@@ -11,8 +11,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from offchain.errors import UserError
 from offchain.risk.book import Portfolio
+from offchain.risk.errors import RiskError
 from offchain.risk.instruments import expiry_from_date, parse_instrument
 from offchain.risk.market import MarketData, UnderlyingMarket, VolSurface
 from offchain.risk.params import MarginParams
@@ -22,32 +22,34 @@ def load_json(path: str | Path, what: str) -> Any:
     try:
         text = Path(path).read_text()
     except OSError as err:
-        raise UserError(f"cannot read {what} file {path}: {err.strerror}") from None
+        raise RiskError(f"cannot read {what} file {path}: {err.strerror}") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise UserError(f"{what} file {path} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+        raise RiskError(
+            f"{what} file {path} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
+        ) from None
 
 
 def _obj(value: Any, path: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise UserError(f"{path}: expected an object, got {type(value).__name__}")
+        raise RiskError(f"{path}: expected an object, got {type(value).__name__}")
     return value
 
 
 def _num(value: Any, path: str, *, positive: bool = False, low: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise UserError(f"{path}: expected a finite number, got {value!r}")
+        raise RiskError(f"{path}: expected a finite number, got {value!r}")
     if positive and value <= 0:
-        raise UserError(f"{path}: must be positive, got {value!r}")
+        raise RiskError(f"{path}: must be positive, got {value!r}")
     if low is not None and value < low:
-        raise UserError(f"{path}: must be at least {low}, got {value!r}")
+        raise RiskError(f"{path}: must be at least {low}, got {value!r}")
     return float(value)
 
 
 def _require(obj: dict[str, Any], key: str, path: str) -> Any:
     if key not in obj:
-        raise UserError(f"{path}.{key}: missing")
+        raise RiskError(f"{path}.{key}: missing")
     return obj[key]
 
 
@@ -59,11 +61,11 @@ def parse_time(value: Any, path: str) -> int:
         try:
             stamp = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            raise UserError(f"{path}: {value!r} is not an ISO-8601 time or unix seconds") from None
+            raise RiskError(f"{path}: {value!r} is not an ISO-8601 time or unix seconds") from None
         if stamp.tzinfo is None:
             stamp = stamp.replace(tzinfo=dt.timezone.utc)
         return int(stamp.timestamp())
-    raise UserError(f"{path}: expected unix seconds or an ISO-8601 time, got {value!r}")
+    raise RiskError(f"{path}: expected unix seconds or an ISO-8601 time, got {value!r}")
 
 
 def parse_portfolio(data: Any, path: str = "portfolio") -> Portfolio:
@@ -71,23 +73,23 @@ def parse_portfolio(data: Any, path: str = "portfolio") -> Portfolio:
     cash = _num(obj.get("cash", 0.0), f"{path}.cash")
     raw_positions = _require(obj, "positions", path)
     if not isinstance(raw_positions, list):
-        raise UserError(f"{path}.positions: expected a list")
+        raise RiskError(f"{path}.positions: expected a list")
     positions: dict[Any, float] = {}
     for i, entry in enumerate(raw_positions):
         p = f"{path}.positions[{i}]"
         e = _obj(entry, p)
         name = _require(e, "instrument", p)
         if not isinstance(name, str):
-            raise UserError(f"{p}.instrument: expected a name such as ETH-PERP")
+            raise RiskError(f"{p}.instrument: expected a name such as ETH-PERP")
         try:
             inst = parse_instrument(name)
-        except UserError as err:
-            raise UserError(f"{p}.instrument: {err}", hint=err.hint) from None
+        except RiskError as err:
+            raise RiskError(f"{p}.instrument: {err}", hint=err.hint) from None
         size = _num(_require(e, "size", p), f"{p}.size")
         positions[inst] = positions.get(inst, 0.0) + size
     account = obj.get("account", "")
     if not isinstance(account, str):
-        raise UserError(f"{path}.account: expected a string")
+        raise RiskError(f"{path}.account: expected a string")
     return Portfolio(positions, cash, account)
 
 
@@ -104,17 +106,17 @@ def parse_market(data: Any, path: str = "market") -> MarketData:
         vol = _obj(_require(u, "vol", p), f"{p}.vol")
         atm = _obj(_require(vol, "atm", f"{p}.vol"), f"{p}.vol.atm")
         if not atm:
-            raise UserError(f"{p}.vol.atm: needs at least one expiry → vol pillar")
+            raise RiskError(f"{p}.vol.atm: needs at least one expiry → vol pillar")
         pillars = []
         for date, v in atm.items():
             vp = f"{p}.vol.atm.{date}"
             try:
                 expiry = expiry_from_date(date)
-            except UserError as err:
-                raise UserError(f"{vp}: {err}") from None
+            except RiskError as err:
+                raise RiskError(f"{vp}: {err}") from None
             sigma = _num(v, vp)
             if sigma <= 0:
-                raise UserError(f"{vp}: volatility must be positive, got {v!r}")
+                raise RiskError(f"{vp}: volatility must be positive, got {v!r}")
             pillars.append((expiry, sigma))
         pillars.sort()
         try:
@@ -125,18 +127,18 @@ def parse_market(data: Any, path: str = "market") -> MarketData:
                 curvature=_num(vol.get("curvature", 0.0), f"{p}.vol.curvature"),
             )
             markets[name] = UnderlyingMarket(spot=spot, surface=surface, rate=rate)
-        except UserError as err:
-            raise UserError(f"{p}: {err}") from None
+        except RiskError as err:
+            raise RiskError(f"{p}: {err}") from None
     correlation: dict[tuple[str, str], float] = {}
     for pair, rho in _obj(obj.get("correlations", {}), f"{path}.correlations").items():
         names = pair.split("/")
         if len(names) != 2:
-            raise UserError(f"{path}.correlations.{pair}: name pairs as A/B, e.g. BTC/ETH")
+            raise RiskError(f"{path}.correlations.{pair}: name pairs as A/B, e.g. BTC/ETH")
         correlation[(names[0], names[1])] = _num(rho, f"{path}.correlations.{pair}")
     try:
         return MarketData(timestamp, markets, correlation)
-    except UserError as err:
-        raise UserError(f"{path}: {err}") from None
+    except RiskError as err:
+        raise RiskError(f"{path}: {err}") from None
 
 
 def parse_params(data: Any, path: str = "params") -> MarginParams:
@@ -144,6 +146,6 @@ def parse_params(data: Any, path: str = "params") -> MarginParams:
     try:
         return MarginParams.from_dict(obj)
     except (TypeError, ValueError) as err:
-        raise UserError(f"{path}: {err}") from None
-    except UserError as err:
-        raise UserError(f"{path}: {err}") from None
+        raise RiskError(f"{path}: {err}") from None
+    except RiskError as err:
+        raise RiskError(f"{path}: {err}") from None

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from offchain.risk.book import Book, Portfolio
@@ -67,7 +68,9 @@ class GreekMargin:
         return self.delta_margin + self.gamma_margin + self.vega_margin
 
 
-def _block_loss(q_block, pnl: Array, chunk_rows: int, want_worst: bool) -> tuple[Array, NDArray[np.int64] | None]:
+def _block_loss(
+    q_block: sp.csr_matrix, pnl: Array, chunk_rows: int, want_worst: bool
+) -> tuple[Array, NDArray[np.int64] | None]:
     n = q_block.shape[0]
     loss = np.empty(n)
     worst = np.empty(n, dtype=np.int64) if want_worst else None
@@ -172,6 +175,8 @@ def margin_of(portfolio: Portfolio, market: MarketData, params: MarginParams) ->
     return portfolio_margin(book, price_instruments(book.table, market, params), want_worst=True)
 
 
-def margins_of(portfolios: list[Portfolio], market: MarketData, params: MarginParams, table: InstrumentTable | None = None) -> BookMargin:
+def margins_of(
+    portfolios: list[Portfolio], market: MarketData, params: MarginParams, table: InstrumentTable | None = None
+) -> BookMargin:
     book = Book.from_portfolios(portfolios, table)
     return portfolio_margin(book, price_instruments(book.table, market, params))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from offchain.errors import UserError
+from offchain.risk.errors import RiskError
 from offchain.risk.instruments import SECONDS_PER_YEAR
 
 MIN_VOL = 0.01
@@ -29,14 +29,14 @@ class VolSurface:
 
     def __post_init__(self) -> None:
         if not self.pillar_expiries or len(self.pillar_expiries) != len(self.pillar_vols):
-            raise UserError("vol surface needs at least one (expiry, vol) pillar")
+            raise RiskError("vol surface needs at least one (expiry, vol) pillar")
         if list(self.pillar_expiries) != sorted(set(self.pillar_expiries)):
-            raise UserError("vol surface pillar expiries must be strictly ascending")
+            raise RiskError("vol surface pillar expiries must be strictly ascending")
         for v in self.pillar_vols:
             if not (MIN_VOL <= v <= MAX_VOL):
-                raise UserError(f"vol {v!r} is outside [{MIN_VOL}, {MAX_VOL}] (vols are decimals: 0.65 = 65%)")
+                raise RiskError(f"vol {v!r} is outside [{MIN_VOL}, {MAX_VOL}] (vols are decimals: 0.65 = 65%)")
         if not (np.isfinite(self.skew) and np.isfinite(self.curvature)):
-            raise UserError("vol surface skew and curvature must be finite")
+            raise RiskError("vol surface skew and curvature must be finite")
 
     @staticmethod
     def flat(vol: float, expiry: int = 2**40) -> "VolSurface":
@@ -57,7 +57,8 @@ class VolSurface:
     ) -> NDArray[np.float64]:
         k = np.log(np.asarray(strike, dtype=np.float64) / forward)
         sigma = self.atm_vol(expiry, now) + self.skew * k + self.curvature * k * k
-        return np.clip(sigma, MIN_VOL, MAX_VOL)
+        clipped: NDArray[np.float64] = np.clip(sigma, MIN_VOL, MAX_VOL)
+        return clipped
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,9 @@ class UnderlyingMarket:
 
     def __post_init__(self) -> None:
         if not (self.spot > 0 and np.isfinite(self.spot)):
-            raise UserError(f"spot must be a positive number, got {self.spot!r}")
+            raise RiskError(f"spot must be a positive number, got {self.spot!r}")
         if not (-1.0 < self.rate < 1.0):
-            raise UserError(f"rate {self.rate!r} is outside (-1, 1) (rates are decimals: 0.05 = 5%)")
+            raise RiskError(f"rate {self.rate!r} is outside (-1, 1) (rates are decimals: 0.05 = 5%)")
 
 
 @dataclass(frozen=True)
@@ -81,18 +82,18 @@ class MarketData:
 
     def __post_init__(self) -> None:
         if self.timestamp <= 0:
-            raise UserError("market timestamp must be a positive unix time")
+            raise RiskError("market timestamp must be a positive unix time")
         for (a, b), rho in self.correlation.items():
             if a not in self.underlyings or b not in self.underlyings:
-                raise UserError(f"correlation {a}/{b} names an underlying with no market data")
+                raise RiskError(f"correlation {a}/{b} names an underlying with no market data")
             if not (-1.0 <= rho <= 1.0):
-                raise UserError(f"correlation {a}/{b} = {rho!r} is outside [-1, 1]")
+                raise RiskError(f"correlation {a}/{b} = {rho!r} is outside [-1, 1]")
 
     def get(self, underlying: str) -> UnderlyingMarket:
         try:
             return self.underlyings[underlying]
         except KeyError:
-            raise UserError(f"no market data for underlying {underlying!r}") from None
+            raise RiskError(f"no market data for underlying {underlying!r}") from None
 
     def correlation_matrix(self, names: list[str]) -> NDArray[np.float64]:
         """Correlation matrix in the order of `names`; pairs not given default to 0.
@@ -107,7 +108,7 @@ class MarketData:
                     rho = self.correlation.get((a, b), self.correlation.get((b, a), 0.0))
                     corr[i, j] = corr[j, i] = rho
         if n and np.linalg.eigvalsh(corr).min() < -1e-10:
-            raise UserError("the correlation matrix is not positive semi-definite")
+            raise RiskError("the correlation matrix is not positive semi-definite")
         return corr
 
     def with_spot(self, underlying: str, spot: float) -> "MarketData":

@@ -23,16 +23,16 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
-from offchain.errors import UserError
+from offchain.risk.errors import RiskError
 
 DEFAULT_SPOT_SHOCKS = {"ETH": 0.18, "BTC": 0.16}
 
 
 def _check(name: str, value: float, low: float, high: float) -> None:
     if not (isinstance(value, (int, float)) and low <= value <= high):
-        raise UserError(f"risk parameter {name} = {value!r} is outside its bounds [{low}, {high}]")
+        raise RiskError(f"risk parameter {name} = {value!r} is outside its bounds [{low}, {high}]")
 
 
 @dataclass(frozen=True)
@@ -55,12 +55,12 @@ class MarginParams:
 
     def __post_init__(self) -> None:
         if not (isinstance(self.version, int) and 1 <= self.version < 2**32):
-            raise UserError(f"risk parameter version = {self.version!r} must be an integer in [1, 2^32)")
+            raise RiskError(f"risk parameter version = {self.version!r} must be an integer in [1, 2^32)")
         for name, shock in self.spot_shocks.items():
             _check(f"spot_shocks.{name}", shock, 0.001, 0.90)
         _check("default_spot_shock", self.default_spot_shock, 0.001, 0.90)
         if not (isinstance(self.spot_points, int) and 3 <= self.spot_points <= 51 and self.spot_points % 2 == 1):
-            raise UserError(f"risk parameter spot_points = {self.spot_points!r} must be odd, in [3, 51]")
+            raise RiskError(f"risk parameter spot_points = {self.spot_points!r} must be odd, in [3, 51]")
         _check("vol_up", self.vol_up, 0.0, 3.0)
         _check("vol_down", self.vol_down, 0.0, 0.95)
         _check("vol_tau_days", self.vol_tau_days, 1.0, 365.0)
@@ -109,10 +109,10 @@ class MarginParams:
         known = set(cls.__dataclass_fields__)
         unknown = set(data) - known
         if unknown:
-            raise UserError(f"unknown risk parameter(s): {', '.join(sorted(unknown))}")
+            raise RiskError(f"unknown risk parameter(s): {', '.join(sorted(unknown))}")
         values = dict(data)
         if "spot_shocks" in values:
             if not isinstance(values["spot_shocks"], dict):
-                raise UserError("risk parameter spot_shocks must be an object of underlying → shock")
+                raise RiskError("risk parameter spot_shocks must be an object of underlying → shock")
             values["spot_shocks"] = {str(k): float(v) for k, v in values["spot_shocks"].items()}
         return cls(**values)

@@ -29,7 +29,11 @@ def analyze(
     table = book.table
 
     equity, mm, im = float(pm.equity[0]), float(pm.mm[0]), float(pm.im[0])
-    status = "healthy" if equity >= im else ("below initial margin" if equity >= mm else "below maintenance margin: liquidatable")
+    status = (
+        "healthy"
+        if equity >= im
+        else ("below initial margin" if equity >= mm else "below maintenance margin: liquidatable")
+    )
     underlyings = []
     for u, name in enumerate(table.underlyings):
         sc = risk.scenarios[u]
@@ -57,8 +61,12 @@ def analyze(
             }
         )
     positions = [
-        {"instrument": inst.name, "size": float(book.q[0, i]), "mark": float(risk.marks[i]),
-         "value": float(book.q[0, i] * risk.marks[i])}
+        {
+            "instrument": inst.name,
+            "size": float(book.q[0, i]),
+            "mark": float(risk.marks[i]),
+            "value": float(book.q[0, i] * risk.marks[i]),
+        }
         for i, inst in enumerate(table.instruments)
         if book.q[0, i] != 0
     ]

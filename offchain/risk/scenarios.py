@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from offchain.errors import UserError
 from offchain.risk import black76
+from offchain.risk.errors import RiskError
 from offchain.risk.instruments import InstrumentTable
 from offchain.risk.market import MarketData
 from offchain.risk.params import MarginParams
@@ -42,13 +42,19 @@ def scenario_set(params: MarginParams, underlying: str) -> ScenarioSet:
     shock = params.spot_shock(underlying)
     grid = np.linspace(-shock, shock, params.spot_points)
     grid[params.spot_points // 2] = 0.0  # exactly zero, not 1e-17
-    moves = np.concatenate([np.tile(grid, 3), [max(-params.extreme_multiple * shock, _MAX_DOWN_MOVE), params.extreme_multiple * shock]])
-    vol = np.concatenate([np.repeat([VOL_DOWN, VOL_FLAT, VOL_UP], params.spot_points), [VOL_FLAT, VOL_FLAT]]).astype(np.int8)
+    moves = np.concatenate(
+        [np.tile(grid, 3), [max(-params.extreme_multiple * shock, _MAX_DOWN_MOVE), params.extreme_multiple * shock]]
+    )
+    vol = np.concatenate([np.repeat([VOL_DOWN, VOL_FLAT, VOL_UP], params.spot_points), [VOL_FLAT, VOL_FLAT]]).astype(
+        np.int8
+    )
     weights = np.concatenate([np.ones(3 * params.spot_points), [params.extreme_weight] * 2])
     return ScenarioSet(moves, vol, weights)
 
 
-def vol_shock_factors(params: MarginParams, years_to_expiry: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def vol_shock_factors(
+    params: MarginParams, years_to_expiry: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Multipliers of the current vol in the up and down scenarios, per option."""
     days = np.maximum(years_to_expiry * 365.0, 1.0)
     tau = params.vol_tau_days / days
@@ -91,7 +97,7 @@ def price_instruments(table: InstrumentTable, market: MarketData, params: Margin
     expired = table.is_option & (t <= 0)
     if expired.any():
         name = table.instruments[int(np.flatnonzero(expired)[0])].name
-        raise UserError(f"option {name} has expired at the market timestamp; settle it before margining")
+        raise RiskError(f"option {name} has expired at the market timestamp; settle it before margining")
 
     spots = np.empty(n)
     rates = np.empty(n)
@@ -128,15 +134,35 @@ def price_instruments(table: InstrumentTable, market: MarketData, params: Margin
         o = table.is_option[rows]
         if o.any():
             r = rows[o]
-            vol_mult = np.where(sc.vol_shock[None, :] == VOL_UP, up[r, None], np.where(sc.vol_shock[None, :] == VOL_DOWN, down[r, None], 1.0))
+            vol_mult = np.where(
+                sc.vol_shock[None, :] == VOL_UP,
+                up[r, None],
+                np.where(sc.vol_shock[None, :] == VOL_DOWN, down[r, None], 1.0),
+            )
             values[o] = black76.price(
-                shocked_spot[o], table.strike[r, None], t[r, None], vols[r, None] * vol_mult, rates[r, None], table.is_call[r, None]
+                shocked_spot[o],
+                table.strike[r, None],
+                t[r, None],
+                vols[r, None] * vol_mult,
+                rates[r, None],
+                table.is_call[r, None],
             )
         pnl.append((values - marks[rows, None]) * sc.weights[None, :])
         scenarios.append(sc)
 
     return InstrumentRisk(
-        table=table, market=market, params=params, spots=spots, marks=marks, vols=vols,
-        delta=delta, gamma=gamma, vega=vega, theta=theta, vol_up=up, vol_down=down,
-        scenarios=scenarios, pnl=pnl,
+        table=table,
+        market=market,
+        params=params,
+        spots=spots,
+        marks=marks,
+        vols=vols,
+        delta=delta,
+        gamma=gamma,
+        vega=vega,
+        theta=theta,
+        vol_up=up,
+        vol_down=down,
+        scenarios=scenarios,
+        pnl=pnl,
     )

@@ -14,7 +14,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 WAD = 10**18
 QUANTUM_DIGITS = 9
 _QUANTUM = Decimal(1).scaleb(-QUANTUM_DIGITS)
-_SCALE = 10 ** (18 - QUANTUM_DIGITS)
+_SCALE: int = 10 ** (18 - QUANTUM_DIGITS)  # int ** int is typed Any: a negative exponent gives a float
 
 
 def _to_wad(x: float, rounding: str) -> int:

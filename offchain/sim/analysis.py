@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from eth_typing import HexStr
+
 import numpy as np
 
 from offchain.chain.deploy import Deployment
@@ -22,8 +24,14 @@ if TYPE_CHECKING:
     from offchain.sim.run import ScenarioRun
 
 
-def analyze_run(run: "ScenarioRun", desk: "Desk", deployment: Deployment, plans: list["TraderPlan"],
-                people: dict[str, Any], market0: MarketData) -> None:
+def analyze_run(
+    run: "ScenarioRun",
+    desk: "Desk",
+    deployment: Deployment,
+    plans: list["TraderPlan"],
+    people: dict[str, Any],
+    market0: MarketData,
+) -> None:
     data = run.data
     client = desk.client
     logs = client.logs(deployment.deploy_block, client.head())
@@ -54,14 +62,18 @@ def _events(data: Any, logs: list[Any]) -> None:
         "bankruptcies_flagged": sum(1 for e in logs if e.name == "BankruptcyFlagged"),
         "adl_events": len(completed),
         "adl_steps": len(deleveraged),
-        "adl_notional": round(sum(abs(int(e.args["amount"])) * int(e.args["bankruptcyPrice"]) for e in deleveraged) / WAD / WAD, 6),
+        "adl_notional": round(
+            sum(abs(int(e.args["amount"])) * int(e.args["bankruptcyPrice"]) for e in deleveraged) / WAD / WAD, 6
+        ),
         "adl_haircut": round(sum(int(e.args["haircut"]) for e in completed) / WAD, 6),
         "adl_fund_contribution": round(sum(int(e.args["fundContribution"]) for e in completed) / WAD, 6),
         "adl_uncovered": round(sum(int(e.args.get("uncovered", 0)) for e in completed) / WAD, 6),
         "bankruptcies_cleared": sum(1 for e in logs if e.name == "BankruptcyCleared"),
         "stalls_reported": sum(1 for e in logs if e.name == "StallReported"),
-        "backstop_closures": len({e.args["account"] for e in logs if e.name == "StallReported"}
-                                 & {e.args["account"] for e in completed if int(e.args["haircut"]) == 0}),
+        "backstop_closures": len(
+            {e.args["account"] for e in logs if e.name == "StallReported"}
+            & {e.args["account"] for e in completed if int(e.args["haircut"]) == 0}
+        ),
         "settlement_deficits_absorbed": sum(1 for e in logs if e.name == "SettlementDeficitAbsorbed"),
         "positions_settled": len(settled),
         "settlement_payouts": round(sum(max(0, int(e.args["payout"])) for e in settled) / WAD, 6),
@@ -75,23 +87,34 @@ def _unwinds(data: Any, logs: list[Any], people: dict[str, Any], client: Any) ->
     fills = [e for e in logs if e.name == "OrderFilled" and e.args["taker"] == keeper and e.args["maker"] == mm]
     data.events["keeper_unwinds"] = len(fills)
     data.events["keeper_unwound_notional"] = round(
-        sum(abs(int(e.args["makerSizeDelta"])) * int(e.args["price"]) for e in fills) / WAD / WAD, 6)
+        sum(abs(int(e.args["makerSizeDelta"])) * int(e.args["price"]) for e in fills) / WAD / WAD, 6
+    )
     data.events["keeper_positions_at_end"] = len(client.ch.functions.openInstruments(keeper).call())
 
 
 def _gas(data: Any, desk: "Desk", logs: list[Any]) -> None:
-    table: dict[str, list[int]] = {k: list(v) for k, v in desk.gas_by_action.items() if k in ("deposit", "fill", "withdraw", "feed")}
-    kinds = {"Liquidated": "liquidate (batch tx)", "BankruptcyFlagged": "flagBankruptcy", "DeleveragingCompleted": "deleverage",
-             "SettlementPricePosted": "postSettlementPrice", "PositionSettled": "settle (per account tx)"}
+    table: dict[str, list[int]] = {
+        k: list(v) for k, v in desk.gas_by_action.items() if k in ("deposit", "fill", "withdraw", "feed")
+    }
+    kinds = {
+        "Liquidated": "liquidate (batch tx)",
+        "BankruptcyFlagged": "flagBankruptcy",
+        "DeleveragingCompleted": "deleverage",
+        "SettlementPricePosted": "postSettlementPrice",
+        "PositionSettled": "settle (per account tx)",
+    }
     seen: dict[str, str] = {}
     for e in logs:
         if e.name in kinds and e.tx not in seen:
             seen[e.tx] = kinds[e.name]
     for tx, kind in seen.items():
-        receipt = desk.w3.eth.get_transaction_receipt(tx)
+        receipt = desk.w3.eth.get_transaction_receipt(HexStr(tx))
         table.setdefault(kind, []).append(int(receipt["gasUsed"]))
-    data.gas = {k: {"transactions": len(v), "mean_gas": round(float(np.mean(v))), "max_gas": int(max(v))}
-                for k, v in sorted(table.items()) if v}
+    data.gas = {
+        k: {"transactions": len(v), "mean_gas": round(float(np.mean(v))), "max_gas": int(max(v))}
+        for k, v in sorted(table.items())
+        if v
+    }
 
 
 def _reconcile(data: Any, desk: "Desk", logs: list[Any], deployment: Deployment) -> None:
@@ -127,7 +150,9 @@ def _coverage_and_efficiency(run: "ScenarioRun", market0: MarketData) -> None:
 
     data = run.data
     names = [a for a, r in data.initial.items() if r["positions"]]
-    portfolios = [Portfolio({parse_instrument(n): float(s) for n, s in data.initial[a]["positions"].items()}) for a in names]
+    portfolios = [
+        Portfolio({parse_instrument(n): float(s) for n, s in data.initial[a]["positions"].items()}) for a in names
+    ]
     if not portfolios:
         return
     listed = sorted({i for p in portfolios for i in p.positions}, key=lambda i: i.name)
@@ -158,8 +183,16 @@ def _coverage_and_efficiency(run: "ScenarioRun", market0: MarketData) -> None:
         "one_step_breaches": int(np.sum(step_loss > m[:-1] + 1e-9)),
         "one_step_account_steps": int(step_loss.size),
         "one_step_worst_loss_over_mm": round(float(np.max(step_ratio)), 4),
-        "per_account": [{"account": a, "kind": data.initial[a]["kind"], "largest_loss": round(float(largest_loss[k]), 4),
-                         "mm": round(float(mm0[k]), 4), "equity": round(float(equity0[k]), 4)} for k, a in enumerate(names)],
+        "per_account": [
+            {
+                "account": a,
+                "kind": data.initial[a]["kind"],
+                "largest_loss": round(float(largest_loss[k]), 4),
+                "mm": round(float(mm0[k]), 4),
+                "equity": round(float(equity0[k]), 4),
+            }
+            for k, a in enumerate(names)
+        ],
     }
     # Capital efficiency: the same books under each model, summed by book type.
     risk0 = price_instruments(table, market0, PARAMS)
@@ -169,7 +202,9 @@ def _coverage_and_efficiency(run: "ScenarioRun", market0: MarketData) -> None:
     rows: dict[str, dict[str, float]] = {}
     for k, a in enumerate(names):
         kind = data.initial[a]["kind"]
-        r = rows.setdefault(kind, {"books": 0, "portfolio": 0.0, "cross": 0.0, "isolated": 0.0, "var99": 0.0, "es99": 0.0})
+        r = rows.setdefault(
+            kind, {"books": 0, "portfolio": 0.0, "cross": 0.0, "isolated": 0.0, "var99": 0.0, "es99": 0.0}
+        )
         r["books"] += 1
         r["portfolio"] += float(pm.im[k])
         r["cross"] += float(comp.cross_im[k])

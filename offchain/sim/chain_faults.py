@@ -16,6 +16,7 @@ from typing import Any
 
 from eth_account import Account
 from web3 import HTTPProvider, Web3
+from web3.types import RPCEndpoint
 
 from offchain.chain.anvil import anvil_key, free_port
 
@@ -36,9 +37,18 @@ class ManualChain:
     gas limit lowered to `spike_gas_limit` and nearly all of it bought each block by a filler
     account paying `filler_tip` — so nothing needing more than what is left gets in."""
 
-    def __init__(self, url: str, block_seconds: int = 12, interval: float = 0.5, calm_base: int = GWEI,
-                 spike_base: int = 50 * GWEI, spike_gas_limit: int = 3_500_000, filler_gas: int = 3_250_000,
-                 filler_tip: int = 1_000 * GWEI, normal_gas_limit: int = 60_000_000) -> None:
+    def __init__(
+        self,
+        url: str,
+        block_seconds: int = 12,
+        interval: float = 0.5,
+        calm_base: int = GWEI,
+        spike_base: int = 50 * GWEI,
+        spike_gas_limit: int = 3_500_000,
+        filler_gas: int = 3_250_000,
+        filler_tip: int = 1_000 * GWEI,
+        normal_gas_limit: int = 60_000_000,
+    ) -> None:
         self.w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": 30}))
         self.block_seconds, self.interval = block_seconds, interval
         self.calm_base, self.spike_base = calm_base, spike_base
@@ -54,7 +64,7 @@ class ManualChain:
         self._lock = threading.Lock()
 
     def rpc(self, method: str, *params: Any) -> Any:
-        return self.w3.provider.make_request(method, list(params))
+        return self.w3.provider.make_request(RPCEndpoint(method), list(params))
 
     def start(self) -> "ManualChain":
         self.rpc("evm_setAutomine", False)
@@ -113,9 +123,16 @@ class ManualChain:
             gas = min(left, 1_625_000)
             left -= gas
             data = b"\x11" * ((gas - 22_000) // 40)
-            tx = {"to": SINK, "value": 0, "data": data, "gas": gas, "nonce": self.filler_nonce,
-                  "chainId": int(self.w3.eth.chain_id), "maxFeePerGas": 2 * self.filler_tip + self.spike_base,
-                  "maxPriorityFeePerGas": self.filler_tip}
+            tx = {
+                "to": SINK,
+                "value": 0,
+                "data": data,
+                "gas": gas,
+                "nonce": self.filler_nonce,
+                "chainId": int(self.w3.eth.chain_id),
+                "maxFeePerGas": 2 * self.filler_tip + self.spike_base,
+                "maxPriorityFeePerGas": self.filler_tip,
+            }
             self.w3.eth.send_raw_transaction(self.filler.sign_transaction(tx).raw_transaction)
             self.filler_nonce += 1
 
@@ -132,7 +149,9 @@ class ManualChain:
                     self._fill()
                 latest = self.w3.eth.get_block("latest")
                 self.rpc("evm_mine", int(latest["timestamp"]) + self.block_seconds)
-                self.blocks.append(Block(int(latest["number"]) + 1, int(latest["timestamp"]) + self.block_seconds, spiking))
+                self.blocks.append(
+                    Block(int(latest["number"]) + 1, int(latest["timestamp"]) + self.block_seconds, spiking)
+                )
                 self._set_base()
 
 
@@ -182,7 +201,11 @@ class FaultyRpc:
                     request = None
                 fault = proxy._take(request)
                 if fault is not None and fault.action == "error":
-                    body = {"jsonrpc": "2.0", "id": request.get("id"), "error": {"code": -32000, "message": fault.message}}
+                    body = {
+                        "jsonrpc": "2.0",
+                        "id": request.get("id"),
+                        "error": {"code": -32000, "message": fault.message},
+                    }
                     self._reply(200, json.dumps(body).encode())
                     return
                 if fault is not None and fault.action == "drop":
@@ -239,9 +262,16 @@ def set_market_urgently(desk: Any, underlying: str, spot: float, vol: float, tip
     for feed, value in zip(desk.feeds[underlying], (spot, vol)):
         if deployer.address not in desk.nonces:
             desk.nonces[deployer.address] = int(desk.w3.eth.get_transaction_count(deployer.address, "pending"))
-        tx = feed.functions.setAnswer(int(round(value * 10**FEED_DECIMALS))).build_transaction({
-            "from": deployer.address, "nonce": desk.nonces[deployer.address], "gas": 200_000,
-            "maxFeePerGas": 2 * tip, "maxPriorityFeePerGas": tip, "chainId": desk.deployment.chain_id})
+        tx = feed.functions.setAnswer(int(round(value * 10**FEED_DECIMALS))).build_transaction(
+            {
+                "from": deployer.address,
+                "nonce": desk.nonces[deployer.address],
+                "gas": 200_000,
+                "maxFeePerGas": 2 * tip,
+                "maxPriorityFeePerGas": tip,
+                "chainId": desk.deployment.chain_id,
+            }
+        )
         tx_hash = desk.w3.eth.send_raw_transaction(deployer.sign_transaction(tx).raw_transaction)
         desk.nonces[deployer.address] += 1
         receipts.append(desk.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.05))

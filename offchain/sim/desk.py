@@ -14,9 +14,9 @@ from web3.exceptions import ContractCustomError, ContractLogicError
 
 from offchain.attest.eip712 import Domain, sign
 from offchain.attest.messages import MarginAttestation, Order, from_wire
-from offchain.chain.contracts import SystemClient, load_abi
+from offchain.chain.contracts import SystemClient
 from offchain.chain.deploy import FEED_DECIMALS, Deployment
-from offchain.keeper.daemon import OracleClient, OracleRefused
+from offchain.oracle.client import OracleClient, OracleRefused
 from offchain.risk.units import WAD
 
 
@@ -38,9 +38,11 @@ class Desk:
         self.nonces: dict[str, int] = {}
         self.order_nonces = itertools.count(1)
         self.gas_by_action: dict[str, list[int]] = {}
-        feed_abi = load_abi("DevPriceFeed")
         self.feeds = {
-            u: (self.w3.eth.contract(address=f["price_feed"], abi=feed_abi), self.w3.eth.contract(address=f["vol_feed"], abi=feed_abi))
+            u: (
+                self.client.contract(f["price_feed"], "DevPriceFeed"),
+                self.client.contract(f["vol_feed"], "DevPriceFeed"),
+            )
             for u, f in deployment.feeds.items()
         }
 
@@ -51,10 +53,16 @@ class Desk:
         address = account.address
         if address not in self.nonces:
             self.nonces[address] = int(self.w3.eth.get_transaction_count(address, "pending"))
-        tx = call.build_transaction({
-            "from": address, "nonce": self.nonces[address], "gas": gas or 3_000_000,
-            "maxFeePerGas": 50 * 10**9, "maxPriorityFeePerGas": 10**9, "chainId": self.deployment.chain_id,
-        })
+        tx = call.build_transaction(
+            {
+                "from": address,
+                "nonce": self.nonces[address],
+                "gas": gas or 3_000_000,
+                "maxFeePerGas": 50 * 10**9,
+                "maxPriorityFeePerGas": 10**9,
+                "chainId": self.deployment.chain_id,
+            }
+        )
         tx_hash = self.w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
         self.nonces[address] += 1
         return tx_hash
@@ -69,7 +77,7 @@ class Desk:
 
     def fund_gas(self, addresses: list[str], eth: int = 100) -> None:
         for a in addresses:
-            self.w3.provider.make_request("anvil_setBalance", [a, hex(eth * 10**18)])
+            self.client.rpc("anvil_setBalance", [a, hex(eth * 10**18)])
 
     def now(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])
@@ -110,15 +118,32 @@ class Desk:
 
     # ------------------------------------------------------------------ trading
 
-    def fill(self, maker: LocalAccount, taker: LocalAccount, instrument_id: int, maker_size: float, price: float) -> FillResult:
+    def fill(
+        self, maker: LocalAccount, taker: LocalAccount, instrument_id: int, maker_size: float, price: float
+    ) -> FillResult:
         """`maker` offers `maker_size` contracts (+ buys, − sells) at `price`; `taker` fills it all."""
         size = int(round(maker_size * WAD))
-        order = Order(maker.address, instrument_id, size, int(round(price * 1e6)) * 10**12,
-                      next(self.order_nonces), self.now() + 600)
+        order = Order(
+            maker.address,
+            instrument_id,
+            size,
+            int(round(price * 1e6)) * 10**12,
+            next(self.order_nonces),
+            self.now() + 600,
+        )
         maker_sig = sign(maker.key, self.domain, order)
-        body = {"order": {"maker": order.maker, "instrument_id": order.instrument_id, "size": str(order.size),
-                          "price": str(order.price), "nonce": order.nonce, "deadline": order.deadline},
-                "fill_amount": str(abs(size)), "taker": taker.address}
+        body = {
+            "order": {
+                "maker": order.maker,
+                "instrument_id": order.instrument_id,
+                "size": str(order.size),
+                "price": str(order.price),
+                "nonce": order.nonce,
+                "deadline": order.deadline,
+            },
+            "fill_amount": str(abs(size)),
+            "taker": taker.address,
+        }
         try:
             resp = self.oracle.post("/v1/attest/trade", body)
         except OracleRefused as err:
@@ -126,9 +151,13 @@ class Desk:
         items = resp["items"]
         ma, ta = from_wire(items["maker"]), from_wire(items["taker"])
         call = self.client.ch.functions.fillOrder(
-            order.as_tuple(), maker_sig, abs(size),
-            ma.as_tuple(), bytes.fromhex(items["maker"]["signatures"][2:]),
-            ta.as_tuple(), bytes.fromhex(items["taker"]["signatures"][2:]),
+            order.as_tuple(),
+            maker_sig,
+            abs(size),
+            ma.as_tuple(),
+            bytes.fromhex(items["maker"]["signatures"][2:]),
+            ta.as_tuple(),
+            bytes.fromhex(items["taker"]["signatures"][2:]),
         )
         try:
             call.call({"from": taker.address})

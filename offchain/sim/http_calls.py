@@ -10,8 +10,9 @@ import urllib.request
 from typing import Any
 
 
-def call(url: str, method: str = "GET", body: Any = None, raw: bytes | None = None,
-         timeout: float = 30) -> tuple[int, dict[str, Any]]:
+def call(
+    url: str, method: str = "GET", body: Any = None, raw: bytes | None = None, timeout: float = 30
+) -> tuple[int, dict[str, Any]]:
     """A JSON request; an error status comes back with its JSON body instead of raising."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})

@@ -63,7 +63,10 @@ class Universe:
     def series(self, underlying: str, expiry: int) -> tuple[dict[int, Instrument], dict[int, Instrument]]:
         """(calls, puts) of one expiry, by strike."""
         pick = {k: i for k, i in self.options.items() if k[0] == underlying and k[1] == expiry}
-        return ({k[2]: i for k, i in pick.items() if k[3] == "CALL"}, {k[2]: i for k, i in pick.items() if k[3] == "PUT"})
+        return (
+            {k[2]: i for k, i in pick.items() if k[3] == "CALL"},
+            {k[2]: i for k, i in pick.items() if k[3] == "PUT"},
+        )
 
 
 def option_strikes(spot: float, wide: bool = False) -> list[int]:
@@ -72,8 +75,9 @@ def option_strikes(spot: float, wide: bool = False) -> list[int]:
     return [int(round(spot * m / 50) * 50) for m in steps]
 
 
-def _legs(kind: str, universe: Universe, rng: np.random.Generator, spot: float, delta_atm: float,
-          btc_spot: float = 0.0) -> list[tuple[Instrument, float]]:
+def _legs(
+    kind: str, universe: Universe, rng: np.random.Generator, spot: float, delta_atm: float, btc_spot: float = 0.0
+) -> list[tuple[Instrument, float]]:
     k = option_strikes(spot)
     q = float(np.round(rng.lognormal(np.log(5.0), 0.6), 2))  # contracts
     # most option books use the nearest expiry, a quarter the next one
@@ -124,12 +128,19 @@ def make_population(
         # IM along the way (legs are traded one at a time), plus the taker fees.
         prefixes = [Portfolio(dict(_merge(legs[: j + 1]))) for j in range(len(legs))]
         result = margins_of(prefixes, market, params)
-        fees = 0.001 * sum(abs(size) * market.get(inst.underlying).spot * (1.0 if not inst.is_option else 0.1) for inst, size in legs)
+        fees = 0.001 * sum(
+            abs(size) * market.get(inst.underlying).spot * (1.0 if not inst.is_option else 0.1) for inst, size in legs
+        )
         need = float(np.max(result.im)) + fees
         cushion = float(rng.choice([rng.uniform(1.03, 1.25), rng.uniform(1.25, 2.5)], p=[0.45, 0.55]))
-        plan = TraderPlan(i, kind, legs, deposit=round(max(need, 10.0) * cushion + 5.0, 2),
-                          withdraw_fraction=0.3 if rng.random() < 0.1 else 0.0,
-                          book=Portfolio(dict(_merge(legs))))
+        plan = TraderPlan(
+            i,
+            kind,
+            legs,
+            deposit=round(max(need, 10.0) * cushion + 5.0, 2),
+            withdraw_fraction=0.3 if rng.random() < 0.1 else 0.0,
+            book=Portfolio(dict(_merge(legs))),
+        )
         plans.append(plan)
     return plans
 

@@ -23,14 +23,14 @@ from eth_utils import keccak
 from offchain.chain.anvil import AnvilNode, anvil_key
 from offchain.chain.deploy import Deployment, OnchainRiskConfig, deploy_dev_feeds, deploy_system
 from offchain.errors import UserError
-from offchain.oracle.replica_check import check_signers
+from offchain.replica.check import check_signers
 from offchain.risk.book import Book, Portfolio
 from offchain.risk.instruments import EXPIRY_HOUR_UTC, Instrument
 from offchain.risk.market import MarketData, UnderlyingMarket, VolSurface
 from offchain.risk.params import MarginParams
 from offchain.risk.scenarios import price_instruments
 from offchain.risk.units import WAD
-from offchain.scenario import Scenario, load_scenario
+from offchain.market_path import Scenario, load_scenario
 from offchain.sim.desk import Desk
 from offchain.sim.population import TraderPlan, make_population, option_strikes
 from offchain.sim.stack import LocalStack
@@ -73,7 +73,7 @@ class RunData:
     scenario: dict[str, Any]
     steps: list[StepRecord] = field(default_factory=list)
     plans: list[dict[str, Any]] = field(default_factory=list)
-    initial: dict[str, dict[str, float]] = field(default_factory=dict)
+    initial: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: dict[str, Any] = field(default_factory=dict)
     gas: dict[str, dict[str, float]] = field(default_factory=dict)
     reconciliation: dict[str, Any] = field(default_factory=dict)
@@ -121,7 +121,9 @@ class ScenarioRun:
         self.scenario = load_scenario(config.scenario)
         missing = {"ETH", "BTC"} - set(self.scenario.underlyings)
         if missing:
-            raise UserError(f"scenario {config.scenario} must describe ETH and BTC (missing {', '.join(sorted(missing))})")
+            raise UserError(
+                f"scenario {config.scenario} must describe ETH and BTC (missing {', '.join(sorted(missing))})"
+            )
         self.out = config.out
         self.out.mkdir(parents=True, exist_ok=True)
         # a fresh chain: nothing of an earlier run in this directory may be resumed
@@ -129,8 +131,10 @@ class ScenarioRun:
 
         for stale in [*self.out.glob("signer*-state.*"), self.out / "keeper", self.out / "logs"]:
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
-        self.data = RunData(config={k: str(v) for k, v in asdict(config).items()},
-                            scenario={"name": self.scenario.name, "description": self.scenario.description})
+        self.data = RunData(
+            config={k: str(v) for k, v in asdict(config).items()},
+            scenario={"name": self.scenario.name, "description": self.scenario.description},
+        )
 
     # ------------------------------------------------------------------ set-up
 
@@ -141,6 +145,7 @@ class ScenarioRun:
 
         compile_contracts()
         base = self.scenario.at(0.0)
+
         def expiry_in(days: int) -> int:
             day = dt.datetime.fromtimestamp(GENESIS + days * 86400, tz=dt.timezone.utc)
             return int(day.replace(hour=EXPIRY_HOUR_UTC, minute=0, second=0).timestamp())
@@ -154,13 +159,19 @@ class ScenarioRun:
             for k in option_strikes(base["ETH"][0], wide=True):
                 instruments += [Instrument.option("ETH", expiry, k, True), Instrument.option("ETH", expiry, k, False)]
         for k in option_strikes(base["BTC"][0]):
-            instruments += [Instrument.option("BTC", self.expiry, k, True), Instrument.option("BTC", self.expiry, k, False)]
+            instruments += [
+                Instrument.option("BTC", self.expiry, k, True),
+                Instrument.option("BTC", self.expiry, k, False),
+            ]
         signer_keys = [_key(self.config.seed, f"signer-{i}") for i in range(3)]
         with connect(node.url):
             deployer = accounts.test_accounts[0]
             deployment = deploy_system(
-                deployer, signers=[Account.from_key(k).address for k in signer_keys], threshold=2,
-                instruments=instruments, config=OnchainRiskConfig(snapshot_tolerance=60),
+                deployer,
+                signers=[Account.from_key(k).address for k in signer_keys],
+                threshold=2,
+                instruments=instruments,
+                config=OnchainRiskConfig(snapshot_tolerance=60),
                 fund_target=int(self.config.fund_seed * 20 * WAD),
             )
             deployment.feeds = deploy_dev_feeds(deployer, {u: v for u, v in base.items()})
@@ -183,19 +194,23 @@ class ScenarioRun:
     def _set_markets(self, desk: Desk, fraction: float) -> dict[str, tuple[float, float]]:
         """All feeds move in one block, so no service ever sees half a market move."""
         values = self.scenario.at(fraction)
-        desk.w3.provider.make_request("evm_setAutomine", [False])
+        desk.client.rpc("evm_setAutomine", [False])
         hashes = []
         for u, (spot, vol) in values.items():
             price_feed, vol_feed = desk.feeds[u]
             for feed, answer in ((price_feed, spot), (vol_feed, vol)):
-                hashes.append(desk.send_async(desk.deployer, feed.functions.setAnswer(int(round(answer * 1e8))), "feed"))
-        desk.w3.provider.make_request("evm_mine", [])
-        desk.w3.provider.make_request("evm_setAutomine", [True])
+                hashes.append(
+                    desk.send_async(desk.deployer, feed.functions.setAnswer(int(round(answer * 1e8))), "feed")
+                )
+        desk.client.rpc("evm_mine", [])
+        desk.client.rpc("evm_setAutomine", [True])
         for h in hashes:
             desk.w3.eth.wait_for_transaction_receipt(h, timeout=30)
         return values
 
-    def _open_books(self, desk: Desk, plans: list[TraderPlan], ids: dict[str, int], market: MarketData) -> dict[str, Any]:
+    def _open_books(
+        self, desk: Desk, plans: list[TraderPlan], ids: dict[str, int], market: MarketData
+    ) -> dict[str, Any]:
         makers = [Account.from_key(_key(self.config.seed, f"maker-{i}")) for i in range(self.config.market_makers)]
         traders = [Account.from_key(_key(self.config.seed, f"trader-{p.index}")) for p in plans]
         keeper = Account.from_key(self.keeper_key)
@@ -236,13 +251,16 @@ class ScenarioRun:
         t_start = time.monotonic()
         self.say(f"scenario: {self.scenario.name} — {self.scenario.description}")
         self.say(f"starting Anvil on 127.0.0.1:{cfg.port or 'a free port'} (deterministic clock) ...")
-        node = AnvilNode(port=cfg.port, log_path=self.out / "anvil.log", extra_args=["--timestamp", str(GENESIS)]).start()
+        node = AnvilNode(
+            port=cfg.port, log_path=self.out / "anvil.log", extra_args=["--timestamp", str(GENESIS)]
+        ).start()
         node_rpc = node.url
         stack: LocalStack | None = None
         try:
             from web3 import HTTPProvider, Web3
+            from web3.types import RPCEndpoint
 
-            Web3(HTTPProvider(node_rpc)).provider.make_request("anvil_setBlockTimestampInterval", [1])
+            Web3(HTTPProvider(node_rpc)).provider.make_request(RPCEndpoint("anvil_setBlockTimestampInterval"), [1])
             self.say("deploying contracts, insurance fund, liquidation engine and price feeds ...")
             deployment, dep_path, instruments = self._deploy(node)
             ids = {name: i for i, name in deployment.instruments.items()}
@@ -252,38 +270,50 @@ class ScenarioRun:
             # The scenarios include gaps of about 30% in one update: the oracle's jump guard
             # (25% by default) is widened to 40% so a modelled crash is priced, not held back.
             overrides = self.out / "feed-overrides.json"
-            overrides.write_text(json.dumps({
-                **{u: {"max_jump": 0.40} for u in self.scenario.underlyings},
-                "correlations": {f"{a}/{b}": rho for (a, b), rho in self.scenario.correlations.items()},
-            }))
+            overrides.write_text(
+                json.dumps(
+                    {
+                        **{u: {"max_jump": 0.40} for u in self.scenario.underlyings},
+                        "correlations": {f"{a}/{b}": rho for (a, b), rho in self.scenario.correlations.items()},
+                    }
+                )
+            )
             stack.start_all(keeper=False, signer_extra=["--feeds", str(overrides)])
             self.gateway_url = stack.procs["gateway"].url
             desk = Desk(node_rpc, deployment, self.gateway_url, anvil_key(0))
             if cfg.fund_seed:
                 amount = int(cfg.fund_seed * 10**deployment.collateral_decimals)
                 desk.send(desk.deployer, desk.client.token.functions.mint(desk.deployer.address, amount), "mint")
-                desk.send(desk.deployer, desk.client.token.functions.approve(deployment.insurance_fund, amount), "approve")
+                desk.send(
+                    desk.deployer, desk.client.token.functions.approve(deployment.insurance_fund, amount), "approve"
+                )
                 desk.send(desk.deployer, desk.client.fund.functions.deposit(amount), "fund deposit")
 
             now = desk.now()
             market0 = _market(self.scenario, 0.0, now, self.expiries)
             atm = Instrument.option("ETH", self.expiry, option_strikes(market0.get("ETH").spot)[2], True)
-            delta = float(price_instruments(Book.from_portfolios([Portfolio({atm: 1.0})]).table, market0, PARAMS).delta[0])
+            delta = float(
+                price_instruments(Book.from_portfolios([Portfolio({atm: 1.0})]).table, market0, PARAMS).delta[0]
+            )
             plans = make_population(cfg.traders, cfg.seed, instruments, market0, PARAMS, delta)
             self.say(f"opening the books of {cfg.traders} traders and {cfg.market_makers} market makers ...")
             people = self._open_books(desk, plans, ids, market0)
             self.say("starting the market maker the keeper unwinds to, and the keeper ...")
             mm = people["market_maker"]
             stack.market_maker(mm.key.hex(), ["--spread-bps", "25", "--max-notional", "5000000"]).start().wait_healthy()
-            stack.keeper(["--batch-size", "10", "--market-maker", stack.procs["market-maker"].url,
-                          "--risk-budget", "0.8"]).start().wait_healthy()
+            stack.keeper(
+                ["--batch-size", "10", "--market-maker", stack.procs["market-maker"].url, "--risk-budget", "0.8"]
+            ).start().wait_healthy()
             keeper_url = stack.procs["keeper"].url
             self._wait_idle(desk, keeper_url)
             self._check_replicas(desk, stack, "books opened")
             self._record_initial(plans, people["traders"])
 
-            fractions = [float(t) for t in self.scenario.times[1:]] if cfg.steps == 0 else \
-                [k / cfg.steps for k in range(1, cfg.steps + 1)]
+            fractions = (
+                [float(t) for t in self.scenario.times[1:]]
+                if cfg.steps == 0
+                else [k / cfg.steps for k in range(1, cfg.steps + 1)]
+            )
             for k, fraction in enumerate(fractions, start=1):
                 values = self._set_markets(desk, fraction)
                 block = desk.client.head()
@@ -291,21 +321,34 @@ class ScenarioRun:
                 fund = desk.client.fund.functions.fundBalance().call() / WAD
                 liq = sum(1 for e in desk.client.logs(block, desk.client.head()) if e.name == "Liquidated")
                 risk = _get(f"{self.gateway_url}/v1/risk/accounts?max_ratio=1.0")
-                rec = StepRecord(k, fraction, {u: v[0] for u, v in values.items()}, {u: v[1] for u, v in values.items()},
-                                 block, fund, liq, len(risk["accounts"]), seconds)
+                rec = StepRecord(
+                    k,
+                    fraction,
+                    {u: v[0] for u, v in values.items()},
+                    {u: v[1] for u, v in values.items()},
+                    block,
+                    fund,
+                    liq,
+                    len(risk["accounts"]),
+                    seconds,
+                )
                 self.data.steps.append(rec)
                 self._check_replicas(desk, stack, f"step {k}")
                 eth0 = self.scenario.underlyings["ETH"].spot
-                self.say(f"step {k:>2}/{len(fractions)}  ETH {rec.prices['ETH']:>8,.0f} ({rec.prices['ETH'] / eth0 - 1:+.0%})  "
-                         f"vol {rec.vols['ETH']:.0%}  liquidations {liq:>3}  still below MM {rec.at_risk_after:>3}  "
-                         f"fund {fund:>10,.2f}  keeper {seconds:5.1f}s")
+                self.say(
+                    f"step {k:>2}/{len(fractions)}  ETH {rec.prices['ETH']:>8,.0f} ({rec.prices['ETH'] / eth0 - 1:+.0%})  "
+                    f"vol {rec.vols['ETH']:.0%}  liquidations {liq:>3}  still below MM {rec.at_risk_after:>3}  "
+                    f"fund {fund:>10,.2f}  keeper {seconds:5.1f}s"
+                )
 
             if cfg.settle:
-                self.say("options expire: the chain clock jumps to the expiry; the keeper posts the price and settles ...")
+                self.say(
+                    "options expire: the chain clock jumps to the expiry; the keeper posts the price and settles ..."
+                )
                 # the feeds' round at the expiry (the settlement price), then fresh rounds after it
-                desk.w3.provider.make_request("evm_setNextBlockTimestamp", [self.expiry - 30])
+                desk.client.rpc("evm_setNextBlockTimestamp", [self.expiry - 30])
                 self._set_markets(desk, 1.0)
-                desk.w3.provider.make_request("evm_setNextBlockTimestamp", [self.expiry + 60])
+                desk.client.rpc("evm_setNextBlockTimestamp", [self.expiry + 60])
                 self._set_markets(desk, 1.0)
                 self._wait_idle(desk, keeper_url)
                 self._check_replicas(desk, stack, "settlement")
@@ -336,7 +379,15 @@ class ScenarioRun:
                 r = _get(f"{self.gateway_url}/v1/accounts/{trader.address}")
             except Exception:  # an account whose every leg was refused has no state
                 continue
-            self.data.initial[trader.address] = {"kind": plan.kind, "equity": r["equity"], "mm": r["maintenance_margin"],
-                                                 "im": r["initial_margin"], "index": plan.index, "positions": r["positions"]}
-        self.data.plans = [{"index": p.index, "kind": p.kind, "deposit": p.deposit,
-                            "legs": [(i.name, s) for i, s in p.legs]} for p in plans]
+            self.data.initial[trader.address] = {
+                "kind": plan.kind,
+                "equity": r["equity"],
+                "mm": r["maintenance_margin"],
+                "im": r["initial_margin"],
+                "index": plan.index,
+                "positions": r["positions"],
+            }
+        self.data.plans = [
+            {"index": p.index, "kind": p.kind, "deposit": p.deposit, "legs": [(i.name, s) for i, s in p.legs]}
+            for p in plans
+        ]

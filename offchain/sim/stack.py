@@ -34,8 +34,13 @@ class Proc:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "offchain.cli", *self.args], cwd=ROOT, env={**os.environ, **self.env},
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            [sys.executable, "-m", "offchain.cli", *self.args],
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         return self
 
@@ -94,35 +99,98 @@ class LocalStack:
     def signer(self, i: int, extra: list[str] | None = None) -> Proc:
         port = free_port()
         env_name = f"DPRE_SIGNER_KEY_{i}"
-        return self._proc(f"signer{i}", [
-            "oracle", "signer", "--rpc", self.rpc_url, "--deployment", str(self.deployment_path),
-            "--key-env", env_name, "--port", str(port), "--state", str(self.workdir / f"signer{i}-state.sqlite"),
-            *(extra or []),
-        ], {env_name: self.signer_keys[i]}, port)
+        return self._proc(
+            f"signer{i}",
+            [
+                "oracle",
+                "signer",
+                "--rpc",
+                self.rpc_url,
+                "--deployment",
+                str(self.deployment_path),
+                "--key-env",
+                env_name,
+                "--port",
+                str(port),
+                "--state",
+                str(self.workdir / f"signer{i}-state.sqlite"),
+                *(extra or []),
+            ],
+            {env_name: self.signer_keys[i]},
+            port,
+        )
 
     def gateway(self) -> Proc:
         port = free_port()
         urls = ",".join(self.procs[f"signer{i}"].url for i in range(len(self.signer_keys)))
-        return self._proc("gateway", ["oracle", "gateway", "--deployment", str(self.deployment_path),
-                                      "--signers", urls, "--threshold", str(self.threshold), "--port", str(port)], {}, port)
+        return self._proc(
+            "gateway",
+            [
+                "oracle",
+                "gateway",
+                "--deployment",
+                str(self.deployment_path),
+                "--signers",
+                urls,
+                "--threshold",
+                str(self.threshold),
+                "--port",
+                str(port),
+            ],
+            {},
+            port,
+        )
 
     def keeper(self, extra: list[str] | None = None) -> Proc:
         port = self.procs["keeper"].url.rsplit(":", 1)[1] if "keeper" in self.procs else str(free_port())
-        return self._proc("keeper", [
-            "keeper", "run", "--rpc", self.rpc_url, "--deployment", str(self.deployment_path),
-            "--oracle", self.procs["gateway"].url, "--key-env", "DPRE_KEEPER_KEY", "--port", port,
-            "--state-dir", str(self.workdir / "keeper"), "--liquidate-unprofitable", *(extra or []),
-        ], {"DPRE_KEEPER_KEY": self.keeper_key}, int(port))
+        return self._proc(
+            "keeper",
+            [
+                "keeper",
+                "run",
+                "--rpc",
+                self.rpc_url,
+                "--deployment",
+                str(self.deployment_path),
+                "--oracle",
+                self.procs["gateway"].url,
+                "--key-env",
+                "DPRE_KEEPER_KEY",
+                "--port",
+                port,
+                "--state-dir",
+                str(self.workdir / "keeper"),
+                "--liquidate-unprofitable",
+                *(extra or []),
+            ],
+            {"DPRE_KEEPER_KEY": self.keeper_key},
+            int(port),
+        )
 
     def market_maker(self, key: str, extra: list[str] | None = None) -> Proc:
         """The reference market maker (offchain/marketmaker.py), quoting from the gateway's marks."""
         port = free_port()
-        return self._proc("market-maker", [
-            "market-maker", "--deployment", str(self.deployment_path), "--oracle", self.procs["gateway"].url,
-            "--key-env", "DPRE_MM_KEY", "--port", str(port), *(extra or []),
-        ], {"DPRE_MM_KEY": key}, port)
+        return self._proc(
+            "market-maker",
+            [
+                "market-maker",
+                "--deployment",
+                str(self.deployment_path),
+                "--oracle",
+                self.procs["gateway"].url,
+                "--key-env",
+                "DPRE_MM_KEY",
+                "--port",
+                str(port),
+                *(extra or []),
+            ],
+            {"DPRE_MM_KEY": key},
+            port,
+        )
 
-    def start_all(self, signer_extra: list[str] | None = None, keeper: bool = True, keeper_extra: list[str] | None = None) -> None:
+    def start_all(
+        self, signer_extra: list[str] | None = None, keeper: bool = True, keeper_extra: list[str] | None = None
+    ) -> None:
         for i in range(len(self.signer_keys)):
             self.signer(i, signer_extra).start()
         for i in range(len(self.signer_keys)):

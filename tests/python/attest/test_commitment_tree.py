@@ -31,15 +31,30 @@ def _book(n: int, seed: int) -> dict[str, MarginAttestation]:
     out = {}
     for _ in range(n):
         account = "0x" + rng.randbytes(20).hex()
-        out[account] = MarginAttestation(account, rng.randbytes(32), rng.randint(-(10**24), 10**24),
-                                         rng.randint(0, 10**24), rng.randint(0, 10**24), 1_800_000_000,
-                                         1_800_000_060, 3)
+        out[account] = MarginAttestation(
+            account,
+            rng.randbytes(32),
+            rng.randint(-(10**24), 10**24),
+            rng.randint(0, 10**24),
+            rng.randint(0, 10**24),
+            1_800_000_000,
+            1_800_000_060,
+            3,
+        )
     return out
 
 
 def _values(att: MarginAttestation) -> list[str]:
-    return [att.account, "0x" + att.state_hash.hex(), str(att.value), str(att.initial_margin),
-            str(att.maintenance_margin), str(att.snapshot_time), str(att.deadline), str(att.params_version)]
+    return [
+        att.account,
+        "0x" + att.state_hash.hex(),
+        str(att.value),
+        str(att.initial_margin),
+        str(att.maintenance_margin),
+        str(att.snapshot_time),
+        str(att.deadline),
+        str(att.params_version),
+    ]
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is needed to run the npm package")
@@ -48,14 +63,23 @@ def test_root_and_proofs_match_openzeppelin_standard_merkle_tree(n: int) -> None
     book = _book(n, seed=n)
     mine = BookCommitment(book, 1_800_000_000, 1_800_000_060, 3, block=1)
     accounts = list(book)
-    check = [{"root": "0x" + mine.root.hex(), "value": _values(book[a]), "proof": ["0x" + p.hex() for p in mine.proof(a)]}
-             for a in accounts[:5]]
+    check = [
+        {"root": "0x" + mine.root.hex(), "value": _values(book[a]), "proof": ["0x" + p.hex() for p in mine.proof(a)]}
+        for a in accounts[:5]
+    ]
     # a proof for another account's values must not verify
     if n > 1:
         check.append({**check[0], "value": _values(book[accounts[1]])})
     payload = {"types": LEAF_TYPES, "values": [_values(book[a]) for a in accounts], "check": check}
-    done = subprocess.run(["node", "-e", _NODE], input=json.dumps(payload), capture_output=True, text=True,
-                          cwd=ROOT, timeout=60, check=True)
+    done = subprocess.run(
+        ["node", "-e", _NODE],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=True,
+    )
     theirs = json.loads(done.stdout)
     assert theirs["root"] == "0x" + mine.root.hex()
     for account in accounts:

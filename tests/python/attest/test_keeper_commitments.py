@@ -13,8 +13,12 @@ REGISTRY = "0x" + "5c" * 20
 
 
 def _book() -> BookCommitment:
-    atts = {f"0x{i:040x}": MarginAttestation(f"0x{i:040x}", bytes([i]) * 32, -i * 10**18, 5 * 10**18, 4 * 10**18,
-                                             1_000, 1_060, 2) for i in range(1, 9)}
+    atts = {
+        f"0x{i:040x}": MarginAttestation(
+            f"0x{i:040x}", bytes([i]) * 32, -i * 10**18, 5 * 10**18, 4 * 10**18, 1_000, 1_060, 2
+        )
+        for i in range(1, 9)
+    }
     return BookCommitment(atts, 1_000, 1_060, 2, block=7)
 
 
@@ -36,11 +40,22 @@ class ServedProofs:
 def test_only_leaves_that_prove_against_the_root_are_kept() -> None:
     book = _book()
     c = Commitments(REGISTRY)
-    root = c.ask({"block": 7, "items": {"commitment": {**to_wire(SnapshotCommitment(book.root, 1_000, 1_060, 2, 8)),
-                                                         "signatures": "0x" + "00" * 130}}})
+    root = c.ask(
+        {
+            "block": 7,
+            "items": {
+                "commitment": {
+                    **to_wire(SnapshotCommitment(book.root, 1_000, 1_060, 2, 8)),
+                    "signatures": "0x" + "00" * 130,
+                }
+            },
+        }
+    )
     accounts = list(book.attestations)
-    honest = {a: {"attestation": to_wire(book.attestations[a]), "proof": ["0x" + p.hex() for p in book.proof(a)]}
-              for a in accounts}
+    honest = {
+        a: {"attestation": to_wire(book.attestations[a]), "proof": ["0x" + p.hex() for p in book.proof(a)]}
+        for a in accounts
+    }
     richer = MarginAttestation(**{**book.attestations[accounts[1]].__dict__, "value": 10**24})
     later = MarginAttestation(**{**book.attestations[accounts[2]].__dict__, "deadline": 9_999})
     served = {

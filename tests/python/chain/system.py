@@ -86,8 +86,12 @@ def deploy_test_system(
         Instrument.option("ETH", expiry, 3300, True),
     ]
     deployment = deploy_system(
-        deployer, signers=[s.address for s in oracle], threshold=threshold, instruments=instruments,
-        collateral_decimals=decimals, config=config,
+        deployer,
+        signers=[s.address for s in oracle],
+        threshold=threshold,
+        instruments=instruments,
+        collateral_decimals=decimals,
+        config=config,
     )
     ch = project.Clearinghouse.at(deployment.clearinghouse)
     token = project.DevStablecoin.at(deployment.collateral)

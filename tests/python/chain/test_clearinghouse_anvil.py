@@ -14,7 +14,7 @@ from offchain.attest.eip712 import digest, signer_of
 from offchain.attest.commitment import leaf_of
 from offchain.attest.messages import MarginAttestation, Order, SettlementPrice, SnapshotCommitment
 from offchain.attest.signer import LocalSigner, sign_bundle
-from offchain.attest.state import ZERO_HASH, chain_state_hash, next_state_hash, underlying_to_bytes32
+from offchain.attest.state_hash import ZERO_HASH, chain_state_hash, next_state_hash, underlying_to_bytes32
 from offchain.risk.params import MarginParams
 from offchain.risk.units import WAD
 
@@ -57,14 +57,26 @@ def test_python_digests_equal_contract_digests(system: System) -> None:
             params_version=rng.randint(0, 2**32 - 1),
         )
         assert digest(system.domain, att) == bytes(lens.marginAttestationDigest(att.as_tuple()))
-        order = Order("0x" + rng.randbytes(20).hex(), rng.randint(0, 2**64), rng.randint(-(2**200), 2**200),
-                      rng.randint(0, 2**200), rng.randint(0, 2**64), rng.randint(0, 2**63))
+        order = Order(
+            "0x" + rng.randbytes(20).hex(),
+            rng.randint(0, 2**64),
+            rng.randint(-(2**200), 2**200),
+            rng.randint(0, 2**200),
+            rng.randint(0, 2**64),
+            rng.randint(0, 2**63),
+        )
         assert digest(system.domain, order) == bytes(lens.orderDigest(order.as_tuple()))
-        price = SettlementPrice(underlying_to_bytes32("ETH"), rng.randint(0, 2**63), rng.randint(0, 2**200),
-                                rng.randint(0, 2**63))
+        price = SettlementPrice(
+            underlying_to_bytes32("ETH"), rng.randint(0, 2**63), rng.randint(0, 2**200), rng.randint(0, 2**63)
+        )
         assert digest(system.domain, price) == bytes(lens.settlementPriceDigest(price.as_tuple()))
-        commitment = SnapshotCommitment(rng.randbytes(32), rng.randint(0, 2**63), rng.randint(0, 2**63),
-                                        rng.randint(0, 2**32 - 1), rng.randint(0, 2**32 - 1))
+        commitment = SnapshotCommitment(
+            rng.randbytes(32),
+            rng.randint(0, 2**63),
+            rng.randint(0, 2**63),
+            rng.randint(0, 2**32 - 1),
+            rng.randint(0, 2**32 - 1),
+        )
         assert digest(system.domain, commitment) == bytes(lens.commitmentDigest(commitment.as_tuple()))
         assert leaf_of(att) == bytes(lens.commitmentLeaf(att.as_tuple()))
     # and the signature eth-account makes recovers to the signer under that digest
@@ -101,9 +113,13 @@ def test_trade_and_withdraw_with_engine_attestations(system: System) -> None:
 
     maker_att, taker_att = post(bob.address, -10 * WAD), post(alice.address, 10 * WAD)
     ch.fillOrder(
-        order.as_tuple(), maker_sig, 10 * WAD,
-        maker_att.as_tuple(), sign_bundle(system.oracle[:2], system.domain, maker_att),
-        taker_att.as_tuple(), sign_bundle(system.oracle[1:], system.domain, taker_att),
+        order.as_tuple(),
+        maker_sig,
+        10 * WAD,
+        maker_att.as_tuple(),
+        sign_bundle(system.oracle[:2], system.domain, maker_att),
+        taker_att.as_tuple(),
+        sign_bundle(system.oracle[1:], system.domain, taker_att),
         sender=alice,
     )
     assert ch.positionOf(alice.address, call_id) == 10 * WAD
@@ -118,8 +134,14 @@ def test_trade_and_withdraw_with_engine_attestations(system: System) -> None:
     # withdrawal: equity after must stay ≥ attested IM
     now = chain.blocks.head.timestamp
     market = system.market(now)
-    att = margin_attestation(alice.address, bytes(ch.stateHashOf(alice.address)), _positions(system, alice.address),
-                             system.registry, market, PARAMS)
+    att = margin_attestation(
+        alice.address,
+        bytes(ch.stateHashOf(alice.address)),
+        _positions(system, alice.address),
+        system.registry,
+        market,
+        PARAMS,
+    )
     sigs = sign_bundle(system.oracle, system.domain, att)
     equity = int(ch.cashOf(alice.address)) + att.value
     headroom_units = (equity - att.initial_margin) // 10**12  # token units (6 decimals)
@@ -149,16 +171,31 @@ def test_bundle_from_an_outsider_is_refused(system: System) -> None:
     for acct, delta in ((bob.address, -(WAD // 10)), (alice.address, WAD // 10)):
         state = next_state_hash(bytes(system.ch.stateHashOf(acct)), perp, delta)
         atts.append(margin_attestation(acct, state, {perp: delta}, system.registry, market, PARAMS))
-    system.ch.fillOrder(order.as_tuple(), _sign_order(bob, system, order), WAD // 10,
-                        atts[0].as_tuple(), sign_bundle(system.oracle, system.domain, atts[0]),
-                        atts[1].as_tuple(), sign_bundle(system.oracle, system.domain, atts[1]), sender=alice)
-    att = margin_attestation(alice.address, bytes(system.ch.stateHashOf(alice.address)), {perp: WAD // 10},
-                             system.registry, system.market(chain.blocks.head.timestamp), PARAMS)
+    system.ch.fillOrder(
+        order.as_tuple(),
+        _sign_order(bob, system, order),
+        WAD // 10,
+        atts[0].as_tuple(),
+        sign_bundle(system.oracle, system.domain, atts[0]),
+        atts[1].as_tuple(),
+        sign_bundle(system.oracle, system.domain, atts[1]),
+        sender=alice,
+    )
+    att = margin_attestation(
+        alice.address,
+        bytes(system.ch.stateHashOf(alice.address)),
+        {perp: WAD // 10},
+        system.registry,
+        system.market(chain.blocks.head.timestamp),
+        PARAMS,
+    )
     outsiders = sorted([LocalSigner.random(), LocalSigner.random()], key=lambda s: int(s.address, 16))
     with reverts(system.ch.UnauthorizedSigner):
         system.ch.withdraw(1, alice.address, att.as_tuple(), sign_bundle(outsiders, system.domain, att), sender=alice)
     with reverts(system.ch.NotEnoughSignatures):
-        system.ch.withdraw(1, alice.address, att.as_tuple(), sign_bundle(system.oracle[:1], system.domain, att), sender=alice)
+        system.ch.withdraw(
+            1, alice.address, att.as_tuple(), sign_bundle(system.oracle[:1], system.domain, att), sender=alice
+        )
 
 
 def _sign_order(maker: Any, system: System, order: Order) -> bytes:

@@ -70,8 +70,15 @@ class Filler:
 
     def fill(self) -> None:
         for _ in range(2):
-            tx = {"to": BEEF, "value": 1, "gas": 21_000, "nonce": self.nonce, "chainId": self.chain.w3.eth.chain_id,
-                  "maxFeePerGas": 2 * self.tip, "maxPriorityFeePerGas": self.tip}
+            tx = {
+                "to": BEEF,
+                "value": 1,
+                "gas": 21_000,
+                "nonce": self.nonce,
+                "chainId": self.chain.w3.eth.chain_id,
+                "maxFeePerGas": 2 * self.tip,
+                "maxPriorityFeePerGas": self.tip,
+            }
             self.chain.w3.eth.send_raw_transaction(self.account.sign_transaction(tx).raw_transaction)
             self.nonce += 1
 
@@ -174,8 +181,15 @@ def test_nonce_follows_transactions_sent_from_elsewhere(chain: Chain) -> None:
     p = sender.submit(transfer())
     # the same key, another process: replaces our nonce 0 and takes nonce 1
     for nonce in (0, 1):
-        tx = {"to": BEEF, "value": 1, "gas": 21_000, "nonce": nonce, "chainId": chain.w3.eth.chain_id,
-              "maxFeePerGas": 100 * GWEI, "maxPriorityFeePerGas": 50 * GWEI}
+        tx = {
+            "to": BEEF,
+            "value": 1,
+            "gas": 21_000,
+            "nonce": nonce,
+            "chainId": chain.w3.eth.chain_id,
+            "maxFeePerGas": 100 * GWEI,
+            "maxPriorityFeePerGas": 50 * GWEI,
+        }
         chain.w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
     chain.mine()
     # a node may count a transaction before its receipt can be read: the sender concludes only
@@ -192,7 +206,9 @@ def test_nonce_follows_transactions_sent_from_elsewhere(chain: Chain) -> None:
     assert result.status == "mined" and sender.next_nonce == 3 == chain.w3.eth.get_transaction_count(account.address)
 
 
-def test_a_lost_answer_costs_no_second_nonce_and_a_lost_send_is_repeated(chain: Chain, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_lost_answer_costs_no_second_nonce_and_a_lost_send_is_repeated(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
     account = Account.from_key(anvil_key(3))
     sender = TxSender(chain.w3, account)
     poll(sender, chain)

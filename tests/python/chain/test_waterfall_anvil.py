@@ -15,7 +15,9 @@ from offchain.attest.builder import margin_attestation
 from offchain.attest.liquidation import LiquidationConfig, fund_fits, liquidator_check, slice_im, terms
 from offchain.attest.messages import AdlAttestation, AdlFill, MarginAttestation, Order
 from offchain.attest.signer import sign_bundle
-from offchain.attest.state import next_state_hash
+from offchain.attest.state_hash import next_state_hash
+from offchain.chain.deploy import OnchainRiskConfig
+from offchain.ops.httpserver import status_of
 from offchain.oracle.core import Oracle, OracleError
 from offchain.oracle.market_sources import FixedMarketSource as StaticSource
 from offchain.risk.params import MarginParams
@@ -56,11 +58,14 @@ class Desk:
         self.s.ch.deposit(account.address, amount, sender=account)
         self.deposits[account.address] = self.deposits.get(account.address, 0) + amount * 10**12
 
-    def attest(self, account: str, spot: float, positions: dict[int, int] | None = None,
-               state: bytes | None = None) -> tuple[MarginAttestation, bytes]:
+    def attest(
+        self, account: str, spot: float, positions: dict[int, int] | None = None, state: bytes | None = None
+    ) -> tuple[MarginAttestation, bytes]:
         positions = self.s.positions(account) if positions is None else positions
         state = self.s.state_hash(account) if state is None else state
-        att = margin_attestation(account, state, positions, self.s.registry, self.s.market(self.now(), eth=spot), PARAMS)
+        att = margin_attestation(
+            account, state, positions, self.s.registry, self.s.market(self.now(), eth=spot), PARAMS
+        )
         return att, sign_bundle(self.s.oracle, self.s.domain, att)
 
     def buy_perp(self, taker: Any, maker: Any, contracts: int, price: float) -> None:
@@ -75,8 +80,16 @@ class Desk:
             positions[perp] = positions.get(perp, 0) + delta
             state = next_state_hash(self.s.state_hash(acct), perp, positions[perp])
             atts.append(self.attest(acct, price, positions, state))
-        self.s.ch.fillOrder(order.as_tuple(), _sign_order(maker, self.s, order), size,
-                            atts[0][0].as_tuple(), atts[0][1], atts[1][0].as_tuple(), atts[1][1], sender=taker)
+        self.s.ch.fillOrder(
+            order.as_tuple(),
+            _sign_order(maker, self.s, order),
+            size,
+            atts[0][0].as_tuple(),
+            atts[0][1],
+            atts[1][0].as_tuple(),
+            atts[1][1],
+            sender=taker,
+        )
 
     def liquidate(self, keeper: Any, account: str, spot: float) -> dict[str, int]:
         """The keeper liquidates `account` with the oracle's answer: the account's attestation and
@@ -87,11 +100,15 @@ class Desk:
         katt, ksigs = self.s.signed(answer, "liquidator")
         assert katt.state_hash == self.s.state_hash(keeper.address)
         equity = int(ch.cashOf(account)) + att.value
-        cfg = LiquidationConfig.from_risk_config(ch.riskConfig())
+        cfg = LiquidationConfig.from_risk_config(OnchainRiskConfig.from_chain(ch.riskConfig()))
         f, bonus, fee = terms(equity, att.maintenance_margin, cfg, int(self.s.fund.health()))
         assert (f, bonus, fee) == tuple(engine.liquidationTerms(equity, att.maintenance_margin)), "mirror"
-        assert answer["extra"]["fractions"][account] == {"fraction": str(f), "bonus": str(bonus), "fee": str(fee),
-                                                         "equity": str(equity)}
+        assert answer["extra"]["fractions"][account] == {
+            "fraction": str(f),
+            "bonus": str(bonus),
+            "fee": str(fee),
+            "equity": str(equity),
+        }
         keeper_equity = int(ch.cashOf(keeper.address)) + katt.value
         after, bound = liquidator_check(keeper_equity, katt.initial_margin, [(bonus, slice_im(att.initial_margin, f))])
         assert int(answer["extra"]["liquidator"]["requirement_bound"]) == bound and after >= bound
@@ -100,7 +117,9 @@ class Desk:
 
     def reconcile(self, accounts: list[str]) -> None:
         ch, token, fund = self.s.ch, self.s.token, self.s.fund
-        assert token.balanceOf(ch.address) * 10**12 == int(ch.totalCash()) + int(ch.protocolFees()) - int(ch.netSettlementPayouts())
+        assert token.balanceOf(ch.address) * 10**12 == int(ch.totalCash()) + int(ch.protocolFees()) - int(
+            ch.netSettlementPayouts()
+        )
         assert token.balanceOf(fund.address) * 10**12 == int(fund.fundBalance())
         assert sum(int(ch.cashOf(a)) for a in accounts) == int(ch.totalCash())
         for instrument_id in self.s.registry:
@@ -154,7 +173,7 @@ def test_crash_partial_liquidation_fund_bankruptcy_and_adl(anvil: Any, ape_chain
     oracle = desk.oracle(spot)
     with pytest.raises(OracleError) as refused:
         oracle.attest_liquidation({"accounts": [c.address], "liquidator": keeper.address})
-    assert refused.value.status == 409 and "beyond the insurance fund" in str(refused.value)
+    assert status_of(refused.value) == 409 and "beyond the insurance fund" in str(refused.value)
     att, sigs = desk.attest(c.address, spot)
     katt, ksigs = desk.attest(keeper.address, spot)
     with reverts(engine.NothingLiquidated):
@@ -197,7 +216,7 @@ def test_python_mirrors_of_the_engine_agree(ape_chain: Any) -> None:
     from offchain.attest.eip712 import struct_hash
 
     system = deploy_test_system(n_signers=3, threshold=2)
-    cfg = LiquidationConfig.from_risk_config(system.ch.riskConfig())
+    cfg = LiquidationConfig.from_risk_config(OnchainRiskConfig.from_chain(system.ch.riskConfig()))
     health = int(system.fund.health())
     rng = random.Random(11)
     for _ in range(150):
@@ -208,9 +227,14 @@ def test_python_mirrors_of_the_engine_agree(ape_chain: Any) -> None:
     for _ in range(5):
         n = rng.randint(1, 4)
         adl = AdlAttestation(
-            "0x" + rng.randbytes(20).hex(), rng.randbytes(32), tuple(rng.randint(1, 2**32) for _ in range(n)),
-            tuple(rng.randint(0, 2**128) for _ in range(n)), tuple(rng.randbytes(32) for _ in range(n)),
-            rng.randint(0, 2**63), rng.randint(0, 2**63), rng.randint(0, 2**32 - 1),
+            "0x" + rng.randbytes(20).hex(),
+            rng.randbytes(32),
+            tuple(rng.randint(1, 2**32) for _ in range(n)),
+            tuple(rng.randint(0, 2**128) for _ in range(n)),
+            tuple(rng.randbytes(32) for _ in range(n)),
+            rng.randint(0, 2**63),
+            rng.randint(0, 2**63),
+            rng.randint(0, 2**32 - 1),
         )
         assert struct_hash(adl) == bytes(system.engine.hashAdlAttestation(adl.as_tuple()))
 
@@ -234,7 +258,7 @@ def test_fund_cover_mirror_decides_a_batch_as_the_contract_does(anvil: Any, ape_
     batch = [b1.address, p1.address, b2.address, b3.address]
     signed = {a: desk.attest(a, spot) for a in batch}
     items = [(int(ch.cashOf(a)) + signed[a][0].value, signed[a][0].maintenance_margin) for a in batch]
-    cfg = LiquidationConfig.from_risk_config(ch.riskConfig())
+    cfg = LiquidationConfig.from_risk_config(OnchainRiskConfig.from_chain(ch.riskConfig()))
     health = int(fund.health())
     deficits = [-e for e, _ in items]
     assert deficits[0] > 0 and deficits[2] > 0 and deficits[3] > 0 and deficits[1] < 0
@@ -248,12 +272,15 @@ def test_fund_cover_mirror_decides_a_batch_as_the_contract_does(anvil: Any, ape_
     before = int(fund.fundBalance())
     verdicts, after = fund_fits(items, before, cfg, int(fund.health()), 6)
     assert verdicts == [True, True, True, False]
-    assert fund_fits([items[0], items[2]], before, cfg, int(fund.health()), 6)[0] == [True, False], \
-        "without the fee of the item between them, b2 would not fit"
+    assert fund_fits([items[0], items[2]], before, cfg, int(fund.health()), 6)[0] == [
+        True,
+        False,
+    ], "without the fee of the item between them, b2 would not fit"
 
     katt, ksigs = desk.attest(keeper.address, spot)
-    receipt = engine.liquidate([(a, signed[a][0].as_tuple(), signed[a][1], WAD) for a in batch], katt.as_tuple(), ksigs,
-                               sender=keeper)
+    receipt = engine.liquidate(
+        [(a, signed[a][0].as_tuple(), signed[a][1], WAD) for a in batch], katt.as_tuple(), ksigs, sender=keeper
+    )
     done = [log.account for log in receipt.decode_logs(engine.Liquidated)]
     skipped = [(log.account, int(log.reason)) for log in receipt.decode_logs(engine.LiquidationSkipped)]
     assert done == [a for a, ok in zip(batch, verdicts) if ok]

@@ -8,12 +8,12 @@ from eth_utils import keccak, to_checksum_address
 
 from offchain.attest.liquidation import LiquidationConfig
 from offchain.attest.signer import LocalSigner
-from offchain.attest.state import next_state_hash
+from offchain.attest.state_hash import next_state_hash
 from offchain.chain.deploy import Deployment, OnchainRiskConfig
 from offchain.oracle.core import Oracle
 from offchain.oracle.market_sources import FixedMarketSource, MarketSnapshot
 from offchain.chain.contracts import BlockRef
-from offchain.oracle.state import RISK_CONFIG_FIELDS, AccountState, ChainState
+from offchain.replica.state import AccountState, ChainState
 from offchain.risk.instruments import Instrument
 from offchain.risk.market import MarketData, UnderlyingMarket, VolSurface
 from offchain.risk.params import MarginParams
@@ -55,9 +55,17 @@ class FakeEngine:
 class FakeClient:
     def __init__(self, block: int = BLOCK, now: int = NOW) -> None:
         self.block, self.now = block, now
-        self.deployment = Deployment(chain_id=31337, clearinghouse="0x" + "11" * 20, collateral="0x" + "22" * 20,
-                                     collateral_decimals=6, deploy_block=1, signers=[], threshold=1,
-                                     params_version=1, params_hash="0x")
+        self.deployment = Deployment(
+            chain_id=31337,
+            clearinghouse="0x" + "11" * 20,
+            collateral="0x" + "22" * 20,
+            collateral_decimals=6,
+            deploy_block=1,
+            signers=[],
+            threshold=1,
+            params_version=1,
+            params_hash="0x",
+        )
         self.ch = NoContract()
         self.w3 = NoContract()
         self.engine = FakeEngine()
@@ -81,16 +89,24 @@ class FakeClient:
 class StaticSource(FixedMarketSource):
     """A fixed market; tests may swap `market` between requests."""
 
-    def snapshot(self, block: int, timestamp: int, instruments: dict[int, Instrument], max_age: int | None = None) -> MarketSnapshot:
+    def snapshot(
+        self, block: int, timestamp: int, instruments: dict[int, Instrument], max_age: int | None = None
+    ) -> MarketSnapshot:
         return FixedMarketSource(self.market, self.unavailable).snapshot(block, timestamp, instruments, max_age)
 
 
-def market(eth: float = 3000.0, btc: float = 90000.0, timestamp: int = NOW - 20, expiries: tuple[int, ...] = ()) -> MarketData:
+def market(
+    eth: float = 3000.0, btc: float = 90000.0, timestamp: int = NOW - 20, expiries: tuple[int, ...] = ()
+) -> MarketData:
     pillars = expiries or (timestamp + 30 * 86400,)
-    return MarketData(timestamp, {
-        "ETH": UnderlyingMarket(eth, VolSurface(pillars, tuple(0.65 for _ in pillars), -0.1, 0.3)),
-        "BTC": UnderlyingMarket(btc, VolSurface(pillars, tuple(0.5 for _ in pillars), -0.08, 0.25)),
-    }, {("BTC", "ETH"): 0.8})
+    return MarketData(
+        timestamp,
+        {
+            "ETH": UnderlyingMarket(eth, VolSurface(pillars, tuple(0.65 for _ in pillars), -0.1, 0.3)),
+            "BTC": UnderlyingMarket(btc, VolSurface(pillars, tuple(0.5 for _ in pillars), -0.08, 0.25)),
+        },
+        {("BTC", "ETH"): 0.8},
+    )
 
 
 def address(label: str) -> str:
@@ -101,20 +117,22 @@ class Book:
     """A replica the test writes: accounts, positions (state hashes chained as the contract
     does), cash, the fund and the risk configuration."""
 
-    def __init__(self, instruments: list[Instrument], config: OnchainRiskConfig | None = None,
-                 params: MarginParams | None = None) -> None:
+    def __init__(
+        self, instruments: list[Instrument], config: OnchainRiskConfig | None = None, params: MarginParams | None = None
+    ) -> None:
         config = config or OnchainRiskConfig()
         params = params or MarginParams()
         self.state = ChainState(block=BLOCK, deployment_key="test")
         self.state.instruments = {i + 1: inst for i, inst in enumerate(instruments)}
         self.ids = {inst.name: i for i, inst in self.state.instruments.items()}
-        values = list(config.as_tuple())
-        self.state.risk_config = dict(zip(RISK_CONFIG_FIELDS, values))
+        self.state.risk_config = config.by_member()
         self.state.params_version = config.params_version
         self.state.params_hash = params.params_hash()
-        self.state.liquidation_config = LiquidationConfig.from_risk_config(values)
+        self.state.liquidation_config = LiquidationConfig.from_risk_config(config)
 
-    def account(self, who: str, cash: float, positions: dict[str, float] | None = None, deposits: float | None = None) -> str:
+    def account(
+        self, who: str, cash: float, positions: dict[str, float] | None = None, deposits: float | None = None
+    ) -> str:
         acct = self.state.accounts.setdefault(who, AccountState())
         acct.cash = int(cash * WAD)
         acct.net_deposits = int((cash if deposits is None else deposits) * WAD)
@@ -130,8 +148,13 @@ class Book:
         acct.set_position(i, new)
         self.state.version += 1
 
-    def oracle(self, source: StaticSource | None = None, signer: LocalSigner | None = None,
-               client: FakeClient | None = None, **kwargs: Any) -> Oracle:
+    def oracle(
+        self,
+        source: StaticSource | None = None,
+        signer: LocalSigner | None = None,
+        client: FakeClient | None = None,
+        **kwargs: Any,
+    ) -> Oracle:
         client = client or FakeClient()
         oracle = Oracle(client, source or StaticSource(market()), signer or LocalSigner(b"\x01" * 32), **kwargs)  # type: ignore[arg-type]
         oracle.state = self.state

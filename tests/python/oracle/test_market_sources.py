@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from offchain.ops.httpserver import status_of
 from offchain.oracle.market_sources import FeedConfig, FeedMarketSource, ScenarioMarketSource, SettlementUnavailable
 from offchain.risk.units import WAD, to_wad_down
-from offchain.scenario import load_scenario
+from offchain.market_path import load_scenario
 
 PHASE = 3 << 64
 
@@ -69,8 +70,9 @@ class FakeW3:
 
 
 def test_snapshot_time_is_the_newest_reading_and_stale_data_is_refused() -> None:
-    w3 = FakeW3({"eth": FakeFeed([(3000.0, 1_000)]), "eth-vol": FakeFeed([(0.6, 940)]),
-                 "btc": FakeFeed([(90_000.0, 990)])})
+    w3 = FakeW3(
+        {"eth": FakeFeed([(3000.0, 1_000)]), "eth-vol": FakeFeed([(0.6, 940)]), "btc": FakeFeed([(90_000.0, 990)])}
+    )
     source = FeedMarketSource(w3, {"ETH": FeedConfig("eth", "eth-vol"), "BTC": FeedConfig("btc", vol=0.5)})
     snap = source.snapshot(7, 1_010, {})
     assert snap.data.timestamp == 1_000, "the ETH price reading is the newest (not the block time 1,010)"
@@ -103,7 +105,7 @@ def test_settlement_price_is_the_last_round_at_or_before_the_expiry(round_data: 
             source.settlement_price("ETH", 8_000, block=456)  # no round at or before it
     with pytest.raises(SettlementUnavailable) as unknown:
         source.settlement_price("DOGE", expiry, block=1)
-    assert unknown.value.status == 400
+    assert status_of(unknown.value) == 400
 
 
 def test_scenario_settlement_price_is_the_scenario_at_the_expiry() -> None:

@@ -10,9 +10,10 @@ import time
 
 import pytest
 
+from offchain.attest.errors import AttestationError
 from offchain.attest.merkle import adl_leaf, verify
 from offchain.attest.messages import AdlFill, from_wire
-from offchain.errors import UserError
+from offchain.ops.httpserver import status_of
 from offchain.oracle.core import OracleError
 from offchain.risk.instruments import Instrument
 from offchain.risk.units import WAD
@@ -46,19 +47,19 @@ def test_plan_only_for_accounts_bankrupt_beyond_the_fund() -> None:
     book.state.fund_balance = 1_000 * WAD
     with pytest.raises(OracleError) as refused:
         book.oracle(StaticSource(market(eth=2250.0))).attest_adl({"account": who["bankrupt"]})
-    assert refused.value.status == 409 and "covers the deficit" in str(refused.value)
+    assert status_of(refused.value) == 409 and "covers the deficit" in str(refused.value)
 
     # not bankrupt at all (the price recovered a little): liquidate, never deleverage
     book.state.fund_balance = 0
     with pytest.raises(OracleError) as refused:
         book.oracle(StaticSource(market(eth=2300.0))).attest_adl({"account": who["bankrupt"]})
-    assert refused.value.status == 409 and "not bankrupt" in str(refused.value)
+    assert status_of(refused.value) == 409 and "not bankrupt" in str(refused.value)
 
     # an account below MM but solvent, and one with no positions
     for account in (who["long"], who["healthy"]):
         with pytest.raises(OracleError) as refused:
             oracle.attest_adl({"account": account})
-        assert refused.value.status == 409
+        assert status_of(refused.value) == 409
 
 
 def test_leaves_commit_to_state_hash_and_attested_value_fills_in_rank_order() -> None:
@@ -202,7 +203,7 @@ def test_queue_values_are_the_margin_attestation_values_on_random_books() -> Non
     assert all(margin_numbers(p, registry, data, params) == batch[a] for a, p in books.items())
     # a leg the registry does not list: the single path refuses it, the batch leaves the account out
     odd = {"0xodd": {1: 5 * WAD, 999: -100 * WAD}}
-    with pytest.raises(UserError):
+    with pytest.raises(AttestationError):
         margin_numbers(odd["0xodd"], registry, data, params)
     assert margin_numbers_batch({**odd, **books}, registry, data, params).keys() == books.keys()
 
@@ -219,7 +220,7 @@ def test_backstop_plan_only_for_a_due_stall_report_of_the_current_state() -> Non
     oracle = book.oracle(StaticSource(market(eth=2250.0)), client=client)
     with pytest.raises(OracleError) as refused:
         oracle.attest_adl({"account": long})
-    assert refused.value.status == 409 and "no stall report" in str(refused.value)
+    assert status_of(refused.value) == 409 and "no stall report" in str(refused.value)
 
     state_hash = book.state.accounts[long].state_hash
     client.engine.stall_reports[long] = (state_hash, NOW - 30, NOW - 30, 20_000 * WAD)

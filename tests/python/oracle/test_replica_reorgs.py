@@ -9,9 +9,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from offchain.attest.state import next_state_hash
+from offchain.attest.state_hash import next_state_hash
 from offchain.chain.contracts import AccountOnChain, BlockRef, DecodedLog
-from offchain.oracle.state import ChainState
+from offchain.replica.state import ChainState
 
 ACCOUNTS = ["0x" + f"{k:02x}" * 20 for k in range(1, 6)]
 
@@ -46,7 +46,7 @@ class ScriptedChain:
 
     def logs(self, start: int, stop: int) -> list[DecodedLog]:
         self.calls += 1
-        return [e for b in self.blocks[start:stop + 1] for e in b.logs]
+        return [e for b in self.blocks[start : stop + 1] for e in b.logs]
 
     def account_at(self, account: str, block_hash: str) -> AccountOnChain:
         n = next(b.number for b in self.blocks if b.hash == block_hash)
@@ -55,7 +55,7 @@ class ScriptedChain:
 
     def replay(self, upto: int | None = None) -> ChainState:
         s = ChainState(block=0)
-        for b in self.blocks[1:(upto if upto is not None else len(self.blocks) - 1) + 1]:
+        for b in self.blocks[1 : (upto if upto is not None else len(self.blocks) - 1) + 1]:
             for e in b.logs:
                 s.apply(e)
             s.block = b.number
@@ -69,19 +69,25 @@ class ScriptedChain:
         b = Block(number, self._hash(), self.blocks[-1].hash)
         for index in range(events):
             account = self.rng.choice(ACCOUNTS)
-            acct = state.account(account)
+            acct = state.touch(account)
             if self.rng.random() < 0.4 and not corrupt:
                 amount = self.rng.randint(1, 10**20)
-                entries = [("Deposited", {"account": account, "amount": amount}),
-                           ("CashUpdated", {"account": account, "cash": acct.cash + amount})]
+                entries = [
+                    ("Deposited", {"account": account, "amount": amount}),
+                    ("CashUpdated", {"account": account, "cash": acct.cash + amount}),
+                ]
             else:
                 instrument = self.rng.randint(1, 4)
-                size = self.rng.choice([0, self.rng.randint(-10**19, 10**19)])
+                size = self.rng.choice([0, self.rng.randint(-(10**19), 10**19)])
                 emitted = next_state_hash(acct.state_hash, instrument, size)
                 if corrupt:
                     emitted = b"\x66" * 32
-                entries = [("PositionUpdated", {"account": account, "instrumentId": instrument, "size": size,
-                                                "stateHash": emitted})]
+                entries = [
+                    (
+                        "PositionUpdated",
+                        {"account": account, "instrumentId": instrument, "size": size, "stateHash": emitted},
+                    )
+                ]
             for name, args in entries:
                 e = DecodedLog(number, len(b.logs), "clearinghouse", name, args, f"0x{number:04x}{index:04x}", b.hash)
                 b.logs.append(e)
@@ -89,7 +95,7 @@ class ScriptedChain:
         self.blocks.append(b)
 
     def reorg(self, depth: int, new_blocks: int) -> None:
-        del self.blocks[len(self.blocks) - depth:]
+        del self.blocks[len(self.blocks) - depth :]
         for _ in range(new_blocks):
             self.mine(self.rng.randint(0, 3))
 
@@ -180,8 +186,12 @@ def test_a_wrong_emitted_hash_marks_the_account_diverged_until_read_back() -> No
     truth = chain.account_at(account, chain.blocks[-1].hash)
     acct = state.accounts[account]
     assert not state.diverged
-    assert (acct.cash, acct.state_hash, acct.order, acct.positions) == (truth.cash, truth.state_hash, truth.order,
-                                                                        truth.positions)
+    assert (acct.cash, acct.state_hash, acct.order, acct.positions) == (
+        truth.cash,
+        truth.state_hash,
+        truth.order,
+        truth.positions,
+    )
 
 
 def test_an_account_read_back_in_an_undone_block_is_read_back_again() -> None:
@@ -192,12 +202,20 @@ def test_an_account_read_back_in_an_undone_block_is_read_back_again() -> None:
     state = ChainState(block=0)
     follow(state, chain)
     x = ACCOUNTS[0]
-    state.account(x).state_hash = b"\x13" * 32  # the replica is wrong about x (an earlier fault)
+    state.touch(x).state_hash = b"\x13" * 32  # the replica is wrong about x (an earlier fault)
     b = Block(len(chain.blocks), chain._hash(), chain.blocks[-1].hash)
     truth = chain.replay().account(x)
-    b.logs.append(DecodedLog(b.number, 0, "clearinghouse", "PositionUpdated",
-                             {"account": x, "instrumentId": 1, "size": 5,
-                              "stateHash": next_state_hash(truth.state_hash, 1, 5)}, "0xaa", b.hash))
+    b.logs.append(
+        DecodedLog(
+            b.number,
+            0,
+            "clearinghouse",
+            "PositionUpdated",
+            {"account": x, "instrumentId": 1, "size": 5, "stateHash": next_state_hash(truth.state_hash, 1, 5)},
+            "0xaa",
+            b.hash,
+        )
+    )
     chain.blocks.append(b)
     follow(state, chain)  # the event exposes it: diverged, read back in the same catch-up
     assert not state.diverged and state.digest() == chain.replay().digest()

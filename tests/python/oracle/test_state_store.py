@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from offchain.errors import UserError
-from offchain.oracle.state import ChainState
-from offchain.oracle.store import SqlStore, open_store
+from offchain.replica.state import ChainState
+from offchain.replica.store import SqlStore, open_store
 
 from .pgserver import postgres_bin, postgres_server
 from .test_replica_reorgs import ScriptedChain, follow, followed
@@ -34,8 +34,13 @@ def exercise(target: str) -> None:
         store.save(state)
         again = open_store(target, writer=False).load("31337:0xabc")
         assert again is not None, step
-        assert (again.block, again.digest(), again.hashes, again.undo, again.undo_floor) == \
-            (state.block, state.digest(), state.hashes, state.undo, state.undo_floor), step
+        assert (again.block, again.digest(), again.hashes, again.undo, again.undo_floor) == (
+            state.block,
+            state.digest(),
+            state.hashes,
+            state.undo,
+            state.undo_floor,
+        ), step
         if step % 7 == 6:
             state = again  # a restart: the loaded replica goes on
             state.reorg_window = 16
@@ -95,7 +100,7 @@ def test_postgres_store_against_a_real_server() -> None:
 def test_a_replica_built_outside_replay_is_saved_whole(tmp_path: Path) -> None:
     """A state assembled directly (a benchmark's synthetic book, a migration) is written in full
     on its first save, not only the accounts marked as touched."""
-    from offchain.oracle.state import AccountState
+    from offchain.replica.state import AccountState
 
     state = ChainState(block=5, deployment_key="k")
     for k in range(50):
@@ -111,7 +116,7 @@ def test_a_replica_built_outside_replay_is_saved_whole(tmp_path: Path) -> None:
 def shared(target: str) -> None:
     """Two signers' replicas in one database stay apart; a second process opening the same
     replica takes it over and the first refuses to save; a dropped connection is reopened."""
-    from offchain.oracle.store import ReplicaTakenOver
+    from offchain.replica.store import ReplicaTakenOver
 
     chain = ScriptedChain(41)
     for _ in range(8):

@@ -14,10 +14,12 @@ from offchain.risk import black76
 def _random_inputs(n: int, seed: int) -> tuple[np.ndarray, ...]:
     rng = np.random.default_rng(seed)
     spot = rng.uniform(10.0, 100_000.0, n)
-    expiry = np.concatenate([
-        rng.uniform(1 / (365 * 24), 2 / 365, n // 4),  # one hour to two days
-        rng.uniform(2 / 365, 3.0, n - n // 4),
-    ])
+    expiry = np.concatenate(
+        [
+            rng.uniform(1 / (365 * 24), 2 / 365, n // 4),  # one hour to two days
+            rng.uniform(2 / 365, 3.0, n - n // 4),
+        ]
+    )
     vol = rng.uniform(0.05, 3.0, n)
     rate = rng.uniform(-0.02, 0.10, n)
     # log-moneyness from deep in to deep out of the money: up to ±4 standard deviations, with
@@ -51,8 +53,13 @@ def test_prices_and_greeks_match_quantlib_on_random_inputs() -> None:
         ref = _quantlib(spot[i], strike[i], expiry[i], vol[i], rate[i], bool(is_call[i]))
         ours = (g.price[i], g.delta[i], g.gamma[i], g.vega[i], g.theta[i])
         # each Greek's natural scale: price ~ spot, delta ~ 1, gamma ~ 1/(S σ √T), vega ~ S √T, theta ~ S σ / √T
-        scales = (spot[i], 1.0, 1 / (spot[i] * vol[i] * math.sqrt(expiry[i])), spot[i] * math.sqrt(expiry[i]),
-                  spot[i] * vol[i] / math.sqrt(expiry[i]))
+        scales = (
+            spot[i],
+            1.0,
+            1 / (spot[i] * vol[i] * math.sqrt(expiry[i])),
+            spot[i] * math.sqrt(expiry[i]),
+            spot[i] * vol[i] / math.sqrt(expiry[i]),
+        )
         for name, o, r, sc in zip(("price", "delta", "gamma", "vega", "theta"), ours, ref, scales):
             if not _close(o, r, sc):
                 bad.append((i, name, o, r))
@@ -64,7 +71,8 @@ def test_price_function_equals_greeks_price() -> None:
     np.testing.assert_allclose(
         black76.price(spot, strike, expiry, vol, rate, is_call),
         black76.greeks(spot, strike, expiry, vol, rate, is_call).price,
-        rtol=1e-13, atol=0,
+        rtol=1e-13,
+        atol=0,
     )
 
 

@@ -34,7 +34,14 @@ def test_human_readable_report() -> None:
 
 
 def test_json_report_is_consistent() -> None:
-    out = run(str(EXAMPLES / "portfolio-hedged.json"), "--market", str(EXAMPLES / "market.json"), "--json", "--var-paths", "4000")
+    out = run(
+        str(EXAMPLES / "portfolio-hedged.json"),
+        "--market",
+        str(EXAMPLES / "market.json"),
+        "--json",
+        "--var-paths",
+        "4000",
+    )
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
     assert r["initial_margin"] == pytest.approx(1.25 * r["maintenance_margin"])
@@ -62,7 +69,11 @@ def _market(**eth_overrides: Any) -> dict[str, Any]:
     [
         (_portfolio("ETH-SOMEDAY"), _market(), "portfolio.positions[0].instrument: unknown instrument 'ETH-SOMEDAY'"),
         (_portfolio(size="ten"), _market(), "portfolio.positions[0].size: expected a finite number"),
-        (_portfolio(), _market(vol={"atm": {"20261225": -0.3}}), "market.underlyings.ETH.vol.atm.20261225: volatility must be positive"),
+        (
+            _portfolio(),
+            _market(vol={"atm": {"20261225": -0.3}}),
+            "market.underlyings.ETH.vol.atm.20261225: volatility must be positive",
+        ),
         (_portfolio(), _market(spot=0), "market.underlyings.ETH.spot: must be positive"),
         (_portfolio("ETH-20261101-3000-C"), _market(), "option ETH-20261101-3000-C has expired"),
         (_portfolio("SOL-PERP"), _market(), "no market data for underlying 'SOL'"),
@@ -89,6 +100,11 @@ def test_missing_file_is_reported(tmp_path: Path) -> None:
 
 
 def test_out_of_bounds_params_are_rejected(tmp_path: Path) -> None:
-    out = run(str(EXAMPLES / "portfolio-hedged.json"), "--market", str(EXAMPLES / "market.json"),
-              "--params", write(tmp_path, "params.json", {"im_factor": 0.5}))
+    out = run(
+        str(EXAMPLES / "portfolio-hedged.json"),
+        "--market",
+        str(EXAMPLES / "market.json"),
+        "--params",
+        write(tmp_path, "params.json", {"im_factor": 0.5}),
+    )
     assert out.returncode == 2 and "im_factor = 0.5 is outside its bounds" in out.stderr

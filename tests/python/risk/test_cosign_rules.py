@@ -30,8 +30,16 @@ STATE = b"\x22" * 32
 
 
 def margin_item(value: int = 3000 * WAD, im: int = 712 * WAD, mm: int = 570 * WAD, **changes: Any) -> MarginAttestation:
-    fields = dict(account=ACCOUNT, state_hash=STATE, value=value, initial_margin=im, maintenance_margin=mm,
-                  snapshot_time=1_800_000_000, deadline=1_800_000_060, params_version=1)
+    fields = dict(
+        account=ACCOUNT,
+        state_hash=STATE,
+        value=value,
+        initial_margin=im,
+        maintenance_margin=mm,
+        snapshot_time=1_800_000_000,
+        deadline=1_800_000_060,
+        params_version=1,
+    )
     return MarginAttestation(**{**fields, **changes})
 
 
@@ -51,7 +59,7 @@ def test_tolerance_is_one_quantum_or_one_part_in_a_trillion() -> None:
     assert QUANTUM_WEI == 10**9  # the step of to_wad_up / to_wad_down
     assert tolerance(0) == tolerance(WAD) == tolerance(-WAD) == QUANTUM_WEI
     assert tolerance(3000 * WAD) == 3 * 10**9
-    assert tolerance(-10**6 * WAD) == 10**12
+    assert tolerance(-(10**6) * WAD) == 10**12
 
 
 # --- what a signer co-signs ---------------------------------------------------------------------
@@ -80,10 +88,16 @@ def test_beyond_the_tolerance_is_refused_on_both_sides() -> None:
     assert differences(content(("margin", margin_item(value=0))), own)
 
 
-@pytest.mark.parametrize("change", [
-    {"state_hash": b"\x33" * 32}, {"account": "0x" + "44" * 20}, {"snapshot_time": 1_800_000_001},
-    {"deadline": 1_800_000_061}, {"params_version": 2},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"state_hash": b"\x33" * 32},
+        {"account": "0x" + "44" * 20},
+        {"snapshot_time": 1_800_000_001},
+        {"deadline": 1_800_000_061},
+        {"params_version": 2},
+    ],
+)
 def test_every_other_field_must_be_identical(change: dict[str, Any]) -> None:
     own = content(("margin", margin_item()))
     problems = differences(content(("margin", margin_item(**change))), own)
@@ -94,7 +108,10 @@ def test_item_names_types_extra_and_malformed_proposals_are_refused() -> None:
     own = content(("maker", margin_item()), ("taker", margin_item(value=WAD)))
     assert differences(own, own) == []
     assert differences(content(("maker", margin_item())), own)[0].startswith("items:")
-    assert "instead of a MarginAttestation" in differences(content(("maker", settlement(3000 * WAD)), ("taker", margin_item())), own)[0]
+    assert (
+        "instead of a MarginAttestation"
+        in differences(content(("maker", settlement(3000 * WAD)), ("taker", margin_item())), own)[0]
+    )
     assert differences({**own, "extra": {"fractions": {}}}, own) == ["extra: differs from own"]
     broken = copy.deepcopy(own)
     broken["items"]["maker"]["message"]["value"] = "lots"
@@ -107,7 +124,9 @@ def test_settlement_prices_are_exact_and_adl_marks_tolerated_per_entry() -> None
     assert differences(content(("settlement", settlement(3000 * WAD + 1))), own)
 
     def adl(marks: tuple[int, ...]) -> AdlAttestation:
-        return AdlAttestation(ACCOUNT, STATE, (1, 2), marks, (b"\x05" * 32, b"\x06" * 32), 1_800_000_000, 1_800_000_060, 1)
+        return AdlAttestation(
+            ACCOUNT, STATE, (1, 2), marks, (b"\x05" * 32, b"\x06" * 32), 1_800_000_000, 1_800_000_060, 1
+        )
 
     own = content(("adl", adl((3000 * WAD, 90_000 * WAD))))
     assert differences(content(("adl", adl((3000 * WAD - QUANTUM_WEI, 90_000 * WAD + QUANTUM_WEI)))), own) == []

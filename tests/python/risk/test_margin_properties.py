@@ -131,8 +131,14 @@ def test_portfolio_margin_below_isolated_and_cross_for_hedged_books() -> None:
         Portfolio({opt("ETH", 1, 3000, True): 10.0, opt("ETH", 1, 3000, False): -10.0, perp: -10.0}),  # conversion
         Portfolio({opt("ETH", 1, 3000, False): 10.0, opt("ETH", 1, 2700, False): -10.0}),  # put spread
         Portfolio({opt("ETH", 1, 2700, False): 5.0, opt("ETH", 1, 3300, True): -5.0, perp: 5.0}),  # collar
-        Portfolio({opt("ETH", 2, 3000, True): 5.0, opt("ETH", 2, 3000, False): 5.0,
-                   opt("ETH", 0, 3000, True): -5.0, opt("ETH", 0, 3000, False): -5.0}),  # calendar straddle
+        Portfolio(
+            {
+                opt("ETH", 2, 3000, True): 5.0,
+                opt("ETH", 2, 3000, False): 5.0,
+                opt("ETH", 0, 3000, True): -5.0,
+                opt("ETH", 0, 3000, False): -5.0,
+            }
+        ),  # calendar straddle
     ]
     book = Book.from_portfolios(hedged, TABLE)
     risk = price_instruments(TABLE, MARKET, PARAMS)

@@ -7,10 +7,10 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from offchain.errors import UserError
 from offchain.risk.book import Book, Portfolio
 from offchain.risk.comparison import VarSettings, var_es
 from offchain.risk.dynamic import DynamicSettings, dynamic_params, dynamic_shock, ewma_volatility
+from offchain.risk.errors import RiskError
 from offchain.risk.instruments import Instrument, InstrumentTable
 from offchain.risk.params import MarginParams
 from offchain.risk.scenarios import price_instruments
@@ -20,6 +20,7 @@ from .helpers import UNIVERSE, market
 
 
 # --- units ------------------------------------------------------------------------------------
+
 
 def test_requirements_round_up_values_round_down() -> None:
     assert to_wad_up(1.0) == WAD and to_wad_down(1.0) == WAD
@@ -46,6 +47,7 @@ def test_conversion_rejects_non_finite() -> None:
 
 
 # --- dynamic margin ---------------------------------------------------------------------------
+
 
 def test_ewma_matches_the_recursion() -> None:
     prices = [100, 101, 99, 102, 98, 97]
@@ -75,13 +77,14 @@ def test_ewma_rises_after_a_crash() -> None:
 
 
 def test_ewma_rejects_bad_prices() -> None:
-    with pytest.raises(UserError):
+    with pytest.raises(RiskError):
         ewma_volatility([100.0])
-    with pytest.raises(UserError):
+    with pytest.raises(RiskError):
         ewma_volatility([100.0, -1.0])
 
 
 # --- VaR / ES --------------------------------------------------------------------------------
+
 
 def _book(portfolios: list[Portfolio]) -> tuple[Book, object]:
     table = InstrumentTable(UNIVERSE)

@@ -33,7 +33,7 @@ from offchain.attest.messages import MarginAttestation, from_wire, to_wire
 from offchain.ops.httpserver import HttpError, JsonServer
 from offchain.oracle.server import ATTEST_ENDPOINTS
 from offchain.risk.units import WAD
-from tests.python.services.httpcalls import call
+from offchain.sim.http_calls import call
 
 MODES = ("copy", "impersonate", "conflict", "inflate")
 
@@ -48,8 +48,11 @@ def tampered(answer: dict[str, Any], mode: str, domain: Domain, key: str, impost
         if isinstance(item, MarginAttestation) and mode == "conflict":
             item = dataclasses.replace(item, value=item.value + 1_000 * WAD)
         if isinstance(item, MarginAttestation) and mode == "inflate":
-            item = dataclasses.replace(item, initial_margin=item.initial_margin * 11 // 10,
-                                       maintenance_margin=item.maintenance_margin * 11 // 10)
+            item = dataclasses.replace(
+                item,
+                initial_margin=item.initial_margin * 11 // 10,
+                maintenance_margin=item.maintenance_margin * 11 // 10,
+            )
         items[name] = {**to_wire(item), "signature": "0x" + sign(signing_key, domain, item).hex()}
     claimed = answer["signer"] if mode == "impersonate" else Account.from_key(key).address
     return {**answer, "items": items, "signer": claimed}
@@ -83,6 +86,7 @@ def main() -> None:
             if status != 200:
                 raise HttpError(status, answer.get("error", f"HTTP {status}"))
             return tampered(answer, state["mode"], domain, key, impostor_key)
+
         return handler
 
     server.route("POST", "/control", control)
@@ -100,7 +104,13 @@ class Byzantine:
     def __init__(self, upstream: str, deployment_path: Path, key: str, log_path: Path, mode: str = "copy") -> None:
         from offchain.chain.anvil import free_port
 
-        self.upstream, self.deployment_path, self.key, self.log_path, self.mode = upstream, deployment_path, key, log_path, mode
+        self.upstream, self.deployment_path, self.key, self.log_path, self.mode = (
+            upstream,
+            deployment_path,
+            key,
+            log_path,
+            mode,
+        )
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -112,10 +122,26 @@ class Byzantine:
         root = Path(__file__).resolve().parents[3]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--port", str(self.port), "--upstream", self.upstream,
-             "--deployment", str(self.deployment_path), "--key-env", "BYZANTINE_KEY", "--mode", self.mode],
-            cwd=root, env={**os.environ, "BYZANTINE_KEY": self.key, "PYTHONPATH": str(root)},
-            stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--port",
+                str(self.port),
+                "--upstream",
+                self.upstream,
+                "--deployment",
+                str(self.deployment_path),
+                "--key-env",
+                "BYZANTINE_KEY",
+                "--mode",
+                self.mode,
+            ],
+            cwd=root,
+            env={**os.environ, "BYZANTINE_KEY": self.key, "PYTHONPATH": str(root)},
+            stdout=self.log_path.open("ab"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import Harness, start_harness, stop_harness
+from offchain.sim.harness import Harness, start_harness, stop_harness
 
 
 @pytest.fixture

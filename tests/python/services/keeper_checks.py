@@ -5,43 +5,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from eth_account import Account
 
 from offchain.keeper.journal import Journal
 from offchain.sim.desk import trader_keys
 
-from .chainfaults import ManualChain
-from .harness import Harness, open_leveraged_longs
-from .httpcalls import call, wait_for
+from offchain.sim.harness import (
+    Harness,
+    health,
+    keeper_address,
+    keeper_transactions,
+    liquidation_blocks,
+    open_leveraged_longs,
+    wait_idle,
+)
+from offchain.sim.http_calls import wait_for
 
-
-def keeper_address(h: Harness) -> str:
-    return Account.from_key(h.stack.keeper_key).address
-
-
-def health(h: Harness) -> tuple[int, dict[str, Any]]:
-    return call(h.stack.procs["keeper"].url + "/health", timeout=5)
-
-
-def liquidation_blocks(h: Harness, since: int) -> dict[str, list[int]]:
-    client = h.desk.client
-    out: dict[str, list[int]] = {}
-    for entry in client.logs(since, client.head()):
-        if entry.name == "Liquidated":
-            out.setdefault(entry.args["account"], []).append(entry.block)
-    return out
-
-
-def keeper_transactions(h: Harness, since: int) -> list[tuple[Any, Any, Any]]:
-    """(transaction, receipt, block) of every transaction the keeper got mined since `since`."""
-    w3, me = h.desk.w3, keeper_address(h)
-    out = []
-    for n in range(since, w3.eth.block_number + 1):
-        block = w3.eth.get_block(n, full_transactions=True)
-        for tx in block["transactions"]:
-            if tx["from"] == me:
-                out.append((tx, w3.eth.get_transaction_receipt(tx["hash"]), block))
-    return out
+__all__ = [
+    "health",
+    "keeper_address",
+    "liquidation_blocks",
+    "wait_idle",
+    "wait_for",
+]  # probes the tests import from here
 
 
 def assert_mined_clean(h: Harness, since: int) -> dict[str, int]:
@@ -88,8 +73,3 @@ def open_longs(h: Harness, seed: int, n: int, deposit: float) -> list[Any]:
     maker = trader_keys(seed + 1000, 1)[0]
     open_leveraged_longs(h, traders, maker, contracts=10, deposit=deposit)
     return traders
-
-
-def wait_idle(h: Harness, chain: ManualChain) -> None:
-    head = chain.head()
-    wait_for(lambda: health(h)[1].get("idle_at_block", -1) >= head, 60, "the keeper to be idle")

@@ -19,7 +19,7 @@ from offchain.attest.commitment import proof_bytes
 from offchain.attest.eip712 import Domain, signer_of
 from offchain.attest.messages import from_wire
 from offchain.chain.anvil import free_port
-from offchain.keeper.daemon import OracleClient
+from offchain.oracle.client import OracleClient
 from offchain.oracle.cosign import QUANTUM_WEI, changed_fields, content_of, tolerance
 from offchain.oracle.server import Gateway
 from offchain.risk.units import WAD
@@ -27,7 +27,7 @@ from offchain.sim.desk import trader_keys
 from offchain.sim.stack import Proc
 
 from .byzantine import Byzantine
-from .harness import Harness, open_leveraged_longs, start_harness, stop_harness
+from offchain.sim.harness import Harness, open_leveraged_longs, start_harness, stop_harness
 from .test_gateway_byzantine import bundle_signers, long_one_perp, withdraw_with
 from .test_services import call, perp_id
 
@@ -57,9 +57,24 @@ class Setup:
 
 def _gateway(h: Harness, name: str, urls: list[str]) -> Proc:
     port = free_port()
-    proc = Proc(name, ["oracle", "gateway", "--deployment", str(h.deployment_path), "--signers", ",".join(urls),
-                       "--threshold", "2", "--port", str(port)], {}, h.stack.workdir / "logs" / f"{name}.log",
-                url=f"http://127.0.0.1:{port}")
+    proc = Proc(
+        name,
+        [
+            "oracle",
+            "gateway",
+            "--deployment",
+            str(h.deployment_path),
+            "--signers",
+            ",".join(urls),
+            "--threshold",
+            "2",
+            "--port",
+            str(port),
+        ],
+        {},
+        h.stack.workdir / "logs" / f"{name}.log",
+        url=f"http://127.0.0.1:{port}",
+    )
     h.stack.procs[name] = proc
     return proc
 
@@ -72,19 +87,37 @@ def s(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     try:
         stack = h.stack
         port = free_port()
-        perturbed = Proc("signer-perturbed", [
-            "oracle", "signer", "--rpc", stack.rpc_url, "--deployment", str(h.deployment_path), "--key-env", "PERTURBED_KEY",
-            "--port", str(port), "--state", str(workdir / "signer-perturbed-state.json"),
-        ], {"PERTURBED_KEY": stack.signer_keys[2], "DPRE_PERTURB_ULPS": str(PERTURB_ULPS)},
-            workdir / "logs" / "signer-perturbed.log", url=f"http://127.0.0.1:{port}")
+        perturbed = Proc(
+            "signer-perturbed",
+            [
+                "oracle",
+                "signer",
+                "--rpc",
+                stack.rpc_url,
+                "--deployment",
+                str(h.deployment_path),
+                "--key-env",
+                "PERTURBED_KEY",
+                "--port",
+                str(port),
+                "--state",
+                str(workdir / "signer-perturbed-state.json"),
+            ],
+            {"PERTURBED_KEY": stack.signer_keys[2], "DPRE_PERTURB_ULPS": str(PERTURB_ULPS)},
+            workdir / "logs" / "signer-perturbed.log",
+            url=f"http://127.0.0.1:{port}",
+        )
         stack.procs[perturbed.name] = perturbed
         perturbed.start().wait_healthy()
         honest, other = stack.procs["signer0"], stack.procs["signer1"]
-        byzantine = Byzantine(honest.url, h.deployment_path, stack.signer_keys[3], workdir / "logs" / "byzantine.log",
-                              mode="inflate").start()
-        gateways = [_gateway(h, "gateway-pair", [honest.url, perturbed.url]),
-                    _gateway(h, "gateway-lie", [honest.url, byzantine.url]),
-                    _gateway(h, "gateway-mixed", [honest.url, perturbed.url, byzantine.url])]
+        byzantine = Byzantine(
+            honest.url, h.deployment_path, stack.signer_keys[3], workdir / "logs" / "byzantine.log", mode="inflate"
+        ).start()
+        gateways = [
+            _gateway(h, "gateway-pair", [honest.url, perturbed.url]),
+            _gateway(h, "gateway-lie", [honest.url, byzantine.url]),
+            _gateway(h, "gateway-mixed", [honest.url, perturbed.url, byzantine.url]),
+        ]
         for g in gateways:
             g.start().wait_healthy()
         yield Setup(h, honest, other, perturbed, byzantine, *gateways)
@@ -110,10 +143,16 @@ def test_a_perturbed_signer_is_one_rounding_step_away_at_a_boundary(s: Setup) ->
     assert content_of(honest) == content_of(other)  # honest signers agree to the wei
     h, p = from_wire(honest["items"]["margin"]), from_wire(perturbed["items"]["margin"])
     assert h.value == 3000 * WAD
-    assert (h.value - p.value, p.initial_margin - h.initial_margin, p.maintenance_margin - h.maintenance_margin) == \
-        (QUANTUM_WEI, QUANTUM_WEI, QUANTUM_WEI)
-    assert [f.split(":")[0] for f in changed_fields(content_of(perturbed), content_of(honest))] == \
-        ["margin.initialMargin", "margin.maintenanceMargin", "margin.value"]
+    assert (h.value - p.value, p.initial_margin - h.initial_margin, p.maintenance_margin - h.maintenance_margin) == (
+        QUANTUM_WEI,
+        QUANTUM_WEI,
+        QUANTUM_WEI,
+    )
+    assert [f.split(":")[0] for f in changed_fields(content_of(perturbed), content_of(honest))] == [
+        "margin.initialMargin",
+        "margin.maintenanceMargin",
+        "margin.value",
+    ]
     # counted as before co-signing existed: no two identical signatures, no result
     gateway = Gateway([s.honest.url, s.perturbed.url], 2, s.domain, s.h.deployment.signers)
     groups, _ = gateway._tally([(s.honest.url, 200, honest), (s.perturbed.url, 200, perturbed)])
@@ -137,9 +176,17 @@ def test_the_gateway_cosigns_the_more_conservative_result_and_the_contract_accep
     desk.fund_gas([maker.address, taker.address])
     desk.deposit(maker, 100_000)
     desk.deposit(taker, 100_000)
-    order = {"maker": maker.address, "instrument_id": perp_id(s.h), "size": str(-WAD), "price": str(3000 * WAD),
-             "nonce": 1, "deadline": 2**40}
-    status, trade = call(s.pair.url + "/v1/attest/trade", "POST", {"order": order, "fill_amount": str(WAD), "taker": taker.address})
+    order = {
+        "maker": maker.address,
+        "instrument_id": perp_id(s.h),
+        "size": str(-WAD),
+        "price": str(3000 * WAD),
+        "nonce": 1,
+        "deadline": 2**40,
+    }
+    status, trade = call(
+        s.pair.url + "/v1/attest/trade", "POST", {"order": order, "fill_amount": str(WAD), "taker": taker.address}
+    )
     assert status == 200 and trade["agreement"] == "cosigned", trade
     main_oracle = desk.oracle
     desk.oracle = OracleClient(s.pair.url)
@@ -151,7 +198,11 @@ def test_the_gateway_cosigns_the_more_conservative_result_and_the_contract_accep
 
 
 def cosign(s: Setup, proposal: dict[str, Any], account: str) -> tuple[int, dict[str, Any]]:
-    return call(s.honest.url + "/v1/cosign", "POST", {"endpoint": "margin", "request": {"account": account}, "proposal": proposal})
+    return call(
+        s.honest.url + "/v1/cosign",
+        "POST",
+        {"endpoint": "margin", "request": {"account": account}, "proposal": proposal},
+    )
 
 
 def test_an_honest_signer_cosigns_within_the_tolerance_and_refuses_beyond(s: Setup) -> None:
@@ -162,7 +213,9 @@ def test_an_honest_signer_cosigns_within_the_tolerance_and_refuses_beyond(s: Set
 
     def proposal(**fields: Any) -> dict[str, Any]:
         changed = copy.deepcopy(own)
-        changed["items"]["margin"]["message"].update({k: str(v) if isinstance(v, int) else v for k, v in fields.items()})
+        changed["items"]["margin"]["message"].update(
+            {k: str(v) if isinstance(v, int) else v for k, v in fields.items()}
+        )
         return changed
 
     status, body = cosign(s, proposal(value=value - tolerance(value)), trader.address)
@@ -170,11 +223,13 @@ def test_an_honest_signer_cosigns_within_the_tolerance_and_refuses_beyond(s: Set
     signed = body["items"]["margin"]
     assert signer_of(s.domain, from_wire(signed), bytes.fromhex(signed["signature"][2:])) == s.address(0)
     assert int(signed["message"]["value"]) == value - tolerance(value)
-    for lie, field in ((proposal(value=value - tolerance(value) - 1), "margin.value"),
-                       (proposal(value=value + tolerance(value) + 1), "margin.value"),
-                       (proposal(maintenanceMargin=mm + tolerance(mm) + 1), "margin.maintenanceMargin"),
-                       (proposal(maintenanceMargin=mm * 2), "margin.maintenanceMargin"),
-                       (proposal(stateHash="0x" + "00" * 32), "margin.stateHash")):
+    for lie, field in (
+        (proposal(value=value - tolerance(value) - 1), "margin.value"),
+        (proposal(value=value + tolerance(value) + 1), "margin.value"),
+        (proposal(maintenanceMargin=mm + tolerance(mm) + 1), "margin.maintenanceMargin"),
+        (proposal(maintenanceMargin=mm * 2), "margin.maintenanceMargin"),
+        (proposal(stateHash="0x" + "00" * 32), "margin.stateHash"),
+    ):
         status, body = cosign(s, lie, trader.address)
         assert status == 409 and body["error"].startswith("refusing to co-sign") and field in body["error"], body
     status, body = call(s.honest.url + "/v1/cosign", "POST", {"endpoint": "nothing", "request": {}, "proposal": own})
@@ -190,7 +245,9 @@ def test_a_byzantine_proposer_cannot_get_a_lie_cosigned(s: Setup) -> None:
     status, body = call(s.lie.url + "/v1/attest/margin", "POST", {"account": trader.address})
     assert status == 503, body
     refusal = body["signers"][s.honest.url]
-    assert "refusing to co-sign" in refusal and "margin.maintenanceMargin" in refusal and "beyond the tolerance" in refusal
+    assert (
+        "refusing to co-sign" in refusal and "margin.maintenanceMargin" in refusal and "beyond the tolerance" in refusal
+    )
     assert "no proposal was co-signed" in body["error"]
     assert "not counted" in body["signers"][s.byzantine.url]
     # honest + perturbed + Byzantine: the lie is refused by both, the perturbed proposal is co-signed
@@ -236,14 +293,20 @@ def test_signers_agree_on_a_whole_book_root_and_a_proof_replaces_signatures(s: S
     h.desk.deposit(liquidator, 500_000)
     body, root = commit(h, gateway)
     assert body["agreement"] == "identical"
-    roots = {call(p.url + "/v1/attest/commitment", "POST", {"min_block": body["block"]})[1]["items"]["commitment"]
-             ["message"]["root"] for p in (s.honest, s.other_honest)}
+    roots = {
+        call(p.url + "/v1/attest/commitment", "POST", {"min_block": body["block"]})[1]["items"]["commitment"][
+            "message"
+        ]["root"]
+        for p in (s.honest, s.other_honest)
+    }
     assert roots == {"0x" + root.hex()}, "honest signers build the same tree"
     committed = int(from_wire(body["items"]["commitment"]).accounts)
     assert committed >= len(traders) + 2
     # a withdrawal with a proof, no signature
     att, sigs = proof_for(h, gateway, root, traders[0].address)
-    fn = h.desk.client.ch.functions.withdraw(10**h.deployment.collateral_decimals, traders[0].address, att.as_tuple(), sigs)
+    fn = h.desk.client.ch.functions.withdraw(
+        10**h.deployment.collateral_decimals, traders[0].address, att.as_tuple(), sigs
+    )
     h.desk.send(traders[0], fn, "withdraw with a proof")
     # the market falls: a new root, and a liquidation proven for the victims and the liquidator
     h.desk.set_market("ETH", 2_500.0, 0.8)  # every long below MM, none bankrupt
@@ -254,14 +317,18 @@ def test_signers_agree_on_a_whole_book_root_and_a_proof_replaces_signatures(s: S
         requests.append((t.address, att.as_tuple(), sigs, WAD))
     katt, ksigs = proof_for(h, gateway, root, liquidator.address)
     engine = h.desk.client.engine
-    receipt = h.desk.send(liquidator, engine.functions.liquidate(requests, katt.as_tuple(), ksigs), "liquidate with proofs")
+    receipt = h.desk.send(
+        liquidator, engine.functions.liquidate(requests, katt.as_tuple(), ksigs), "liquidate with proofs"
+    )
     liquidated = engine.events.Liquidated().process_receipt(receipt)
     assert {e.args["account"] for e in liquidated} == {t.address for t in traders[1:]}
     # a proof of a leaf the account has since left is refused as a signed attestation would be
     att, sigs = proof_for(h, gateway, root, traders[1].address)
     wrong_state = "0x" + keccak(text="WrongPortfolioState(bytes32,bytes32)")[:4].hex()
     with pytest.raises(Exception, match=wrong_state):
-        h.desk.client.ch.functions.withdraw(1, traders[1].address, att.as_tuple(), sigs).call({"from": traders[1].address})
+        h.desk.client.ch.functions.withdraw(1, traders[1].address, att.as_tuple(), sigs).call(
+            {"from": traders[1].address}
+        )
 
 
 def test_signers_a_rounding_step_apart_cosign_one_root_from_the_proposers_numbers(s: Setup) -> None:
@@ -279,8 +346,10 @@ def test_signers_a_rounding_step_apart_cosign_one_root_from_the_proposers_number
     for p in (s.honest, s.perturbed):
         status, proof = call(f"{p.url}/v1/commitments/0x{root.hex()}/proofs/{s.address(0)}")
         assert status == 404 and "not in commitment" in proof["error"]  # a signer is no account
-    own_roots = {s.honest.url: honest["items"]["commitment"]["message"]["root"],
-                 s.perturbed.url: perturbed["items"]["commitment"]["message"]["root"]}
+    own_roots = {
+        s.honest.url: honest["items"]["commitment"]["message"]["root"],
+        s.perturbed.url: perturbed["items"]["commitment"]["message"]["root"],
+    }
     cosigner = next(url for url, r in own_roots.items() if r != "0x" + root.hex())
     proposer = next(url for url in own_roots if url != cosigner)
     status, numbers = call(f"{proposer}/v1/commitments/0x{root.hex()}/numbers")
@@ -288,14 +357,24 @@ def test_signers_a_rounding_step_apart_cosign_one_root_from_the_proposers_number
     # numbers beyond the tolerance are refused by the co-signer, naming the account and field
     account, (value, im, mm) = next(iter(numbers["numbers"].items()))
     lie = {**numbers["numbers"], account: [str(int(value) + 10**15), im, mm]}
-    proposal = {"items": {"commitment": {k: v for k, v in body["items"]["commitment"].items() if k in ("type", "message")}},
-                "extra": body["extra"]}
-    status, refused = call(cosigner + "/v1/cosign", "POST", {
-        "endpoint": "commitment", "request": {"min_block": body["block"]}, "numbers": lie, "proposal": proposal})
-    assert status == 409 and f"{account}.value" in refused["error"] and "beyond the tolerance" in refused["error"], refused
+    proposal = {
+        "items": {"commitment": {k: v for k, v in body["items"]["commitment"].items() if k in ("type", "message")}},
+        "extra": body["extra"],
+    }
+    status, refused = call(
+        cosigner + "/v1/cosign",
+        "POST",
+        {"endpoint": "commitment", "request": {"min_block": body["block"]}, "numbers": lie, "proposal": proposal},
+    )
+    assert (
+        status == 409 and f"{account}.value" in refused["error"] and "beyond the tolerance" in refused["error"]
+    ), refused
     # and without the proposer's numbers nothing is co-signed
-    status, refused = call(cosigner + "/v1/cosign", "POST", {
-        "endpoint": "commitment", "request": {"min_block": body["block"]}, "proposal": proposal})
+    status, refused = call(
+        cosigner + "/v1/cosign",
+        "POST",
+        {"endpoint": "commitment", "request": {"min_block": body["block"]}, "proposal": proposal},
+    )
     assert status == 409 and "other accounts" in refused["error"], refused
 
 
@@ -304,11 +383,31 @@ def test_malformed_commitment_requests_get_400_naming_the_field(s: Setup) -> Non
     assert status == 400 and body["error"].startswith("min_block"), body
     status, answer = call(s.honest.url + "/v1/attest/commitment", "POST", {})
     assert status == 200, answer
-    account = next(iter(call(f"{s.honest.url}/v1/commitments/{answer['items']['commitment']['message']['root']}/numbers")[1]["numbers"]))
-    proposal = {"items": {"commitment": {"type": "SnapshotCommitment", "message": {
-        **answer["items"]["commitment"]["message"], "root": "0x" + "ab" * 32}}}, "extra": answer["extra"]}
+    account = next(
+        iter(
+            call(f"{s.honest.url}/v1/commitments/{answer['items']['commitment']['message']['root']}/numbers")[1][
+                "numbers"
+            ]
+        )
+    )
+    proposal = {
+        "items": {
+            "commitment": {
+                "type": "SnapshotCommitment",
+                "message": {**answer["items"]["commitment"]["message"], "root": "0x" + "ab" * 32},
+            }
+        },
+        "extra": answer["extra"],
+    }
     for bad in ([1e999, "0", "0"], ["1", "2"], "x", [True, "0", "0"]):
-        status, body = call(s.honest.url + "/v1/cosign", "POST", {
-            "endpoint": "commitment", "request": {"min_block": answer["block"]}, "numbers": {account: bad},
-            "proposal": proposal})
+        status, body = call(
+            s.honest.url + "/v1/cosign",
+            "POST",
+            {
+                "endpoint": "commitment",
+                "request": {"min_block": answer["block"]},
+                "numbers": {account: bad},
+                "proposal": proposal,
+            },
+        )
         assert status in (400, 409), (bad, body)

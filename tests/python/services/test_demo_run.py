@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def small_run(out: Path) -> dict:
-    config = RunConfig(scenario=ROOT / "scenarios" / "smoke.json", traders=24, seed=11, steps=4, port=0, out=out,
-                       fund_seed=50.0)
+    config = RunConfig(
+        scenario=ROOT / "scenarios" / "smoke.json", traders=24, seed=11, steps=4, port=0, out=out, fund_seed=50.0
+    )
     data = ScenarioRun(config).run()
     write_report(data, out)
     # the run compares the signers' replicas with the contract after the books open, every step

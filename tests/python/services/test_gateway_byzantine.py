@@ -17,12 +17,12 @@ from web3.exceptions import ContractCustomError, ContractLogicError
 from offchain.attest.eip712 import Domain, signer_of
 from offchain.attest.messages import from_wire
 from offchain.chain.anvil import free_port
-from offchain.keeper.daemon import OracleClient
+from offchain.oracle.client import OracleClient
 from offchain.sim.desk import trader_keys
 from offchain.sim.stack import Proc
 
 from .byzantine import Byzantine
-from .harness import Harness, start_harness, stop_harness
+from offchain.sim.harness import Harness, start_harness, stop_harness
 from .test_services import call, perp_id
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
@@ -51,11 +51,28 @@ def s(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     try:
         honest0, honest1 = h.stack.procs["signer0"], h.stack.procs["signer1"]
         # the Byzantine process holds the third authorized key and relays honest signer 0
-        byzantine = Byzantine(honest0.url, h.deployment_path, h.stack.signer_keys[2], workdir / "logs" / "byzantine.log").start()
+        byzantine = Byzantine(
+            honest0.url, h.deployment_path, h.stack.signer_keys[2], workdir / "logs" / "byzantine.log"
+        ).start()
         port = free_port()
-        gateway = Proc("gateway-byzantine", ["oracle", "gateway", "--deployment", str(h.deployment_path), "--signers",
-                                             f"{honest0.url},{honest1.url},{byzantine.url}", "--threshold", "2", "--port", str(port)],
-                       {}, workdir / "logs" / "gateway-byzantine.log", url=f"http://127.0.0.1:{port}")
+        gateway = Proc(
+            "gateway-byzantine",
+            [
+                "oracle",
+                "gateway",
+                "--deployment",
+                str(h.deployment_path),
+                "--signers",
+                f"{honest0.url},{honest1.url},{byzantine.url}",
+                "--threshold",
+                "2",
+                "--port",
+                str(port),
+            ],
+            {},
+            workdir / "logs" / "gateway-byzantine.log",
+            url=f"http://127.0.0.1:{port}",
+        )
         h.stack.procs[gateway.name] = gateway
         gateway.start().wait_healthy()
         yield Setup(h, byzantine, gateway)
@@ -81,8 +98,9 @@ def withdraw_with(h: Harness, account: LocalAccount, body: dict[str, Any], units
     """Submits a gateway's margin attestation to the contract in a real withdrawal."""
     item = body["items"]["margin"]
     amount = int(units * 10**h.deployment.collateral_decimals)
-    fn = h.desk.client.ch.functions.withdraw(amount, account.address, from_wire(item).as_tuple(),
-                                             bytes.fromhex(item["signatures"][2:]))
+    fn = h.desk.client.ch.functions.withdraw(
+        amount, account.address, from_wire(item).as_tuple(), bytes.fromhex(item["signatures"][2:])
+    )
     fn.call({"from": account.address})
     h.desk.send(account, fn, "withdraw")
 
@@ -91,7 +109,7 @@ def bundle_signers(h: Harness, item: dict[str, Any]) -> list[str]:
     """The addresses a bundle's 65-byte records recover to, in bundle order."""
     domain = Domain(h.deployment.chain_id, h.deployment.clearinghouse)
     sigs = bytes.fromhex(item["signatures"][2:])
-    return [signer_of(domain, from_wire(item), sigs[i:i + 65]) for i in range(0, len(sigs), 65)]
+    return [signer_of(domain, from_wire(item), sigs[i : i + 65]) for i in range(0, len(sigs), 65)]
 
 
 def honest_pair(s: Setup) -> list[str]:
@@ -138,8 +156,14 @@ def test_an_impersonator_is_not_counted_and_the_result_verifies_on_chain(s: Setu
     status, forged = call(s.byzantine.url + "/v1/attest/margin", "POST", {"account": trader.address})
     assert status == 200 and forged["signer"] == signer_address(s.h, 0)
     item = forged["items"]["margin"]
-    assert signer_of(Domain(s.h.deployment.chain_id, s.h.deployment.clearinghouse), from_wire(item),
-                     bytes.fromhex(item["signature"][2:])) not in s.h.deployment.signers
+    assert (
+        signer_of(
+            Domain(s.h.deployment.chain_id, s.h.deployment.clearinghouse),
+            from_wire(item),
+            bytes.fromhex(item["signature"][2:]),
+        )
+        not in s.h.deployment.signers
+    )
     status, body = call(s.gateway.url + "/v1/attest/margin", "POST", {"account": trader.address})
     assert status == 200, body
     assert bundle_signers(s.h, body["items"]["margin"]) == honest_pair(s)
@@ -155,8 +179,9 @@ def test_conflicting_content_signed_by_an_authorized_key_is_outvoted(s: Setup) -
     assert status == 200
     lie_item = from_wire(lie["items"]["margin"])
     assert lie_item.value > from_wire(truth["items"]["margin"]).value
-    assert bundle_signers(s.h, {**lie["items"]["margin"], "signatures": lie["items"]["margin"]["signature"]}) == \
-        [signer_address(s.h, 2)]  # a valid signature by an authorized signer
+    assert bundle_signers(s.h, {**lie["items"]["margin"], "signatures": lie["items"]["margin"]["signature"]}) == [
+        signer_address(s.h, 2)
+    ]  # a valid signature by an authorized signer
     status, body = call(s.gateway.url + "/v1/attest/margin", "POST", {"account": trader.address})
     assert status == 200, body
     assert body["agreement"] == "identical"

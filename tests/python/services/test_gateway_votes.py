@@ -22,9 +22,15 @@ def att(value: int = 3000 * WAD, account: str = "0x" + "11" * 20) -> MarginAttes
     return MarginAttestation(account, b"\x22" * 32, value, 700 * WAD, 570 * WAD, 1_800_000_000, 1_800_000_060, 1)
 
 
-def answer(signer: LocalSigner, items: dict[str, MarginAttestation], claims: str | None = None, block: int = 10) -> dict[str, Any]:
-    return {"block": block, "signer": claims or signer.address, "extra": {},
-            "items": {k: {**to_wire(v), "signature": "0x" + signer.sign(DOMAIN, v).hex()} for k, v in items.items()}}
+def answer(
+    signer: LocalSigner, items: dict[str, MarginAttestation], claims: str | None = None, block: int = 10
+) -> dict[str, Any]:
+    return {
+        "block": block,
+        "signer": claims or signer.address,
+        "extra": {},
+        "items": {k: {**to_wire(v), "signature": "0x" + signer.sign(DOMAIN, v).hex()} for k, v in items.items()},
+    }
 
 
 def gateway() -> Gateway:
@@ -40,7 +46,7 @@ def combine(*answers: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, 
 def recovered(result: dict[str, Any], name: str) -> list[str]:
     item = result["items"][name]
     sigs = bytes.fromhex(item["signatures"][2:])
-    return [signer_of(DOMAIN, from_wire(item), sigs[i:i + 65]) for i in range(0, len(sigs), 65)]
+    return [signer_of(DOMAIN, from_wire(item), sigs[i : i + 65]) for i in range(0, len(sigs), 65)]
 
 
 def test_a_copied_signature_counts_once() -> None:
@@ -62,8 +68,11 @@ def test_threshold_signatures_in_ascending_order_whatever_the_arrival_order() ->
 
 def test_impostors_and_unauthorized_keys_are_not_votes() -> None:
     outsider = LocalSigner.random()
-    result, reasons = combine(answer(A, {"margin": att()}), answer(outsider, {"margin": att()}, claims=B.address),
-                              answer(outsider, {"margin": att()}))
+    result, reasons = combine(
+        answer(A, {"margin": att()}),
+        answer(outsider, {"margin": att()}, claims=B.address),
+        answer(outsider, {"margin": att()}),
+    )
     assert result is None
     assert f"signed by {outsider.address}, not an authorized signer (claims to be {B.address})" == reasons[URLS[1]]
     # a claim is ignored either way: a genuine signature by C counts as C whatever it claims
@@ -84,7 +93,9 @@ def test_a_malleated_high_s_signature_is_no_vote() -> None:
 
 
 def test_a_conflicting_content_is_outvoted_and_listed() -> None:
-    result, reasons = combine(answer(A, {"margin": att()}), answer(B, {"margin": att()}), answer(C, {"margin": att(4000 * WAD)}))
+    result, reasons = combine(
+        answer(A, {"margin": att()}), answer(B, {"margin": att()}), answer(C, {"margin": att(4000 * WAD)})
+    )
     assert result is not None and from_wire(result["items"]["margin"]).value == 3000 * WAD
     assert result["agreement"] == "identical"
 
@@ -93,8 +104,11 @@ def test_items_of_one_result_never_come_from_different_signer_sets() -> None:
     """A and B agree on the maker, B and C on the taker: no signer set agrees on both."""
     maker, taker = att(account="0x" + "aa" * 20), att(account="0x" + "bb" * 20)
     other_maker, other_taker = att(1, "0x" + "aa" * 20), att(1, "0x" + "bb" * 20)
-    result, _ = combine(answer(A, {"maker": maker, "taker": other_taker}), answer(B, {"maker": maker, "taker": taker}),
-                        answer(C, {"maker": other_maker, "taker": taker}))
+    result, _ = combine(
+        answer(A, {"maker": maker, "taker": other_taker}),
+        answer(B, {"maker": maker, "taker": taker}),
+        answer(C, {"maker": other_maker, "taker": taker}),
+    )
     assert result is None
     # and one answer whose items are signed by two different keys is no vote at all
     mixed = answer(A, {"maker": maker})
@@ -106,8 +120,12 @@ def test_items_of_one_result_never_come_from_different_signer_sets() -> None:
 
 def test_malformed_answers_are_reasons_not_crashes() -> None:
     gw = gateway()
-    garbage: list[dict[str, Any]] = [{}, {"items": None}, {"items": {"margin": {"type": "Nope"}}},
-                                     {"items": {"margin": {**to_wire(att()), "signature": "0x1234"}}},
-                                     {"items": {"margin": {**to_wire(att()), "signature": "zz"}}, "block": "x"}]
+    garbage: list[dict[str, Any]] = [
+        {},
+        {"items": None},
+        {"items": {"margin": {"type": "Nope"}}},
+        {"items": {"margin": {**to_wire(att()), "signature": "0x1234"}}},
+        {"items": {"margin": {**to_wire(att()), "signature": "zz"}}, "block": "x"},
+    ]
     groups, reasons = gw._tally([(f"http://x{i}", 200, g) for i, g in enumerate(garbage)])
     assert not groups and len(reasons) == len(garbage)

@@ -15,14 +15,21 @@ import pytest
 from eth_account import Account
 
 from offchain.attest.messages import from_wire
+from offchain.chain.deploy import read_risk_config
 from offchain.risk.instruments import parse_instrument
 from offchain.risk.units import WAD
 from offchain.sim.desk import trader_keys
 
-from .chainfaults import ManualChain
-from .harness import Harness, open_leveraged_longs
-from .keeper_checks import (assert_mined_clean, assert_nonce_in_sync, keeper_address, liquidation_blocks, wait_for,
-                            wait_idle)
+from offchain.sim.chain_faults import ManualChain
+from offchain.sim.harness import Harness, open_leveraged_longs
+from .keeper_checks import (
+    assert_mined_clean,
+    assert_nonce_in_sync,
+    keeper_address,
+    liquidation_blocks,
+    wait_for,
+    wait_idle,
+)
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
 
@@ -86,8 +93,10 @@ def test_expired_options_settle_payers_first_with_all_legs_in_one_call(h: Harnes
         by_account.setdefault(e.args["account"], []).append(e)
     # one call per account, with every expired leg; the payer first
     assert {a: len({e.tx for e in es}) for a, es in by_account.items()} == {seller.address: 1, buyer.address: 1}
-    assert (by_account[seller.address][0].block, by_account[seller.address][0].index) < \
-        (by_account[buyer.address][0].block, by_account[buyer.address][0].index)
+    assert (by_account[seller.address][0].block, by_account[seller.address][0].index) < (
+        by_account[buyer.address][0].block,
+        by_account[buyer.address][0].index,
+    )
     payouts = {(e.args["account"], int(e.args["instrumentId"])): int(e.args["payout"]) for e in settled}
     assert payouts[(seller.address, put)] == -400 * WAD and payouts[(buyer.address, put)] == 400 * WAD
     assert payouts[(seller.address, call)] == 0 == payouts[(buyer.address, call)]
@@ -102,7 +111,7 @@ def test_expired_options_settle_payers_first_with_all_legs_in_one_call(h: Harnes
 def test_heartbeat_raises_the_snapshot_floor_when_it_trails_the_oracle(h: Harness) -> None:
     desk, ch = h.desk, h.desk.client.ch
     start_keeper(h)
-    tolerance = int(ch.functions.riskConfig().call()[2])
+    tolerance = read_risk_config(ch).snapshot_tolerance
     before = int(ch.functions.latestSnapshotTime().call())
     start = desk.client.head()
     # time passes and the feeds move on, but nobody uses an attestation
@@ -111,8 +120,11 @@ def test_heartbeat_raises_the_snapshot_floor_when_it_trails_the_oracle(h: Harnes
         first = desk.client.head() + 1
         set_markets(h, 3_000.0)
     oracle_snapshot = int(desk.w3.eth.get_block(first)["timestamp"])  # the oldest feed reading of the last round
-    wait_for(lambda: int(ch.functions.latestSnapshotTime().call()) >= oracle_snapshot - tolerance // 2, 60,
-             "the floor to follow the oracle's snapshot")
+    wait_for(
+        lambda: int(ch.functions.latestSnapshotTime().call()) >= oracle_snapshot - tolerance // 2,
+        60,
+        "the floor to follow the oracle's snapshot",
+    )
     posted = events(h, "SnapshotPosted", start)
     assert posted and all(desk.w3.eth.get_transaction(e.tx)["from"] == keeper_address(h) for e in posted)
     floor = int(ch.functions.latestSnapshotTime().call())
@@ -149,7 +161,7 @@ def test_a_flag_that_no_longer_holds_is_cleared(h_no_fund: Harness) -> None:
 
 def test_bankruptcy_beyond_the_fund_is_flagged_and_deleveraged_with_the_oracles_fills(h_no_fund: Harness) -> None:
     h = h_no_fund
-    desk, engine = h.desk, h.desk.client.engine
+    desk = h.desk
     (x,) = trader_keys(620, 1)
     maker = trader_keys(621, 1)[0]
     open_leveraged_longs(h, [x], maker, contracts=10, deposit=8_000)
@@ -188,16 +200,29 @@ def test_an_item_the_chain_skipped_is_not_counted_as_done(h: Harness) -> None:
         start = chain.head()
         desk.set_market("ETH", 2_500.0, 0.8)
         chain.pause()  # the keeper's liquidation of x and y waits in the pool
-        wait_for(lambda: desk.w3.eth.get_transaction_count(keeper_address(h), "pending")
-                 > desk.w3.eth.get_transaction_count(keeper_address(h), "latest"), 30, "the keeper's liquidation")
+        wait_for(
+            lambda: desk.w3.eth.get_transaction_count(keeper_address(h), "pending")
+            > desk.w3.eth.get_transaction_count(keeper_address(h), "latest"),
+            30,
+            "the keeper's liquidation",
+        )
         # a rival liquidates x first, with a higher tip: its state moves on before the keeper's lands
         resp = desk.oracle.post("/v1/attest/liquidation", {"accounts": [x.address], "liquidator": rival.address})
         att, sigs = from_wire(resp["items"][x.address]), bytes.fromhex(resp["items"][x.address]["signatures"][2:])
         ratt = from_wire(resp["items"]["liquidator"])
         rsigs = bytes.fromhex(resp["items"]["liquidator"]["signatures"][2:])
-        tx = engine.functions.liquidate([(x.address, att.as_tuple(), sigs, WAD)], ratt.as_tuple(), rsigs).build_transaction({
-            "from": rival.address, "nonce": desk.w3.eth.get_transaction_count(rival.address), "gas": 2_000_000,
-            "maxFeePerGas": 500 * 10**9, "maxPriorityFeePerGas": 100 * 10**9, "chainId": h.deployment.chain_id})
+        tx = engine.functions.liquidate(
+            [(x.address, att.as_tuple(), sigs, WAD)], ratt.as_tuple(), rsigs
+        ).build_transaction(
+            {
+                "from": rival.address,
+                "nonce": desk.w3.eth.get_transaction_count(rival.address),
+                "gas": 2_000_000,
+                "maxFeePerGas": 500 * 10**9,
+                "maxPriorityFeePerGas": 100 * 10**9,
+                "chainId": h.deployment.chain_id,
+            }
+        )
         desk.w3.eth.send_raw_transaction(rival.sign_transaction(tx).raw_transaction)
         chain.resume()
         wait_for(lambda: events(h, "LiquidationSkipped", start), 30, "the keeper's batch mined with x skipped")
@@ -206,8 +231,11 @@ def test_an_item_the_chain_skipped_is_not_counted_as_done(h: Harness) -> None:
         assert desk.w3.eth.get_transaction(skipped[0].tx)["from"] == keeper_address(h)
         blocks = liquidation_blocks(h, start)
         assert len(blocks[x.address]) == 1 and len(blocks[y.address]) == 1  # x by the rival, y by the keeper
-        wait_for(lambda: keeper_metric(h, 'keeper_liquidations_total{result="skipped"} 1.0'), 30,
-                 "the keeper to count x as skipped")
+        wait_for(
+            lambda: keeper_metric(h, 'keeper_liquidations_total{result="skipped"} 1.0'),
+            30,
+            "the keeper to count x as skipped",
+        )
         assert keeper_metric(h, 'keeper_liquidations_total{result="done"} 1.0')
         # x is not marked done: when it falls below MM again, the keeper liquidates it
         desk.set_market("ETH", 2_250.0, 0.85)
@@ -281,8 +309,10 @@ def test_crash_with_the_fund_just_short_resolves_every_bankruptcy_within_a_few_b
     start_keeper(h)
 
     def resolved() -> bool:
-        return all(not client.ch.functions.openInstruments(t.address).call() for t in traders) and \
-            not client.ch.functions.withdrawalsGated().call()
+        return (
+            all(not client.ch.functions.openInstruments(t.address).call() for t in traders)
+            and not client.ch.functions.withdrawalsGated().call()
+        )
 
     wait_for(resolved, 120, "every bankruptcy resolved")
     covered = {e.args["account"] for e in events(h, "Liquidated", start)}

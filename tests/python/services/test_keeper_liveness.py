@@ -15,10 +15,18 @@ from eth_account import Account
 
 from offchain.keeper.journal import Journal
 
-from .chainfaults import FaultyRpc, ManualChain, set_market_urgently
-from .harness import Harness
-from .keeper_checks import (assert_mined_clean, assert_nonce_in_sync, health, keeper_address, liquidation_blocks,
-                            open_longs, wait_for, wait_idle)
+from offchain.sim.chain_faults import FaultyRpc, ManualChain, set_market_urgently
+from offchain.sim.harness import Harness
+from .keeper_checks import (
+    assert_mined_clean,
+    assert_nonce_in_sync,
+    health,
+    keeper_address,
+    liquidation_blocks,
+    open_longs,
+    wait_for,
+    wait_idle,
+)
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
 
@@ -41,16 +49,22 @@ def test_fee_spike_during_a_crash_liquidates_everyone_soon_after_it_ends(h: Harn
         chain.spike()  # base fee 1 → 50 gwei, blocks bought by 1,000 gwei tips
         chain.wait_blocks(1)
         set_market_urgently(desk, "ETH", 2_500.0, 0.8)
-        wait_for(lambda: any(p["action"] == "liquidation" for p in health(h)[1].get("pending", [])), 30,
-                 "a liquidation in flight")
+        wait_for(
+            lambda: any(p["action"] == "liquidation" for p in health(h)[1].get("pending", [])),
+            30,
+            "a liquidation in flight",
+        )
         chain.wait_blocks(3)
         assert not liquidation_blocks(h, start), "outbid: nothing gets in during the spike"
         # meanwhile the loop goes on: it answers, and it warns the accounts near MM
         status, body = health(h)
         assert status == 200 and body["seconds_since_loop"] < 5, body
         outbox = h.stack.workdir / "keeper" / "margin-calls.jsonl"
-        wait_for(lambda: outbox.exists() and all(t.address in outbox.read_text() for t in later), 30,
-                 "margin calls sent while the liquidation waits")
+        wait_for(
+            lambda: outbox.exists() and all(t.address in outbox.read_text() for t in later),
+            30,
+            "margin calls sent while the liquidation waits",
+        )
         set_market_urgently(desk, "ETH", 2_400.0, 0.85)  # two more accounts below MM, still in the spike
         chain.wait_blocks(6)  # the first attestations expire (60 s = 5 blocks) while it waits
 
@@ -64,8 +78,11 @@ def test_fee_spike_during_a_crash_liquidates_everyone_soon_after_it_ends(h: Harn
         end = chain.head()
         chain.calm()
         everyone = crashed + later
-        wait_for(lambda: all(t.address in liquidation_blocks(h, start) for t in everyone), 90,
-                 "every account below MM liquidated after the spike")
+        wait_for(
+            lambda: all(t.address in liquidation_blocks(h, start) for t in everyone),
+            90,
+            "every account below MM liquidated after the spike",
+        )
         blocks = liquidation_blocks(h, start)
         last = max(b for t in everyone for b in blocks[t.address])
         assert last - end <= 6, f"the last liquidation came {last - end} blocks after the spike ended"
@@ -87,8 +104,20 @@ def test_fee_cap_below_the_base_fee_and_rpc_errors_on_sends_keep_the_nonce_in_sy
     traders = open_longs(h, 520, 6, deposit=8_000)
     desk.deposit(Account.from_key(h.stack.keeper_key), 2_000_000)
     faulty = FaultyRpc(h.node.url)
-    keeper = h.stack.keeper(["--rpc", faulty.url, "--max-fee-gwei", "40", "--batch-size", "3",
-                             "--retry-max-blocks", "4", "--stall-blocks", "60"]).start()
+    keeper = h.stack.keeper(
+        [
+            "--rpc",
+            faulty.url,
+            "--max-fee-gwei",
+            "40",
+            "--batch-size",
+            "3",
+            "--retry-max-blocks",
+            "4",
+            "--stall-blocks",
+            "60",
+        ]
+    ).start()
     keeper.wait_healthy()
     # a block a second: what is measured is blocks, so the keeper's loop (wall time) must not be
     # what the bound depends on on a loaded machine
@@ -107,8 +136,10 @@ def test_fee_cap_below_the_base_fee_and_rpc_errors_on_sends_keep_the_nonce_in_sy
         chain.wait_blocks(2)
         assert not liquidation_blocks(h, start)
         status, body = health(h)
-        assert any("not sent" in (t.get("last_error") or "") or "Unaffordable" in (t.get("last_error") or "")
-                   for t in body["retrying"]), body["retrying"]
+        assert any(
+            "not sent" in (t.get("last_error") or "") or "Unaffordable" in (t.get("last_error") or "")
+            for t in body["retrying"]
+        ), body["retrying"]
         # what the keeper's next sends meet: a refusal for a base fee that moved, an answer lost
         # after the node took the transaction, a false "nonce too low", a request lost on the way
         faulty.inject("eth_sendRawTransaction", "error", "max fee per gas less than block base fee")
@@ -117,8 +148,11 @@ def test_fee_cap_below_the_base_fee_and_rpc_errors_on_sends_keep_the_nonce_in_sy
         faulty.inject("eth_sendRawTransaction", "drop")
         end = chain.head()
         chain.calm()
-        wait_for(lambda: all(t.address in liquidation_blocks(h, start) for t in traders), 90,
-                 "every account below MM liquidated after the spike")
+        wait_for(
+            lambda: all(t.address in liquidation_blocks(h, start) for t in traders),
+            90,
+            "every account below MM liquidated after the spike",
+        )
         blocks = liquidation_blocks(h, start)
         last = max(b for t in traders for b in blocks[t.address])
         assert last - end <= 12, f"the last liquidation came {last - end} blocks after the spike ended"
@@ -153,8 +187,11 @@ def test_failed_attempts_are_retried_not_abandoned_and_health_says_stalled(h: Ha
     keeper.wait_healthy()
     desk.set_market("ETH", 2_500.0, 0.8)
     mine(2)
-    wait_for(lambda: any("cannot absorb" in w for w in health(h)[1].get("warnings", [])), 30,
-             "a warning that the keeper's equity cannot absorb the next slice")
+    wait_for(
+        lambda: any("cannot absorb" in w for w in health(h)[1].get("warnings", [])),
+        30,
+        "a warning that the keeper's equity cannot absorb the next slice",
+    )
     mine(7)
     wait_for(lambda: health(h)[0] == 503, 30, "/health to answer 503 while the accounts stay unhandled")
     status, body = health(h)
@@ -186,7 +223,9 @@ def test_failed_attempts_are_retried_not_abandoned_and_health_says_stalled(h: Ha
     dry.stop()
     assert Journal(journal).entries == entries
     h.stack.keeper().start().wait_healthy()
-    wait_for(lambda: all(t.address in liquidation_blocks(h, 0) for t in second), 60, "the liquidations after the dry run")
+    wait_for(
+        lambda: all(t.address in liquidation_blocks(h, 0) for t in second), 60, "the liquidations after the dry run"
+    )
     assert_nonce_in_sync(h)
 
 

@@ -11,15 +11,17 @@ import pytest
 
 from offchain.sim.desk import trader_keys
 
-from .harness import Harness, liquidations, open_leveraged_longs, start_harness, stop_harness
-from .httpcalls import wait_for
+from offchain.sim.harness import Harness, liquidations, open_leveraged_longs, start_harness, stop_harness
+from offchain.sim.http_calls import wait_for
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def h(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
-    harness = start_harness(tmp_path_factory.mktemp("proofs"), keeper_extra=["--proofs", "--proofs-min", "1", "--batch-size", "5"])
+    harness = start_harness(
+        tmp_path_factory.mktemp("proofs"), keeper_extra=["--proofs", "--proofs-min", "1", "--batch-size", "5"]
+    )
     try:
         yield harness
     finally:
@@ -32,8 +34,9 @@ def test_a_crash_is_liquidated_with_proofs_against_one_posted_root(h: Harness) -
     open_leveraged_longs(h, traders, maker, contracts=10, deposit=8_000)
     start = client.head()
     desk.set_market("ETH", 2_500.0, 0.8)  # every long below MM, none bankrupt
-    wait_for(lambda: all(liquidations(h).get(t.address, 0) >= 1 for t in traders), 120,
-             "every account below MM liquidated")
+    wait_for(
+        lambda: all(liquidations(h).get(t.address, 0) >= 1 for t in traders), 120, "every account below MM liquidated"
+    )
     counts = liquidations(h)
     assert all(counts[t.address] == 1 for t in traders), counts
     posted = client.commitments.events.CommitmentPosted().get_logs(from_block=start)

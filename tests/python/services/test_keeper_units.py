@@ -14,7 +14,17 @@ from eth_utils import keccak
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
 
 from offchain.keeper.errors import ErrorDecoder, SendError, classify
-from offchain.keeper.fees import GWEI, FeePolicy, FeeQuote, Fees, cap_for_value, price, quote_from_history, replacement, underpriced
+from offchain.keeper.fees import (
+    GWEI,
+    FeePolicy,
+    FeeQuote,
+    Fees,
+    cap_for_value,
+    price,
+    quote_from_history,
+    replacement,
+    underpriced,
+)
 from offchain.keeper.journal import Journal
 from offchain.keeper.tracker import RetryTracker
 
@@ -22,43 +32,53 @@ from offchain.keeper.tracker import RetryTracker
 
 
 def rpc_error(message: str, code: int = -32000) -> Web3RPCError:
-    return Web3RPCError(str({"code": code, "message": message}), rpc_response={"error": {"code": code, "message": message}})
+    return Web3RPCError(
+        str({"code": code, "message": message}), rpc_response={"error": {"code": code, "message": message}}
+    )
 
 
-@pytest.mark.parametrize(("err", "kind"), [
-    # anvil 1.7.1, verbatim
-    (rpc_error("nonce too low", -32003), SendError.NONCE_TOO_LOW),
-    (rpc_error("max fee per gas less than block base fee", -32003), SendError.FEE_BELOW_BASE_FEE),
-    (rpc_error("replacement transaction underpriced", -32003), SendError.REPLACEMENT_UNDERPRICED),
-    (rpc_error("transaction already imported", -32003), SendError.ALREADY_KNOWN),
-    # geth
-    (rpc_error("nonce too high"), SendError.NONCE_TOO_HIGH),
-    (rpc_error("already known"), SendError.ALREADY_KNOWN),
-    (rpc_error("transaction underpriced: tip needed 1000000000, tip permitted 1"), SendError.UNDERPRICED),
-    (rpc_error("max fee per gas less than block base fee: address 0xabc, maxFeePerGas: 1 baseFee: 7"),
-     SendError.FEE_BELOW_BASE_FEE),
-    (rpc_error("insufficient funds for gas * price + value: balance 0"), SendError.INSUFFICIENT_FUNDS),
-    (rpc_error("intrinsic gas too low"), SendError.GAS),
-    (rpc_error("exceeds block gas limit"), SendError.GAS),
-    # erigon / nethermind / hosted providers
-    (rpc_error("fee cap less than block base fee"), SendError.FEE_BELOW_BASE_FEE),
-    (rpc_error("FeeTooLow, MaxFeePerGas too low"), SendError.FEE_BELOW_BASE_FEE),
-    (rpc_error("OldNonce, Current nonce: 5, nonce of rejected tx: 3"), SendError.NONCE_TOO_LOW),
-    (rpc_error("AlreadyKnown"), SendError.ALREADY_KNOWN),
-    (rpc_error("nonce has already been used"), SendError.NONCE_TOO_LOW),
-    (rpc_error("execution reverted: 0x4e487b71"), SendError.REVERT),
-    (rpc_error("backend is overloaded, try again"), SendError.RPC),
-    # the same message, other exception classes
-    (ValueError({"code": -32000, "message": "nonce too low"}), SendError.NONCE_TOO_LOW),
-    (ValueError({"code": -32000, "message": "replacement transaction underpriced"}), SendError.REPLACEMENT_UNDERPRICED),
-    (RuntimeError("already known"), SendError.ALREADY_KNOWN),
-    # no answer at all: the transaction may or may not have arrived
-    (requests.exceptions.ConnectionError("Connection refused"), SendError.CONNECTION),
-    (requests.exceptions.ReadTimeout("read timed out"), SendError.CONNECTION),
-    (TimeoutError("timed out"), SendError.CONNECTION),
-    (ConnectionResetError("reset by peer"), SendError.CONNECTION),
-    (requests.exceptions.HTTPError("502 Server Error: Bad Gateway"), SendError.CONNECTION),
-])
+@pytest.mark.parametrize(
+    ("err", "kind"),
+    [
+        # anvil 1.7.1, verbatim
+        (rpc_error("nonce too low", -32003), SendError.NONCE_TOO_LOW),
+        (rpc_error("max fee per gas less than block base fee", -32003), SendError.FEE_BELOW_BASE_FEE),
+        (rpc_error("replacement transaction underpriced", -32003), SendError.REPLACEMENT_UNDERPRICED),
+        (rpc_error("transaction already imported", -32003), SendError.ALREADY_KNOWN),
+        # geth
+        (rpc_error("nonce too high"), SendError.NONCE_TOO_HIGH),
+        (rpc_error("already known"), SendError.ALREADY_KNOWN),
+        (rpc_error("transaction underpriced: tip needed 1000000000, tip permitted 1"), SendError.UNDERPRICED),
+        (
+            rpc_error("max fee per gas less than block base fee: address 0xabc, maxFeePerGas: 1 baseFee: 7"),
+            SendError.FEE_BELOW_BASE_FEE,
+        ),
+        (rpc_error("insufficient funds for gas * price + value: balance 0"), SendError.INSUFFICIENT_FUNDS),
+        (rpc_error("intrinsic gas too low"), SendError.GAS),
+        (rpc_error("exceeds block gas limit"), SendError.GAS),
+        # erigon / nethermind / hosted providers
+        (rpc_error("fee cap less than block base fee"), SendError.FEE_BELOW_BASE_FEE),
+        (rpc_error("FeeTooLow, MaxFeePerGas too low"), SendError.FEE_BELOW_BASE_FEE),
+        (rpc_error("OldNonce, Current nonce: 5, nonce of rejected tx: 3"), SendError.NONCE_TOO_LOW),
+        (rpc_error("AlreadyKnown"), SendError.ALREADY_KNOWN),
+        (rpc_error("nonce has already been used"), SendError.NONCE_TOO_LOW),
+        (rpc_error("execution reverted: 0x4e487b71"), SendError.REVERT),
+        (rpc_error("backend is overloaded, try again"), SendError.RPC),
+        # the same message, other exception classes
+        (ValueError({"code": -32000, "message": "nonce too low"}), SendError.NONCE_TOO_LOW),
+        (
+            ValueError({"code": -32000, "message": "replacement transaction underpriced"}),
+            SendError.REPLACEMENT_UNDERPRICED,
+        ),
+        (RuntimeError("already known"), SendError.ALREADY_KNOWN),
+        # no answer at all: the transaction may or may not have arrived
+        (requests.exceptions.ConnectionError("Connection refused"), SendError.CONNECTION),
+        (requests.exceptions.ReadTimeout("read timed out"), SendError.CONNECTION),
+        (TimeoutError("timed out"), SendError.CONNECTION),
+        (ConnectionResetError("reset by peer"), SendError.CONNECTION),
+        (requests.exceptions.HTTPError("502 Server Error: Bad Gateway"), SendError.CONNECTION),
+    ],
+)
 def test_every_send_error_is_classified_whatever_its_class(err: Exception, kind: SendError) -> None:
     assert classify(err).kind is kind
 
@@ -72,13 +92,22 @@ def test_only_ambiguous_or_nonce_errors_ask_for_a_nonce_resync() -> None:
 # ---------------------------------------------------------------------------------- revert decoding
 
 ABI = [
-    {"type": "error", "name": "LiquidatorBelowInitialMargin",
-     "inputs": [{"name": "equity", "type": "int256"}, {"name": "initialMargin", "type": "uint256"}]},
-    {"type": "error", "name": "PayersNotSettled",
-     "inputs": [{"name": "instrumentId", "type": "uint256"}, {"name": "shortOpenInterest", "type": "uint256"}]},
+    {
+        "type": "error",
+        "name": "LiquidatorBelowInitialMargin",
+        "inputs": [{"name": "equity", "type": "int256"}, {"name": "initialMargin", "type": "uint256"}],
+    },
+    {
+        "type": "error",
+        "name": "PayersNotSettled",
+        "inputs": [{"name": "instrumentId", "type": "uint256"}, {"name": "shortOpenInterest", "type": "uint256"}],
+    },
     {"type": "error", "name": "NothingLiquidated", "inputs": []},
-    {"type": "error", "name": "WrongPortfolioState",
-     "inputs": [{"name": "expected", "type": "bytes32"}, {"name": "attested", "type": "bytes32"}]},
+    {
+        "type": "error",
+        "name": "WrongPortfolioState",
+        "inputs": [{"name": "expected", "type": "bytes32"}, {"name": "attested", "type": "bytes32"}],
+    },
     {"type": "function", "name": "liquidate", "inputs": [], "outputs": []},
 ]
 
@@ -93,10 +122,15 @@ def test_custom_errors_are_decoded_by_name_with_their_arguments() -> None:
     assert d.decode(data) == "LiquidatorBelowInitialMargin(equity=-5, initialMargin=40)"
     assert d.decode("0x" + data.hex()) == "LiquidatorBelowInitialMargin(equity=-5, initialMargin=40)"
     assert d.name("0x" + selector("NothingLiquidated()").hex()) == "NothingLiquidated"
-    moved = selector("WrongPortfolioState(bytes32,bytes32)") + encode(["bytes32", "bytes32"], [b"\x01" * 32, b"\x02" * 32])
+    moved = selector("WrongPortfolioState(bytes32,bytes32)") + encode(
+        ["bytes32", "bytes32"], [b"\x01" * 32, b"\x02" * 32]
+    )
     assert d.decode(moved) == f"WrongPortfolioState(expected=0x{'01' * 32}, attested=0x{'02' * 32})"
     assert d.decode(selector("Error(string)") + encode(["string"], ["paused"])) == "Error('paused')"
-    assert d.decode(selector("Panic(uint256)") + encode(["uint256"], [0x11])) == "Panic(0x11: arithmetic overflow or underflow)"
+    assert (
+        d.decode(selector("Panic(uint256)") + encode(["uint256"], [0x11]))
+        == "Panic(0x11: arithmetic overflow or underflow)"
+    )
     assert d.decode("0xdeadbeef") == "unknown error 0xdeadbeef"
     assert d.decode(None) is None and d.decode("0x") is None
 
@@ -104,7 +138,10 @@ def test_custom_errors_are_decoded_by_name_with_their_arguments() -> None:
 def test_web3_revert_exceptions_are_described_by_name() -> None:
     d = ErrorDecoder([ABI])
     data = "0x" + (selector("PayersNotSettled(uint256,uint256)") + encode(["uint256", "uint256"], [3, 10**18])).hex()
-    assert d.describe(ContractCustomError(data, data=data)) == f"PayersNotSettled(instrumentId=3, shortOpenInterest={10**18})"
+    assert (
+        d.describe(ContractCustomError(data, data=data))
+        == f"PayersNotSettled(instrumentId=3, shortOpenInterest={10**18})"
+    )
     assert d.describe(ContractLogicError("execution reverted: paused", data=None)) == "execution reverted: paused"
 
 
@@ -113,8 +150,15 @@ def test_the_contracts_own_errors_are_all_decodable() -> None:
 
     d = ErrorDecoder([load_abi("Clearinghouse"), load_abi("LiquidationEngine"), load_abi("InsuranceFund")])
     names = {name for name, _, _ in d.errors.values()}
-    assert {"LiquidatorBelowInitialMargin", "PayersNotSettled", "NothingLiquidated", "AttestationExpired",
-            "SnapshotTooOld", "StillBankrupt", "NotFlagged"} <= names
+    assert {
+        "LiquidatorBelowInitialMargin",
+        "PayersNotSettled",
+        "NothingLiquidated",
+        "AttestationExpired",
+        "SnapshotTooOld",
+        "StillBankrupt",
+        "NotFlagged",
+    } <= names
     data = selector("AttestationExpired(uint64)") + encode(["uint64"], [1234])
     assert d.decode(data) == "AttestationExpired(deadline=1234)"
 
@@ -271,11 +315,13 @@ def test_market_maker_refuses_bad_requests_naming_the_field() -> None:
 
     mm = MarketMaker("0x" + "11" * 32, Domain(31337, "0x" + "22" * 20), Marks(), 25, max_notional=100_000.0)  # type: ignore[arg-type]
     taker = "0x" + "33" * 20
-    for body, field in [({"instrument_id": 1, "size": "0", "taker": taker}, "size"),
-                        ({"instrument_id": "x", "size": "1", "taker": taker}, "instrument_id"),
-                        ({"instrument_id": 1, "size": str(10**18), "taker": "bob"}, "taker"),
-                        ({"instrument_id": 9, "size": str(10**18), "taker": taker}, "instrument_id"),
-                        ({"instrument_id": 1, "size": str(41 * 10**18), "taker": taker}, "size")]:
+    for body, field in [
+        ({"instrument_id": 1, "size": "0", "taker": taker}, "size"),
+        ({"instrument_id": "x", "size": "1", "taker": taker}, "instrument_id"),
+        ({"instrument_id": 1, "size": str(10**18), "taker": "bob"}, "taker"),
+        ({"instrument_id": 9, "size": str(10**18), "taker": taker}, "instrument_id"),
+        ({"instrument_id": 1, "size": str(41 * 10**18), "taker": taker}, "size"),
+    ]:
         with pytest.raises(HttpError) as refused:
             mm.quote(body)
         assert str(refused.value).startswith(field + ":"), refused.value
@@ -287,7 +333,10 @@ def test_the_keeper_checks_a_quote_against_the_mark_and_picks_its_largest_positi
     from offchain.attest.messages import Order
     from offchain.keeper.unwind import Quote, QuoteRefused, check_quote, largest_position
 
-    assert largest_position({1: 10 * 10**18, 2: -2 * 10**18, 3: 5 * 10**18}, {1: 2_500.0, 2: 90_000.0}) == (2, -2 * 10**18)
+    assert largest_position({1: 10 * 10**18, 2: -2 * 10**18, 3: 5 * 10**18}, {1: 2_500.0, 2: 90_000.0}) == (
+        2,
+        -2 * 10**18,
+    )
     assert largest_position({3: 10**18}, {1: 1.0}) is None, "no mark: expired or unpriced"
     maker = "0x" + "44" * 20
 
@@ -295,8 +344,8 @@ def test_the_keeper_checks_a_quote_against_the_mark_and_picks_its_largest_positi
         return Quote(Order(maker, instrument, size, int(price * 10**6) * 10**12, 1, 10), b"")
 
     check_quote(q(10**18, 2_490.0), 1, 10**18, 2_500.0, 50)  # sells 0.4% below: within 50 bps
-    check_quote(q(-10**18, 2_510.0), 1, -10**18, 2_500.0, 50)  # buys back 0.4% above
-    for bad in (q(10**18, 2_480.0), q(-10**18, 2_520.0), q(2 * 10**18, 2_500.0), q(10**18, 2_500.0, instrument=2)):
+    check_quote(q(-(10**18), 2_510.0), 1, -(10**18), 2_500.0, 50)  # buys back 0.4% above
+    for bad in (q(10**18, 2_480.0), q(-(10**18), 2_520.0), q(2 * 10**18, 2_500.0), q(10**18, 2_500.0, instrument=2)):
         with pytest.raises(QuoteRefused):
             check_quote(bad, 1, bad.order.size if bad.order.size < 0 else 10**18, 2_500.0, 50)
 
@@ -309,8 +358,13 @@ def _reference_mm(marks: dict[str, float], max_notional: float = 100_000.0) -> "
         def get(self, path: str) -> dict[str, object]:
             return {"block_time": 1_000, "marks": marks}
 
-    return MarketMaker("0x" + "11" * 32, Domain(31337, "0x" + "22" * 20), Marks(), 25,  # type: ignore[arg-type]
-                       max_notional=max_notional)
+    return MarketMaker(
+        "0x" + "11" * 32,
+        Domain(31337, "0x" + "22" * 20),
+        Marks(),
+        25,  # type: ignore[arg-type]
+        max_notional=max_notional,
+    )
 
 
 @pytest.mark.parametrize(("mark", "contracts"), [(0.0, 10**12), (4e-7, 2 * 10**11)])
@@ -360,4 +414,3 @@ def test_a_failed_journal_write_is_rolled_back_and_the_next_one_works(tmp_path: 
     j.update(Journal.nonce_key(1), status="mined")  # the connection is not left in a transaction
     again = Journal(tmp_path / "journal.sqlite")
     assert again.entries == j.entries and again.seen(Journal.nonce_key(1))["status"] == "mined"
-

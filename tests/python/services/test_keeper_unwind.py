@@ -14,8 +14,8 @@ from eth_account import Account
 from offchain.risk.units import WAD
 from offchain.sim.desk import trader_keys
 
-from .harness import Harness, open_leveraged_longs
-from .httpcalls import call, wait_for
+from offchain.sim.harness import Harness, open_leveraged_longs
+from offchain.sim.http_calls import call, wait_for
 from .keeper_checks import assert_mined_clean, assert_nonce_in_sync, keeper_address, liquidation_blocks
 from .test_keeper_duties import events, set_markets, start_keeper
 
@@ -75,8 +75,11 @@ def test_the_keeper_trades_its_liquidated_slice_to_the_market_maker(h: Harness) 
 def test_a_quote_beyond_the_keepers_limit_is_refused_and_the_slice_kept(h: Harness) -> None:
     client = h.desk.client
     _, mm, start = _liquidated_by_an_unwinding_keeper(h, 652, spread_bps=300)  # 3% below the mark
-    wait_for(lambda: "more than 50 bps from the mark" in h.stack.procs["keeper"].log_path.read_text(), 30,
-             "the keeper to refuse the quote")
+    wait_for(
+        lambda: "more than 50 bps from the mark" in h.stack.procs["keeper"].log_path.read_text(),
+        30,
+        "the keeper to refuse the quote",
+    )
     assert client.ch.functions.openInstruments(keeper_address(h)).call(), "the keeper keeps its slice"
     assert not [e for e in events(h, "OrderFilled", start) if e.args["maker"] == mm.address]
     assert_mined_clean(h, start)

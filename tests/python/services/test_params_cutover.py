@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from offchain.attest.messages import from_wire
-from offchain.chain.deploy import OnchainRiskConfig
+from offchain.chain.deploy import OnchainRiskConfig, read_risk_config
 from offchain.risk.params import MarginParams
 from offchain.sim.desk import trader_keys
 
-from .harness import Harness, liquidations, open_leveraged_longs, start_harness, stop_harness
+from offchain.sim.harness import Harness, liquidations, open_leveraged_longs, start_harness, stop_harness
 from .test_services import call, perp_id, wait_for
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
@@ -77,12 +77,15 @@ def test_params_cutover_in_the_block_a_crash_starts(tmp_path: Path) -> None:
 
         # one block: an outsider executes the change, and ETH falls 17% with its vol up
         price_feed, vol_feed = desk.feeds["ETH"]
-        cutover = _same_block(h, [
-            (outsider, ch.functions.executeRiskConfig()),
-            (desk.deployer, price_feed.functions.setAnswer(2_500 * 10**8)),
-            (desk.deployer, vol_feed.functions.setAnswer(80 * 10**6)),
-        ])
-        assert int(ch.functions.riskConfig().call()[0]) == 2
+        cutover = _same_block(
+            h,
+            [
+                (outsider, ch.functions.executeRiskConfig()),
+                (desk.deployer, price_feed.functions.setAnswer(2_500 * 10**8)),
+                (desk.deployer, vol_feed.functions.setAnswer(80 * 10**6)),
+            ],
+        )
+        assert read_risk_config(ch).params_version == 2
         assert ch.functions.acceptsParamsVersion(1).call(), "version 1 stays acceptable for a while"
 
         # the attestation of version 1 from before the change: still usable
@@ -98,8 +101,11 @@ def test_params_cutover_in_the_block_a_crash_starts(tmp_path: Path) -> None:
         assert result.ok, result.reason
 
         # the keeper liquidates every long now below MM within a few blocks of the crash
-        wait_for(lambda: all(liquidations(h).get(t.address, 0) >= 1 for t in traders), 120,
-                 "the keeper to liquidate the six longs")
+        wait_for(
+            lambda: all(liquidations(h).get(t.address, 0) >= 1 for t in traders),
+            120,
+            "the keeper to liquidate the six longs",
+        )
         first = min(e.block for e in desk.client.logs(cutover, desk.client.head()) if e.name == "Liquidated")
         assert first - cutover <= 12, f"first liquidation {first - cutover} blocks after the cutover"
         last = max(e.block for e in desk.client.logs(cutover, desk.client.head()) if e.name == "Liquidated")

@@ -22,13 +22,13 @@ from offchain.attest.signer import LocalSigner
 from offchain.chain.contracts import SystemClient
 from offchain.oracle.core import Oracle
 from offchain.oracle.market_sources import FeedConfig, FeedMarketSource
-from offchain.oracle.replica_check import differences, signer_replica
-from offchain.oracle.state import ChainState
+from offchain.replica.check import differences, signer_replica
+from offchain.replica.state import ChainState
 from offchain.risk.units import WAD
 from offchain.sim.desk import trader_keys
 
-from .harness import Harness, open_leveraged_longs, start_harness, stop_harness
-from .httpcalls import wait_for
+from offchain.sim.harness import Harness, open_leveraged_longs, start_harness, stop_harness
+from offchain.sim.http_calls import wait_for
 from .keeper_checks import assert_nonce_in_sync, health, keeper_address
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
@@ -81,8 +81,11 @@ def assert_replicas_follow_the_chain(h: Harness, urls: list[str] | None = None) 
 def fresh_oracle(h: Harness) -> Oracle:
     """An oracle that has never seen the replaced blocks: it replays the canonical chain now."""
     client = SystemClient(h.node.url, h.deployment)
-    source = FeedMarketSource(client.w3, {u: FeedConfig(**f) for u, f in h.deployment.feeds.items()},
-                              logs_from_block=h.deployment.deploy_block)
+    source = FeedMarketSource(
+        client.w3,
+        {u: FeedConfig(**f) for u, f in h.deployment.feeds.items()},
+        logs_from_block=h.deployment.deploy_block,
+    )
     return Oracle(client, source, LocalSigner(Account.create().key))
 
 
@@ -95,10 +98,15 @@ def assert_attestations_accepted(h: Harness, accounts: list[str]) -> None:
         item = h.desk.oracle.post("/v1/attest/margin", {"account": account})["items"]["margin"]
         att, sigs = from_wire(item), bytes.fromhex(item["signatures"][2:])
         mine = from_wire(fresh.attest_margin({"account": account})["items"]["margin"])
-        assert (att.state_hash, att.value, att.initial_margin, att.maintenance_margin) == \
-            (mine.state_hash, mine.value, mine.initial_margin, mine.maintenance_margin), account
+        assert (att.state_hash, att.value, att.initial_margin, att.maintenance_margin) == (
+            mine.state_hash,
+            mine.value,
+            mine.initial_margin,
+            mine.maintenance_margin,
+        ), account
         equity = client.ch.functions.verifyMarginAttestation(account, att.as_tuple(), sigs).call(
-            {"from": h.deployment.liquidation_engine})
+            {"from": h.deployment.liquidation_engine}
+        )
         assert equity == fresh.state.accounts[account].cash + att.value
 
 
@@ -136,8 +144,14 @@ def test_orphaned_trade_leaves_both_accounts_free(h: Harness) -> None:
     # the check itself sees a difference of one wei, or one leg
     replica = signer_replica(signer_urls(h)[0])
     row = replica["rows"][taker.address]
-    tampered = {**replica, "rows": {**replica["rows"], taker.address: {**row, "cash": str(int(row["cash"]) + 1)},
-                                    maker.address: {**replica["rows"][maker.address], "order": [1], "positions": ["5"]}}}
+    tampered = {
+        **replica,
+        "rows": {
+            **replica["rows"],
+            taker.address: {**row, "cash": str(int(row["cash"]) + 1)},
+            maker.address: {**replica["rows"][maker.address], "order": [1], "positions": ["5"]},
+        },
+    }
     found = differences(SystemClient(h.node.url, h.deployment), tampered)
     assert len(found) == 2 and "cash" in found[[taker.address in f for f in found].index(True)]
     assert_attestations_accepted(h, [maker.address, taker.address])
@@ -162,8 +176,13 @@ def test_orphaned_liquidation_reincluded_a_block_later_is_applied_once(h: Harnes
     ksigs = bytes.fromhex(resp["items"]["liquidator"]["signatures"][2:])
     call = desk.client.engine.functions.liquidate([(victim, att.as_tuple(), sigs, WAD)], katt.as_tuple(), ksigs)
     receipt = desk.send(liquidator, call, "liquidate", gas=3_000_000)
-    raw = rpc(h, "eth_getRawTransactionByHash", receipt["transactionHash"].hex()
-              if receipt["transactionHash"].hex().startswith("0x") else "0x" + receipt["transactionHash"].hex())
+    raw = rpc(
+        h,
+        "eth_getRawTransactionByHash",
+        receipt["transactionHash"].hex()
+        if receipt["transactionHash"].hex().startswith("0x")
+        else "0x" + receipt["transactionHash"].hex(),
+    )
     synced(h)  # the signers applied the liquidation
     reorg(h, 1)
     assert desk.client.ch.functions.openInstruments(liquidator.address).call() == []

@@ -8,18 +8,17 @@ import json
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from offchain.attest.messages import from_wire
-from offchain.attest.state import next_state_hash
+from offchain.attest.state_hash import next_state_hash
 from offchain.risk.units import WAD
 from offchain.sim.desk import trader_keys
 
-from .harness import Harness, liquidations, open_leveraged_longs, start_harness, stop_harness
-from .httpcalls import call, wait_for
+from offchain.sim.harness import Harness, liquidations, open_leveraged_longs, start_harness, stop_harness
+from offchain.sim.http_calls import call, wait_for
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
 
@@ -60,13 +59,26 @@ def test_bad_requests_get_4xx_with_a_clear_message(h: Harness) -> None:
     status, body = call(gw + "/v1/attest/margin", "POST", raw=b"{not json")
     assert status == 400 and "not valid JSON" in body["error"]
     maker, taker = trader_keys(1, 2)
-    order = {"maker": maker.address, "instrument_id": 999, "size": str(WAD), "price": str(WAD), "nonce": 1, "deadline": 2**40}
-    status, body = call(gw + "/v1/attest/trade", "POST", {"order": order, "fill_amount": str(WAD), "taker": taker.address})
+    order = {
+        "maker": maker.address,
+        "instrument_id": 999,
+        "size": str(WAD),
+        "price": str(WAD),
+        "nonce": 1,
+        "deadline": 2**40,
+    }
+    status, body = call(
+        gw + "/v1/attest/trade", "POST", {"order": order, "fill_amount": str(WAD), "taker": taker.address}
+    )
     assert status == 400 and "no instrument 999" in body["error"]
     order["instrument_id"] = perp_id(h)
-    status, body = call(gw + "/v1/attest/trade", "POST", {"order": order, "fill_amount": str(2 * WAD), "taker": taker.address})
+    status, body = call(
+        gw + "/v1/attest/trade", "POST", {"order": order, "fill_amount": str(2 * WAD), "taker": taker.address}
+    )
     assert status == 400 and "fill_amount" in body["error"]
-    status, body = call(gw + "/v1/attest/trade", "POST", {"order": order, "fill_amount": str(WAD), "taker": maker.address})
+    status, body = call(
+        gw + "/v1/attest/trade", "POST", {"order": order, "fill_amount": str(WAD), "taker": maker.address}
+    )
     assert status == 400 and "own order" in body["error"]
     status, body = call(gw + "/v1/attest/liquidation", "POST", {"accounts": [], "liquidator": taker.address})
     assert status == 400
@@ -85,16 +97,26 @@ def test_attestations_describe_the_chain_portfolio_only(h: Harness) -> None:
     assert desk.fill(maker, taker, perp_id(h), -2.0, 3000.0).ok
     gw = h.stack.procs["gateway"].url
     # a caller cannot describe the portfolio: extra fields are ignored, the chain's is attested
-    status, body = call(gw + "/v1/attest/margin", "POST", {"account": taker.address, "positions": {"1": "0"}, "value": "1"})
+    status, body = call(
+        gw + "/v1/attest/margin", "POST", {"account": taker.address, "positions": {"1": "0"}, "value": "1"}
+    )
     assert status == 200
     att = from_wire(body["items"]["margin"])
     assert att.state_hash == bytes(desk.client.ch.functions.stateHashOf(taker.address).call())
     assert att.value > 5_000 * WAD  # two perps at ~3,000, not the value the caller sent
     assert len(body["items"]["margin"]["signers"]) >= 2
     # a trade attestation is for the exact post-trade state of each side
-    order = {"maker": maker.address, "instrument_id": perp_id(h), "size": str(-WAD), "price": str(3000 * WAD),
-             "nonce": 77, "deadline": 2**40}
-    status, body = call(gw + "/v1/attest/trade", "POST", {"order": order, "fill_amount": str(WAD), "taker": taker.address})
+    order = {
+        "maker": maker.address,
+        "instrument_id": perp_id(h),
+        "size": str(-WAD),
+        "price": str(3000 * WAD),
+        "nonce": 77,
+        "deadline": 2**40,
+    }
+    status, body = call(
+        gw + "/v1/attest/trade", "POST", {"order": order, "fill_amount": str(WAD), "taker": taker.address}
+    )
     assert status == 200
     current = bytes(desk.client.ch.functions.stateHashOf(taker.address).call())
     size = desk.client.ch.functions.positionOf(taker.address, perp_id(h)).call()
@@ -152,7 +174,9 @@ def test_kill9_mid_run_then_restart_neither_repeats_nor_misses(h: Harness) -> No
     wait_for(lambda: sum(liquidations(h).get(t.address, 0) for t in traders) >= 1, 90, "a first liquidation")
     keeper.kill9()
     keeper.start().wait_healthy()
-    wait_for(lambda: all(liquidations(h).get(t.address, 0) >= 1 for t in traders), 120, "all 10 liquidated after restart")
+    wait_for(
+        lambda: all(liquidations(h).get(t.address, 0) >= 1 for t in traders), 120, "all 10 liquidated after restart"
+    )
     time.sleep(3)  # a repeat would land in the next loops
     counts = liquidations(h)
     assert all(counts[t.address] == 1 for t in traders), counts
