@@ -282,13 +282,33 @@ def _to_json(sol_type: str, value: Any, json_number: bool = False) -> Any:
 
 
 def _from_json(sol_type: str, raw: Any) -> Any:
+    """A wire value as its Solidity type takes it, refused (ValueError) unless it fits exactly:
+    a signer's or a client's JSON is untrusted, and a value the contract would read otherwise
+    (padded, wrapped, truncated) must not get as far as a signature."""
     if sol_type.endswith("[]"):
+        if not isinstance(raw, list):
+            raise ValueError(f"{sol_type}: a JSON array is required, got {type(raw).__name__}")
         return tuple(_from_json(sol_type[:-2], r) for r in raw)
     if sol_type == "address":
+        if not isinstance(raw, str):
+            raise ValueError(f"address: a hex string is required, got {type(raw).__name__}")
         return to_checksum_address(raw)
     if sol_type.startswith("bytes"):
-        return bytes.fromhex(str(raw).removeprefix("0x"))
-    return int(raw)
+        if not isinstance(raw, str):
+            raise ValueError(f"{sol_type}: a hex string is required, got {type(raw).__name__}")
+        data = bytes.fromhex(raw.removeprefix("0x"))
+        size = sol_type[5:]
+        if size and len(data) != int(size):
+            raise ValueError(f"{sol_type}: {int(size)} bytes are required, got {len(data)}")
+        return data
+    if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+        raise ValueError(f"{sol_type}: an integer or a decimal string is required, got {type(raw).__name__}")
+    value = int(raw)
+    bits = int(sol_type.removeprefix("u").removeprefix("int") or 256)
+    low, high = (0, 2**bits) if sol_type.startswith("u") else (-(2 ** (bits - 1)), 2 ** (bits - 1))
+    if not low <= value < high:
+        raise ValueError(f"{sol_type}: {value} is out of range")
+    return value
 
 
 # Derive every layout now, so a malformed definition fails at import rather than at first use.

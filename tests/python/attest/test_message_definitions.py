@@ -252,3 +252,36 @@ def test_wire_format_is_pinned() -> None:
         from_wire({"type": "AdlFill", "message": wire})
     with pytest.raises(ValueError, match="where MarginAttestation is expected"):
         MarginAttestation.from_wire(to_wire(adl))
+
+
+@pytest.mark.parametrize(
+    ("field", "bad", "says"),
+    [
+        ("stateHash", "0x" + "01" * 31, "32 bytes are required, got 31"),
+        ("stateHash", 7, "a hex string is required"),
+        ("initialMargin", "-1", "uint256: -1 is out of range"),
+        ("initialMargin", str(2**256), "out of range"),
+        ("value", str(2**255), "int256: .* is out of range"),
+        ("snapshotTime", str(2**64), "uint64: .* is out of range"),
+        ("paramsVersion", True, "an integer or a decimal string is required, got bool"),
+        ("deadline", 1.5, "got float"),
+        ("account", 5, "address: a hex string is required"),
+    ],
+)
+def test_a_wire_value_the_contract_would_read_otherwise_is_refused(field: str, bad: Any, says: str) -> None:
+    """Untrusted JSON (a signer's answer, a client's request) never reaches a signature padded,
+    wrapped or truncated."""
+    att = MarginAttestation("0x" + "ab" * 20, b"\x01" * 32, 5, 10, 1, 1_800_000_000, 1_800_000_060, 3)
+    wire = to_wire(att)
+    assert from_wire(wire) == replace(att, account=wire["message"]["account"])
+    wire["message"][field] = bad
+    with pytest.raises(ValueError, match=says):
+        from_wire(wire)
+
+
+def test_an_array_member_must_be_an_array() -> None:
+    adl = AdlAttestation("0x" + "ab" * 20, b"\x02" * 32, (1,), (7,), (b"\x03" * 32,), 5, 6, 7)
+    wire = to_wire(adl)
+    wire["message"]["marks"] = "7"
+    with pytest.raises(ValueError, match=r"uint256\[\]: a JSON array is required"):
+        from_wire(wire)
