@@ -15,13 +15,7 @@ contract AdlMultiLegTest is LiquidationFixture {
         fund(alice, 10_000);
         fund(bob, 100_000);
         seedFund(100);
-        fill(
-            order(bob, perpId, -10e18, 3_000e18, 1),
-            bobKey,
-            alice,
-            10e18,
-            quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18)
-        );
+        aliceBuysTenPerpsFromBob();
         fill(
             order(bob, callId, -10e18, 100e18, 2),
             bobKey,

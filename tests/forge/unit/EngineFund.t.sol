@@ -19,13 +19,7 @@ contract EngineFundTest is LiquidationFixture {
         fund(carol, 14_000);
         fund(keeper, 100_000);
         seedFund(50_000);
-        fill(
-            order(bob, perpId, -10e18, 3_000e18, 1),
-            bobKey,
-            alice,
-            10e18,
-            quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18)
-        );
+        aliceBuysTenPerpsFromBob();
         fill(
             order(bob, perpId, -10e18, 3_000e18, 2),
             bobKey,

@@ -19,13 +19,7 @@ contract HeartbeatTest is LiquidationFixture {
         fund(bob, 100_000);
         fund(keeper, 100_000);
         seedFund(100);
-        fill(
-            order(bob, perpId, -10e18, 3_000e18, 1),
-            bobKey,
-            alice,
-            10e18,
-            quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18)
-        );
+        aliceBuysTenPerpsFromBob();
         t0 = uint64(block.timestamp);
     }
 

@@ -16,13 +16,7 @@ contract LiquidationTest is LiquidationFixture {
         fund(bob, 100_000);
         fund(keeper, 100_000);
         seedFund(50_000);
-        fill(
-            order(bob, perpId, -10e18, 3_000e18, 1),
-            bobKey,
-            alice,
-            10e18,
-            quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18)
-        );
+        aliceBuysTenPerpsFromBob();
     }
 
     function mmAt(uint256 mark) internal pure returns (uint256) {
@@ -193,13 +187,7 @@ contract LiquidationTest is LiquidationFixture {
         fund(bob, 100_000);
         fund(keeper, 100_000);
         seedFund(100);
-        fill(
-            order(bob, perpId, -10e18, 3_000e18, 1),
-            bobKey,
-            alice,
-            10e18,
-            quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18)
-        );
+        aliceBuysTenPerpsFromBob();
     }
 
     function test_batchLiquidatesSeveralAccounts() public {

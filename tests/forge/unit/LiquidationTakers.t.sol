@@ -27,13 +27,7 @@ contract LiquidatorAttestationTest is LiquidationFixture {
         fund(carol, 10_000);
         fund(keeper, 100_000);
         seedFund(50_000);
-        fill(
-            order(bob, perpId, -10e18, 3_000e18, 1),
-            bobKey,
-            alice,
-            10e18,
-            quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18)
-        );
+        aliceBuysTenPerpsFromBob();
         // the keeper already holds one put (its book is not empty)
         fill(order(bob, putId, -1e18, 200e18, 2), bobKey, keeper, 1e18, quote(-30_200e18, 6_000e18, 200e18, 100e18));
     }
@@ -147,13 +141,7 @@ contract DustPaddingTest is LiquidationFixture {
         fund(carol, 100_000);
         fund(keeper, 100_000);
         seedFund(50_000);
-        fill(
-            order(bob, perpId, -10e18, 3_000e18, 1),
-            bobKey,
-            alice,
-            10e18,
-            quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18)
-        );
+        aliceBuysTenPerpsFromBob();
         vm.startPrank(owner);
         for (uint256 i; i < 15; ++i) {
             dustIds.push(ch.listInstrument(ETH, InstrumentKind.Call, (3_100 + 100 * i) * 1e18, expiry));
@@ -288,13 +276,7 @@ contract LoweredCapTest is LiquidationFixture {
             keeperIds.push(ch.listInstrument(ETH, InstrumentKind.Put, (2_000 + 100 * i) * 1e18, expiry));
         }
         vm.stopPrank();
-        fill(
-            order(bob, perpId, -10e18, 3_000e18, 1),
-            bobKey,
-            alice,
-            10e18,
-            quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18)
-        );
+        aliceBuysTenPerpsFromBob();
         for (uint256 i = 1; i < 8; ++i) {
             fill(
                 order(bob, ids[i], -0.1e18, 10e18, 10 + i),

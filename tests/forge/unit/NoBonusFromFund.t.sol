@@ -64,13 +64,7 @@ contract NoBonusFromFundTest is PartyFixture {
     function test_gapToBankruptcyFundPaysTheDeficitOnly() public {
         // alice's equity is exactly her IM (20% of 30,000) after the trade and its 15 fee
         setUpParty(6_015);
-        fill(
-            order(bob, perpId, -10e18, 3_000e18, 1),
-            bobKey,
-            alice,
-            10e18,
-            quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18)
-        );
+        aliceBuysTenPerpsFromBob();
         uint256 mark = 2_385e18; // −20.5%
         int256 value = int256(10 * mark);
         uint256 mm = 10 * mark * 16 / 100;
@@ -117,13 +111,7 @@ contract SlowSlideTest is PartyFixture {
     /// Guards: dust padding + slow slide: each liquidation succeeds, bonus ≤ equity, fund never pays.
     function test_paddedBookOnASlowSlide() public {
         setUpParty(10_000);
-        fill(
-            order(bob, perpId, -10e18, 3_000e18, 1),
-            bobKey,
-            alice,
-            10e18,
-            quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18)
-        );
+        aliceBuysTenPerpsFromBob();
         uint256[] memory dust = new uint256[](15);
         vm.startPrank(owner);
         for (uint256 i; i < 15; ++i) {

@@ -216,6 +216,18 @@ abstract contract ClearinghouseFixture is Test {
         ch.fillOrder(o, makerSig, amount, ma, maSigs, ta, taSigs);
     }
 
+    /// @dev The suites' common opening: Alice buys 10 perpetuals from Bob at 3,000 (Bob's order
+    /// nonce 1), both sides attested at the standard quote (values ∓30,000, IM 6,000 each).
+    function aliceBuysTenPerpsFromBob() internal {
+        fill(
+            order(bob, perpId, -10e18, 3_000e18, 1),
+            bobKey,
+            alice,
+            10e18,
+            quote(-30_000e18, 6_000e18, 30_000e18, 6_000e18)
+        );
+    }
+
     /// @dev Prepares a fill exactly as `fill` does and expects it to revert with `revertData`.
     function expectFillRevert(
         Order memory o,
