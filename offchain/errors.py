@@ -3,11 +3,11 @@
 Every one derives from DpreError. Each domain keeps its own subclass next to its code:
 RiskError (offchain/risk/errors.py), AttestationError (offchain/attest/errors.py),
 MarketDataError (offchain/oracle/market_sources.py), OracleError (offchain/oracle/core.py),
-KeeperError (offchain/keeper/errors.py), HttpError (offchain/ops/httpserver.py).
+KeeperError (offchain/keeper/errors.py), HttpError (offchain/ops/web.py).
 
 The kinds below say what a failure means to whoever asked, whatever its domain. A domain error
 a service answers with derives from one kind as well; the HTTP layer alone turns a kind into a
-status (offchain/ops/httpserver.py: status_of). The CLI prints any DpreError as one clear line,
+status (offchain/ops/web.py: status_of). The CLI prints any DpreError as one clear line,
 never a stack trace.
 """
 

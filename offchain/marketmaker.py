@@ -24,7 +24,10 @@ import os
 import signal
 import threading
 import time
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi.responses import Response
+from pydantic import AfterValidator
 
 from eth_account import Account
 from prometheus_client import CollectorRegistry, Counter
@@ -35,11 +38,21 @@ from offchain.attest.messages import Order
 from offchain.chain.deploy import Deployment
 from offchain.oracle.client import OracleClient, OracleRefused
 from offchain.keeper.unwind import PRICE_TICK
-from offchain.ops.httpserver import HttpError, JsonServer
+from offchain.ops.web import HttpError, HttpLimits, HttpService, create_app, ok
+from offchain.oracle.schemas import Account as AccountAddress
+from offchain.oracle.schemas import Size, Strict, Uint256, nonzero
 from offchain.ops.logs import event, setup
 from offchain.risk.units import WAD
 
 log = logging.getLogger("dpre.marketmaker")
+
+
+class QuoteRequest(Strict):
+    """Take `size` contracts (+ the market maker buys, − it sells) of an instrument from `taker`."""
+
+    instrument_id: Uint256
+    size: Annotated[Size, AfterValidator(nonzero)]
+    taker: AccountAddress
 
 
 def quote_price(mark: float, size: int, spread_bps: int) -> int:
@@ -146,15 +159,20 @@ def run_market_maker(args: argparse.Namespace) -> int:
     )
     registry = CollectorRegistry()
     quotes = Counter("market_maker_quotes", "Quotes signed", registry=registry)
-    server = JsonServer(args.host, args.port, registry)
-    server.route("GET", "/health", lambda b, p, q: {"status": "ok", "address": mm.account.address, "quotes": mm.quotes})
+    limits = HttpLimits.from_args(args)
+    app = create_app("DPRE reference market maker", registry, limits)
 
-    def quote(body: dict[str, Any]) -> dict[str, Any]:
-        answer = mm.quote(body)
+    @app.get("/health")
+    def health() -> Response:
+        return ok({"status": "ok", "address": mm.account.address, "quotes": mm.quotes})
+
+    @app.post("/v1/quote", summary="A signed order taking the other side of a keeper's unwind")
+    def quote(body: QuoteRequest) -> Response:
+        answer = mm.quote(body.model_dump())
         quotes.inc()
-        return answer
+        return ok(answer)
 
-    server.route("POST", "/v1/quote", lambda b, p, q: quote(b))
+    server = HttpService(app, args.host, args.port, limits)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -180,5 +198,6 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     m.add_argument("--ttl", type=int, default=30, help="seconds a quote stays fillable")
     m.add_argument("--host", default="127.0.0.1")
     m.add_argument("--port", type=int, default=8700)
+    HttpLimits.add_arguments(m)
     m.add_argument("--log-level", default="INFO")
     m.set_defaults(handler=run_market_maker)

@@ -126,8 +126,9 @@ class SystemClient:
         """A raw JSON-RPC request (node-specific methods such as anvil_setBalance or evm_mine)."""
         return self.w3.provider.make_request(RPCEndpoint(method), params)
 
-    def head(self) -> int:
-        return with_retry(lambda: int(self.w3.eth.block_number), "eth_blockNumber")
+    def head(self, attempts: int = 8) -> int:
+        """The head block's number; `attempts` as in `header`."""
+        return with_retry(lambda: int(self.w3.eth.block_number), "eth_blockNumber", attempts=attempts)
 
     def block_time(self, block: BlockIdentifier = "latest") -> int:
         return with_retry(lambda: int(self.w3.eth.get_block(block)["timestamp"]), "eth_getBlockByNumber")

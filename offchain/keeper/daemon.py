@@ -48,7 +48,7 @@ from offchain.keeper.tracker import RetryTracker
 from offchain.oracle.client import OracleClient, OracleRefused
 from offchain.keeper.unwind import MarketMakerClient, QuoteRefused, check_quote, largest_position
 from offchain.keeper.txsender import Pending, Plan, Result, SendFailed, SimulationFailed, TxSender, Unaffordable
-from offchain.ops.httpserver import HttpError, JsonServer
+from offchain.ops.web import HttpError, HttpLimits, HttpService, create_app, ok
 from offchain.ops.logs import event, setup
 from offchain.replica import Replica, open_replica, open_store
 from offchain.risk.units import WAD
@@ -1598,8 +1598,12 @@ def run_keeper(args: argparse.Namespace) -> int:
     if not 0 < config.risk_budget <= 1:
         raise UserError(f"--risk-budget: {config.risk_budget} is not in (0, 1]")
     keeper = Keeper(client, OracleClient(args.oracle), account, config, Path(args.state_dir))
-    server = JsonServer(args.host, args.port, keeper.registry)
-    server.route("GET", "/health", lambda b, p, q: keeper.health_response())
+    limits = HttpLimits.from_args(args)
+    app = create_app("DPRE keeper", keeper.registry, limits)
+    app.get("/health", summary="Loop progress, accounts below MM unhandled; 503 when stalled")(
+        lambda: ok(keeper.health_response())
+    )
+    server = HttpService(app, args.host, args.port, limits)
     server.serve_in_thread()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: keeper.stop.set())
@@ -1688,5 +1692,6 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     k.add_argument("--webhook", action="append", help="URL to POST margin-call warnings to (repeatable)")
     k.add_argument("--host", default="127.0.0.1")
     k.add_argument("--port", type=int, default=9200)
+    HttpLimits.add_arguments(k)
     k.add_argument("--log-level", default="INFO")
     k.set_defaults(handler=run_keeper)

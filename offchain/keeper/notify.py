@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
-import urllib.request
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from offchain.ops.logs import event
 
@@ -42,11 +43,8 @@ class MarginCallNotifier:
                 f.write(json.dumps(message) + "\n")
         for url in self.webhooks:
             try:
-                req = urllib.request.Request(
-                    url, data=json.dumps(message).encode(), headers={"Content-Type": "application/json"}
-                )
-                urllib.request.urlopen(req, timeout=2).close()
-            except OSError as err:
-                event(log, "webhook failed", logging.WARNING, url=url, error=str(err))
+                httpx.post(url, json=message, timeout=2).raise_for_status()
+            except httpx.HTTPError as err:
+                event(log, "webhook failed", logging.WARNING, url=url, error=f"{type(err).__name__}: {err}")
         event(log, "margin call", account=row["account"], ratio=round(row["ratio"], 4))
         return True

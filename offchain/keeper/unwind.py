@@ -10,12 +10,10 @@ portfolio, which its next liquidation attests.
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from eth_utils import to_checksum_address
 
 from offchain.attest.messages import Order
@@ -53,21 +51,21 @@ class MarketMakerClient:
 
     def quote(self, instrument_id: int, size: int, taker: str) -> Quote:
         """A signed order by which the market maker takes `size` (+ it buys) from `taker`."""
-        body = json.dumps({"instrument_id": instrument_id, "size": str(size), "taker": taker}).encode()
-        req = urllib.request.Request(
-            self.url + "/v1/quote", data=body, method="POST", headers={"Content-Type": "application/json"}
-        )
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                data = json.loads(r.read())
-        except urllib.error.HTTPError as err:
-            try:
-                detail = json.loads(err.read() or b"{}").get("error", "")
-            except ValueError:
-                detail = ""
-            raise QuoteRefused(f"market maker answered {err.code}: {detail}") from None
-        except (urllib.error.URLError, OSError, ValueError) as err:
-            raise QuoteRefused(f"market maker unreachable: {getattr(err, 'reason', err)}") from None
+            r = httpx.post(
+                self.url + "/v1/quote",
+                json={"instrument_id": instrument_id, "size": str(size), "taker": taker},
+                timeout=self.timeout,
+            )
+        except httpx.TransportError as err:
+            raise QuoteRefused(f"market maker unreachable: {type(err).__name__}") from None
+        try:
+            data = r.json()
+        except ValueError:
+            raise QuoteRefused(f"market maker answered {r.status_code} with no JSON") from None
+        if r.status_code != 200:
+            detail = data.get("error", "") if isinstance(data, dict) else ""
+            raise QuoteRefused(f"market maker answered {r.status_code}: {detail}")
         try:
             o = data["order"]
             order = Order(

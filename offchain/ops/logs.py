@@ -35,7 +35,7 @@ def setup(service: str, level: str = "INFO") -> logging.Logger:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("urllib3", "web3", "ape", "asyncio"):
+    for noisy in ("urllib3", "web3", "ape", "asyncio", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return logging.getLogger(service)
 

@@ -1,13 +1,12 @@
-"""The client of the oracle's HTTP API (the gateway, or one signer): JSON in and out, and an
-answer with an error status raised as OracleRefused with that status. The keeper, the market maker
-and the trading desk all reach the oracle through it."""
+"""The client of the oracle's HTTP API (the gateway, or one signer): JSON in and out over
+keep-alive connections, and an answer with an error status raised as OracleRefused with that
+status. The keeper, the market maker and the trading desk all reach the oracle through it."""
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from typing import Any
+
+import httpx
 
 from offchain.errors import DpreError
 
@@ -15,21 +14,24 @@ from offchain.errors import DpreError
 class OracleClient:
     def __init__(self, base: str, timeout: float = 15.0) -> None:
         self.base, self.timeout = base.rstrip("/"), timeout
+        self.http = httpx.Client(timeout=timeout, limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(
-            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
+        """Raises OracleRefused on an error status, OSError when the oracle is unreachable."""
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                return json.loads(r.read())
-        except urllib.error.HTTPError as err:
+            r = self.http.request(method, self.base + path, json=body)
+        except httpx.TransportError as err:
+            raise ConnectionError(f"oracle unreachable at {self.base}: {type(err).__name__}") from None
+        if r.status_code >= 400:
             try:
-                detail = json.loads(err.read() or b"{}").get("error", "")
+                detail = r.json().get("error", "")
             except ValueError:
-                detail = f"HTTP {err.code}"
-            raise OracleRefused(err.code, detail) from None
+                detail = f"HTTP {r.status_code}"
+            raise OracleRefused(r.status_code, detail)
+        data = r.json()
+        if not isinstance(data, dict):
+            raise OracleRefused(502, "the oracle answered with something other than a JSON object")
+        return data
 
     def get(self, path: str) -> dict[str, Any]:
         return self._call("GET", path)

@@ -17,6 +17,7 @@ lock and compute outside it, so they never delay the others. ADL plans are compu
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -29,11 +30,13 @@ from typing import Any, TypeVar
 from eth_utils import is_address, to_checksum_address
 
 from offchain.attest.builder import margin_numbers, margin_numbers_batch
+from offchain.attest.commitment import BookCommitment
 from offchain.attest.eip712 import Domain
+from offchain.attest.errors import AttestationError
 from offchain.attest.liquidation import (
     MAX_POSITIONS,
-    fund_fits,
     NotLiquidatable,
+    fund_fits,
     liquidator_check,
     mul_wad_down,
     mul_wad_floor,
@@ -42,8 +45,6 @@ from offchain.attest.liquidation import (
     terms,
     transfer_slice,
 )
-from offchain.attest.commitment import BookCommitment
-from offchain.attest.errors import AttestationError
 from offchain.attest.merkle import MerkleTree, adl_leaf
 from offchain.attest.messages import (
     AdlAttestation,
@@ -57,7 +58,8 @@ from offchain.attest.messages import (
 )
 from offchain.attest.signer import LocalSigner
 from offchain.attest.state_hash import ZERO_HASH, next_state_hash, underlying_to_bytes32
-from offchain.chain.contracts import SystemClient
+from offchain.chain.contracts import BlockRef, SystemClient
+from offchain.oracle.schemas import DECIMAL
 from offchain.chain.deploy import OnchainRiskConfig, read_risk_config
 from offchain.errors import Conflict, DpreError, InvalidInput, NotFound, Unavailable
 from offchain.ops.logs import event
@@ -226,32 +228,45 @@ class Oracle:
         self._view: tuple[int, ChainState] | None = None  # (state version, immutable copy)
         self._last_save = time.monotonic()
         self.save_failures = 0
+        self.head_seen = 0  # the node's head at the last sync (for the lag metric)
+        self.authorized = True  # whether the on-chain signer set holds this signer (kept by its process)
+        self._head: tuple[BlockRef, float] | None = None  # the last head read, and when it started
         self.adl_plans = Memo(256)
         self._risk_rows = Memo(8)
+        self._answers = Memo(1024)  # margin, trade and liquidation answers per (request, state)
         self._books = Memo(4)  # whole-book commitments per (state, market, params, block time)
         self.commitments: OrderedDict[bytes, BookCommitment] = OrderedDict()  # own, by root, newest last
         # co-signed books apart: nobody's co-sign requests can push this signer's own books out
         self.cosigned: OrderedDict[bytes, BookCommitment] = OrderedDict()
-        self._signatures: OrderedDict[Any, bytes] = OrderedDict()
-        self._sig_lock = threading.Lock()
+        self._signatures: Memo = Memo(4096)
+        self._books_lock = threading.Lock()  # guards self.commitments and self.cosigned
 
     # ------------------------------------------------------------------ chain
 
-    def sync(self, min_block: int | None = None) -> int:
+    def sync(self, min_block: int | None = None, asked_at: float | None = None) -> int:
         """Replays events up to `min_block` (or the head), never past the head less the
-        confirmation depth; undoes first what a reorganisation replaced."""
+        confirmation depth; undoes first what a reorganisation replaced.
+
+        `asked_at` (time.monotonic() when the request arrived): a head read that started after
+        it is as fresh as one of its own, so requests queued behind one another share a read."""
         if min_block is not None and (not isinstance(min_block, int) or isinstance(min_block, bool) or min_block < 0):
             raise OracleBadRequest(f"min_block: {min_block!r} is not a block number")
         with self.lock:
-            try:
-                # a request fails fast (503) when the node is unreachable, never holding the lock long
-                head = self.client.header("latest", attempts=3)
-            except Exception as err:
-                raise OracleUnavailable(
-                    f"the chain node is unreachable ({type(err).__name__})", lasting=False
-                ) from None
-            if head is None:
-                raise OracleUnavailable("the node returned no head block", lasting=False)
+            if asked_at is not None and self._head is not None and self._head[1] >= asked_at:
+                head = self._head[0]
+            else:
+                started = time.monotonic()
+                try:
+                    # a request fails fast (503) when the node is unreachable, never holding the lock long
+                    read = self.client.header("latest", attempts=3)
+                except Exception as err:
+                    raise OracleUnavailable(
+                        f"the chain node is unreachable ({type(err).__name__})", lasting=False
+                    ) from None
+                if read is None:
+                    raise OracleUnavailable("the node returned no head block", lasting=False)
+                head, self._head = read, (read, started)
+            self.head_seen = head.number
             final = head.number - self.confirmations
             target = final if min_block is None else min(max(min_block, self.state.block), final)
             self.state.catch_up(self.client, max(target, self.state.origin or 0), head=head)
@@ -434,17 +449,7 @@ class Oracle:
 
     def _sign(self, item: Any) -> bytes:
         """Signatures are cached per item: a flood of identical requests costs one signature."""
-        with self._sig_lock:
-            sig = self._signatures.get(item)
-            if sig is not None:
-                self._signatures.move_to_end(item)
-                return sig
-        sig = self.signer.sign(self.domain, item)
-        with self._sig_lock:
-            self._signatures[item] = sig
-            while len(self._signatures) > 4096:
-                self._signatures.popitem(last=False)
-        return sig
+        return self._signatures.get(item, lambda: self.signer.sign(self.domain, item))
 
     def _response(
         self, ctx: Context | int, items: dict[str, Any], extra: dict[str, Any] | None = None
@@ -464,16 +469,37 @@ class Oracle:
 
     # ------------------------------------------------------------------ attestations
 
+    def _answer_key(self, name: str, body: dict[str, Any]) -> tuple[Any, ...]:
+        """What an answer depends on: the request and the replica at its block (the market
+        snapshot, the parameters in force and the deadline follow from the block). Answers are
+        cached under it, so a flood of the same requests between two blocks costs one
+        computation. The caller holds the lock and has synced."""
+        state = self.state
+        request = json.dumps({k: v for k, v in body.items() if k != "min_block"}, sort_keys=True, default=str)
+        block_hash = state.hashes.get(state.block)
+        return (name, request, state.version, state.block, block_hash, state.reorgs, len(state.diverged))
+
+    def _light_context(self, accounts: list[str]) -> Context:
+        """The context of an answer about `accounts` only, copied (O(instruments)) so that it is
+        computed outside the lock. The caller holds the lock and has synced."""
+        block, block_time, snapshot = self._block_snapshot()
+        view = self.state.snapshot(accounts)
+        return Context(view, snapshot, self._params_in_force(block_time), block, block_time)
+
     def attest_margin(self, body: dict[str, Any]) -> dict[str, Any]:
         account = self.address(body.get("account"), "account")
+        asked_at = time.monotonic()
         with self.lock:
-            self.sync(body.get("min_block"))
-            self._known(self.state, account)
-            ctx = self._context()
-            acct = self.state.accounts[account]
-            return self._response(
-                ctx, {"margin": self._attestation(ctx, account, acct.state_hash, dict(acct.positions))}
-            )
+            self.sync(body.get("min_block"), asked_at)
+            key = self._answer_key("margin", body)
+            ctx = self._light_context([account])
+        # priced and signed outside the lock, once per (request, state)
+        return self._answers.get(key, lambda: self._margin_answer(ctx, account))
+
+    def _margin_answer(self, ctx: Context, account: str) -> dict[str, Any]:
+        self._known(ctx.state, account)
+        acct = ctx.state.accounts[account]
+        return self._response(ctx, {"margin": self._attestation(ctx, account, acct.state_hash, dict(acct.positions))})
 
     def attest_trade(self, body: dict[str, Any]) -> dict[str, Any]:
         raw = body.get("order")
@@ -492,39 +518,50 @@ class Oracle:
         except (KeyError, TypeError, ValueError) as err:
             raise OracleBadRequest(f"order: missing or non-integer field ({err})") from None
         taker = self.address(body.get("taker"), "taker")
+        asked_at = time.monotonic()
         with self.lock:
-            self.sync(body.get("min_block"))
-            inst = self.state.instruments.get(order.instrument_id)
-            if inst is None:
-                raise OracleBadRequest(f"order.instrument_id: no instrument {order.instrument_id} is listed")
-            if order.size == 0 or fill <= 0 or fill > abs(order.size):
-                raise OracleBadRequest(f"fill_amount: must be in (0, |order.size|] = (0, {abs(order.size)}]")
-            if order.maker == taker:
-                raise OracleBadRequest("taker: a maker cannot fill its own order")
-            ctx = self._context()
-            if inst.is_option and inst.expiry <= ctx.block_time:
-                raise OracleConflict(f"{inst.name} has expired: it can no longer be traded")
+            self.sync(body.get("min_block"), asked_at)
+            # the nonce and price enter neither the attestations nor any refusal: orders that
+            # differ only there share one answer
+            same = {k: v for k, v in raw.items() if k not in ("nonce", "price")}
+            key = self._answer_key("trade", {**body, "order": same})
+            ctx = self._light_context([order.maker, taker])
             cap = self._risk_config().max_positions
-            delta = fill if order.size > 0 else -fill
-            items = {}
-            for role, account, d in (("maker", order.maker, delta), ("taker", taker, -delta)):
-                acct = self.state.accounts.get(account)
-                positions = dict(acct.positions) if acct else {}
-                old_size = positions.get(order.instrument_id, 0)
-                new_size = old_size + d
-                if new_size:
-                    positions[order.instrument_id] = new_size
-                else:
-                    positions.pop(order.instrument_id, None)
-                # the cap binds a trade that opens a new leg only (receipts may hold more)
-                if old_size == 0 and len(positions) > cap:
-                    raise OracleConflict(
-                        f"{role} would hold {len(positions)} open positions; a trade may not open "
-                        f"a new one beyond the cap of {cap}"
-                    )
-                state = next_state_hash(acct.state_hash if acct else ZERO_HASH, order.instrument_id, new_size)
-                items[role] = self._attestation(ctx, account, state, positions)
-            return self._response(ctx, items)
+        # priced and signed outside the lock, once per (request, state)
+        return self._answers.get(key, lambda: self._trade_answer(ctx, cap, order, fill, taker))
+
+    def _trade_answer(self, ctx: Context, cap: int, order: Order, fill: int, taker: str) -> dict[str, Any]:
+        inst = ctx.state.instruments.get(order.instrument_id)
+        if inst is None:
+            raise OracleBadRequest(f"order.instrument_id: no instrument {order.instrument_id} is listed")
+        if order.size == 0 or fill <= 0 or fill > abs(order.size):
+            raise OracleBadRequest(f"fill_amount: must be in (0, |order.size|] = (0, {abs(order.size)}]")
+        if order.maker == taker:
+            raise OracleBadRequest("taker: a maker cannot fill its own order")
+        if order.deadline <= ctx.block_time:
+            raise OracleBadRequest(f"order.deadline: {order.deadline} has passed (chain time {ctx.block_time})")
+        if inst.is_option and inst.expiry <= ctx.block_time:
+            raise OracleConflict(f"{inst.name} has expired: it can no longer be traded")
+        delta = fill if order.size > 0 else -fill
+        items = {}
+        for role, account, d in (("maker", order.maker, delta), ("taker", taker, -delta)):
+            acct = ctx.state.accounts.get(account)
+            positions = dict(acct.positions) if acct else {}
+            old_size = positions.get(order.instrument_id, 0)
+            new_size = old_size + d
+            if new_size:
+                positions[order.instrument_id] = new_size
+            else:
+                positions.pop(order.instrument_id, None)
+            # the cap binds a trade that opens a new leg only (receipts may hold more)
+            if old_size == 0 and len(positions) > cap:
+                raise OracleConflict(
+                    f"{role} would hold {len(positions)} open positions; a trade may not open "
+                    f"a new one beyond the cap of {cap}"
+                )
+            state = next_state_hash(acct.state_hash if acct else ZERO_HASH, order.instrument_id, new_size)
+            items[role] = self._attestation(ctx, account, state, positions)
+        return self._response(ctx, items)
 
     def attest_liquidation(self, body: dict[str, Any]) -> dict[str, Any]:
         """Attestations of the accounts to liquidate and of the liquidator's CURRENT portfolio.
@@ -543,83 +580,89 @@ class Oracle:
         liquidator = self.address(body.get("liquidator"), "liquidator")
         if liquidator in targets:
             raise OracleBadRequest("liquidator: cannot liquidate itself")
+        asked_at = time.monotonic()
         with self.lock:
-            self.sync(body.get("min_block"))
-            cfg = self.state.liquidation_config
-            if cfg is None:
-                raise OracleUnavailable("risk configuration not seen yet")
-            ctx = self._context()
-            keeper_acct = self.state.accounts.get(liquidator)
-            keeper_positions = dict(keeper_acct.positions) if keeper_acct else {}
-            keeper_hash = keeper_acct.state_hash if keeper_acct else ZERO_HASH
-            keeper_att = self._attestation(ctx, liquidator, keeper_hash, keeper_positions)
-            keeper_equity = (keeper_acct.cash if keeper_acct else 0) + keeper_att.value
-            items: dict[str, Any] = {}
-            extra: dict[str, Any] = {"fractions": {}}
-            fund = self.state.fund_balance
-            health = self.state.fund_health()
-            decimals = self.client.deployment.collateral_decimals
-            received = dict(keeper_positions)
-            executed: list[tuple[int, int]] = []
-            # every target priced in one pass (one repricing of the instruments, not one per account)
-            batch = (
-                self._numbers_batch(
-                    ctx, {a: dict(self.state.accounts[a].positions) for a in targets if a in self.state.accounts}
-                )
-                if len(targets) > 1
-                else {}
+            self.sync(body.get("min_block"), asked_at)
+            # a liquidation's checks read the fund and the whole batch as the contract will: under the lock
+            key = self._answer_key("liquidation", body)
+            return self._answers.get(key, lambda: self._liquidation_answer(targets, liquidator))
+
+    def _liquidation_answer(self, targets: list[str], liquidator: str) -> dict[str, Any]:
+        cfg = self.state.liquidation_config
+        if cfg is None:
+            raise OracleUnavailable("risk configuration not seen yet")
+        ctx = self._context()
+        keeper_acct = self.state.accounts.get(liquidator)
+        keeper_positions = dict(keeper_acct.positions) if keeper_acct else {}
+        keeper_hash = keeper_acct.state_hash if keeper_acct else ZERO_HASH
+        keeper_att = self._attestation(ctx, liquidator, keeper_hash, keeper_positions)
+        keeper_equity = (keeper_acct.cash if keeper_acct else 0) + keeper_att.value
+        items: dict[str, Any] = {}
+        extra: dict[str, Any] = {"fractions": {}}
+        fund = self.state.fund_balance
+        health = self.state.fund_health()
+        decimals = self.client.deployment.collateral_decimals
+        received = dict(keeper_positions)
+        executed: list[tuple[int, int]] = []
+        # every target priced in one pass (one repricing of the instruments, not one per account)
+        batch = (
+            self._numbers_batch(
+                ctx, {a: dict(self.state.accounts[a].positions) for a in targets if a in self.state.accounts}
             )
-            for account in targets:
-                self._known(self.state, account)
-                acct = self.state.accounts[account]
-                self._refuse_expired_legs(ctx, account, acct.positions)
-                att = self._attestation(ctx, account, acct.state_hash, dict(acct.positions), batch.get(account))
-                equity = acct.cash + att.value
-                try:
-                    f, bonus, fee = terms(equity, att.maintenance_margin, cfg, health)
-                except NotLiquidatable:
-                    raise OracleConflict(
-                        f"{account} is not liquidatable: equity {equity / WAD:.2f} ≥ MM "
-                        f"{att.maintenance_margin / WAD:.2f}"
-                    ) from None
-                # the fund as the contract will see it at this item: after the batch's earlier ones
-                (fits,), left = fund_fits([(equity, att.maintenance_margin)], fund, cfg, health, decimals)
-                if not fits:
-                    raise OracleConflict(
-                        f"{account} is bankrupt beyond the insurance fund (deficit {-equity / WAD:.2f} > "
-                        f"fund {fund / WAD:.2f} left for it): flag it and deleverage it instead"
-                    )
-                fund = left
-                _, received, _, _ = transfer_slice(acct.order, acct.positions, received, f)
-                executed.append((bonus, slice_im(att.initial_margin, f)))
-                items[account] = att
-                extra["fractions"][account] = {
-                    "fraction": str(f),
-                    "bonus": str(bonus),
-                    "fee": str(fee),
-                    "equity": str(equity),
-                }
-            if len(received) > MAX_POSITIONS:
+            if len(targets) > 1
+            else {}
+        )
+        for account in targets:
+            self._known(self.state, account)
+            acct = self.state.accounts[account]
+            self._refuse_expired_legs(ctx, account, acct.positions)
+            att = self._attestation(ctx, account, acct.state_hash, dict(acct.positions), batch.get(account))
+            equity = acct.cash + att.value
+            try:
+                f, bonus, fee = terms(equity, att.maintenance_margin, cfg, health)
+            except NotLiquidatable:
                 raise OracleConflict(
-                    f"the liquidator would hold {len(received)} open positions after these "
-                    f"liquidations; an account holds at most {MAX_POSITIONS}: liquidate fewer at once"
-                )
-            equity_after, bound = liquidator_check(keeper_equity, keeper_att.initial_margin, executed)
-            if equity_after < bound:
+                    f"{account} is not liquidatable: equity {equity / WAD:.2f} ≥ MM "
+                    f"{att.maintenance_margin / WAD:.2f}"
+                ) from None
+            # the fund as the contract will see it at this item: after the batch's earlier ones
+            (fits,), left = fund_fits([(equity, att.maintenance_margin)], fund, cfg, health, decimals)
+            if not fits:
                 raise OracleConflict(
-                    f"the liquidator would fail the contract's margin check: equity after "
-                    f"{equity_after / WAD:.2f} (equity {keeper_equity / WAD:.2f} + bonuses) < requirement "
-                    f"bound {bound / WAD:.2f} (its IM {keeper_att.initial_margin / WAD:.2f} + the slices' "
-                    f"IM); deposit more collateral or liquidate less at once"
+                    f"{account} is bankrupt beyond the insurance fund (deficit {-equity / WAD:.2f} > "
+                    f"fund {fund / WAD:.2f} left for it): flag it and deleverage it instead"
                 )
-            items["liquidator"] = keeper_att
-            extra["liquidator"] = {
-                "equity": str(keeper_equity),
-                "equity_after": str(equity_after),
-                "requirement_bound": str(bound),
-                "open_positions_after": len(received),
+            fund = left
+            _, received, _, _ = transfer_slice(acct.order, acct.positions, received, f)
+            executed.append((bonus, slice_im(att.initial_margin, f)))
+            items[account] = att
+            extra["fractions"][account] = {
+                "fraction": str(f),
+                "bonus": str(bonus),
+                "fee": str(fee),
+                "equity": str(equity),
             }
-            return self._response(ctx, items, extra)
+        if len(received) > MAX_POSITIONS:
+            raise OracleConflict(
+                f"the liquidator would hold {len(received)} open positions after these "
+                f"liquidations; an account holds at most {MAX_POSITIONS}: liquidate fewer at once"
+            )
+        equity_after, bound = liquidator_check(keeper_equity, keeper_att.initial_margin, executed)
+        if equity_after < bound:
+            raise OracleConflict(
+                f"the liquidator would fail the contract's margin check: equity after "
+                f"{equity_after / WAD:.2f} (equity {keeper_equity / WAD:.2f} + bonuses) < requirement "
+                f"bound {bound / WAD:.2f} (its IM {keeper_att.initial_margin / WAD:.2f} + the slices' "
+                f"IM); deposit more collateral or liquidate less at once"
+            )
+        items["liquidator"] = keeper_att
+        extra["liquidator"] = {
+            "equity": str(keeper_equity),
+            "equity_after": str(equity_after),
+            "requirement_bound": str(bound),
+            "open_positions_after": len(received),
+        }
+        return self._response(ctx, items, extra)
 
     # ------------------------------------------------------------------ ADL
 
@@ -858,6 +901,9 @@ class Oracle:
             raise OracleBadRequest(f"underlying: {err}") from None
         with self.lock:
             self.sync(body.get("min_block"))
+            listed = {i.expiry for i in self.state.instruments.values() if i.is_option and i.underlying == underlying}
+            if expiry not in listed:
+                raise OracleBadRequest(f"expiry: {expiry} is no listed expiry of an {underlying} option")
             block, block_time, _ = self._block_snapshot()
             if block_time < expiry:
                 raise OracleConflict(f"expiry {expiry} has not passed (chain time {block_time})")
@@ -930,7 +976,7 @@ class Oracle:
         self, ctx: Context, book: BookCommitment, left_out: list[str], cosigned: bool = False
     ) -> dict[str, Any]:
         kept, size = (self.cosigned, 16) if cosigned else (self.commitments, 16)
-        with self._sig_lock:
+        with self._books_lock:
             kept[book.root] = book
             kept.move_to_end(book.root)
             while len(kept) > size:
@@ -992,7 +1038,7 @@ class Oracle:
             raw = b""
         if len(raw) != 32:
             raise OracleBadRequest(f"root: {root!r} is not 32 bytes of hex")
-        with self._sig_lock:
+        with self._books_lock:
             book = self.commitments.get(raw) or self.cosigned.get(raw)
         if book is None:
             raise OracleNotFound(f"commitment {root} is not among this signer's recent ones")
@@ -1014,7 +1060,7 @@ class Oracle:
             if (
                 not isinstance(entry, list)
                 or len(entry) != 3
-                or not all(isinstance(x, str) and x.lstrip("-").isdigit() and len(x) <= 80 for x in entry)
+                or not all(isinstance(x, str) and DECIMAL.fullmatch(x) for x in entry)
             ):
                 raise OracleBadRequest(f"numbers.{account}: three integers as decimal strings (value, IM, MM)")
             value, im, mm = (int(x) for x in entry)
@@ -1109,13 +1155,30 @@ class Oracle:
                 },
             }
 
+    def is_signer(self, address: str) -> bool:
+        """Whether the clearinghouse's signer set holds `address` now (asked of the chain; a
+        node that cannot answer means no)."""
+        try:
+            return bool(self.client.ch.functions.isSigner(address).call())
+        except Exception:
+            return False
+
+    def lag(self) -> int:
+        """Blocks the replica stands behind the head (less the confirmation depth) at the last sync."""
+        return max(0, self.head_seen - self.confirmations - self.state.block)
+
     def health(self) -> dict[str, Any]:
-        head = self.client.head()
+        try:  # a probe answers at once: an unreachable node is a 503, not a hung health check
+            head = self.client.head(attempts=2)
+        except Exception as err:
+            raise OracleUnavailable(f"the chain node is unreachable ({type(err).__name__})", lasting=False) from None
+        self.head_seen = head
         snapshot = self._snapshot
         state = self.state
         return {
-            "status": "degraded" if state.diverged else "ok",
+            "status": "unauthorized" if not self.authorized else "degraded" if state.diverged else "ok",
             "signer": self.signer.address,
+            "authorized": self.authorized,
             "block": state.block,
             "head": head,
             "lag_blocks": max(0, head - self.confirmations - state.block),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import threading
 import time
@@ -17,7 +18,8 @@ from offchain.errors import UserError
 from offchain.ops.logs import event, setup
 from offchain.oracle.core import Oracle
 from offchain.oracle.market_sources import FeedConfig, FeedMarketSource, MarketSource, ScenarioMarketSource
-from offchain.oracle.server import Gateway, gateway_server, signer_server
+from offchain.oracle.server import Gateway, gateway_app, signer_app
+from offchain.ops.web import HttpLimits, HttpService
 from offchain.risk.io import parse_params
 from offchain.risk.params import MarginParams
 from offchain.market_path import load_scenario
@@ -58,6 +60,27 @@ def _until_signal(stop: threading.Event) -> None:
         time.sleep(0.2)
 
 
+def _authorized(client: SystemClient, address: str) -> bool | None:
+    """Whether the clearinghouse counts this signer's signatures now (None: cannot tell)."""
+    try:
+        return bool(client.ch.functions.isSigner(address).call())
+    except Exception:
+        return None
+
+
+def _follow(oracle: Oracle, client: SystemClient, stop: threading.Event, every: float = 2.0) -> None:
+    """Keeps the replica (and the lag metric) following the chain between requests, and whether
+    the signer set still holds this signer."""
+    while not stop.wait(every):
+        try:
+            oracle.sync()
+        except Exception:  # an outage: requests answer 503 meanwhile, /health says why
+            continue
+        known = _authorized(client, oracle.signer.address)
+        if known is not None:
+            oracle.authorized = known
+
+
 def run_signer(args: argparse.Namespace) -> int:
     log = setup(f"oracle-signer-{args.port}", args.log_level)
     deployment = Deployment.load(args.deployment)
@@ -75,18 +98,29 @@ def run_signer(args: argparse.Namespace) -> int:
         confirmations=args.confirmations,
     )
     block = oracle.sync()
-    server = signer_server(oracle, args.host, args.port, rate=args.rate)
+    oracle.authorized = _authorized(client, signer.address) is not False
+    if not oracle.authorized:
+        event(
+            log,
+            "this signer's key is not in the on-chain signer set: its signatures count for nothing; "
+            "/health answers 503 until governance adds it",
+            logging.ERROR,
+            address=signer.address,
+        )
+    limits = HttpLimits.from_args(args)
+    server = HttpService(signer_app(oracle, limits), args.host, args.port, limits)
     server.serve_in_thread()
+    stop = threading.Event()
+    threading.Thread(target=_follow, args=(oracle, client, stop), name="follow", daemon=True).start()
     event(
         log,
         "signer up",
         address=signer.address,
         port=server.port,
         block=block,
-        authorized=signer.address in deployment.signers,
+        authorized=oracle.authorized,
         params=oracle.params_status(),
     )
-    stop = threading.Event()
     _until_signal(stop)
     server.shutdown()
     oracle.save()
@@ -100,7 +134,8 @@ def run_gateway(args: argparse.Namespace) -> int:
     urls = [u.strip().rstrip("/") for u in args.signers.split(",") if u.strip()]
     threshold = args.threshold or deployment.threshold
     gateway = Gateway(urls, threshold, Domain(deployment.chain_id, deployment.clearinghouse), deployment.signers)
-    server = gateway_server(gateway, args.host, args.port, rate=args.rate)
+    limits = HttpLimits.from_args(args)
+    server = HttpService(gateway_app(gateway, limits), args.host, args.port, limits)
     server.serve_in_thread()
     event(log, "gateway up", port=server.port, signers=len(urls), threshold=threshold)
     stop = threading.Event()
@@ -141,7 +176,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=9101)
-    s.add_argument("--rate", type=float, default=200.0, help="requests per second per client")
+    HttpLimits.add_arguments(s)
     s.add_argument("--log-level", default="INFO")
     s.set_defaults(handler=run_signer)
     g = oracle.add_parser("gateway", help="combines m-of-n signers behind one API")
@@ -150,6 +185,6 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     g.add_argument("--threshold", type=int, default=0, help="default: the deployment's threshold")
     g.add_argument("--host", default="127.0.0.1")
     g.add_argument("--port", type=int, default=9100)
-    g.add_argument("--rate", type=float, default=200.0)
+    HttpLimits.add_arguments(g)
     g.add_argument("--log-level", default="INFO")
     g.set_defaults(handler=run_gateway)

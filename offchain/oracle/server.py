@@ -1,218 +1,99 @@
 """HTTP APIs: a signer (one Oracle, one key) and the gateway that combines m-of-n signers.
 
-Both serve /health, /metrics (Prometheus) and /openapi.json. Traders fetch withdrawal and trade
-attestations; keepers fetch liquidation, ADL and settlement attestations and the at-risk list.
+Both are FastAPI applications on the common HTTP layer (offchain/ops/web.py: limits, errors,
+metrics, logs) and describe themselves at /openapi.json and /docs. Request bodies are the strict
+models of offchain/oracle/schemas.py. Traders fetch withdrawal and trade attestations; keepers
+fetch liquidation, ADL and settlement attestations and the at-risk list.
 """
 
-from __future__ import annotations
-
-import json
+import inspect
 import logging
+import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Annotated, Any
 
+import httpx
 from eth_utils import to_checksum_address
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from fastapi import FastAPI, Query
+from fastapi import Path as PathParam
+from fastapi.responses import Response
+from prometheus_client import CollectorRegistry, Gauge
+from pydantic import BaseModel, ValidationError
 
 from offchain.attest.eip712 import Domain, signer_of
 from offchain.attest.messages import from_wire, to_wire
-from offchain.errors import DpreError
-from offchain.ops.httpserver import HttpError, JsonServer, status_of
 from offchain.ops.logs import event
-from offchain.oracle.core import Oracle, SignedItem
+from offchain.ops.web import HttpError, HttpLimits, create_app, ok, validation_message
+from offchain.oracle.core import Memo, Oracle, SignedItem
 from offchain.oracle.cosign import Content, changed_fields, content_key, content_of, differences, proposal_order
+from offchain.oracle.schemas import ATTEST_MODELS, Account, AccountList, CosignRequest, MaxRatio, Root
 
 log = logging.getLogger("oracle.http")
 
-ATTEST_ENDPOINTS = ("margin", "trade", "liquidation", "adl", "settlement", "heartbeat", "commitment")
+ATTEST_ENDPOINTS = tuple(ATTEST_MODELS)
+
+API_DESCRIPTION = (
+    "Amounts are integers in WAD (18 decimals), as JSON integers or decimal strings; sizes are signed "
+    "WAD contracts; times are unix seconds; addresses 0x-hex (EIP-55 checksummed when mixed-case). "
+    "Field names are snake_case in requests, the contracts' camelCase inside signed messages. Every "
+    "error is {error, request_id}: 4xx a client mistake naming the field, 503 retry later (Retry-After)."
+)
 
 
-def openapi(title: str, signer: bool = False) -> dict[str, Any]:
-    """The API description (OpenAPI 3.1). Bodies are JSON; big integers are decimal strings."""
-    attest = {
-        "margin": ("Attestation of an account's current portfolio (for withdrawals)", {"account": "address"}),
-        "trade": (
-            "Post-trade attestations of both sides of a fill",
-            {"order": "{maker, instrument_id, size, price, nonce, deadline}", "fill_amount": "WAD", "taker": "address"},
-        ),
-        "liquidation": (
-            "Attestations of accounts to liquidate and of the liquidator after taking the slices",
-            {"accounts": "[address]", "liquidator": "address"},
-        ),
-        "adl": (
-            "ADL plan of a bankrupt account: marks, ranked queues (Merkle roots) and fills",
-            {"account": "address"},
-        ),
-        "settlement": (
-            "Settlement price of an underlying at a passed expiry",
-            {"underlying": "ETH", "expiry": "unix seconds"},
-        ),
-        "heartbeat": ("The signer's newest market snapshot time, for postSnapshot", {"min_block": "block (optional)"}),
-        "commitment": (
-            "One commitment (a StandardMerkleTree root) to every account's margin at the snapshot, "
-            "for SnapshotCommitments.postCommitment; extra.left_out lists accounts not committed",
-            {"min_block": "block (optional)"},
-        ),
-    }
-    paths: dict[str, Any] = {
-        "/health": {
-            "get": {
-                "summary": "Liveness, synced block, lag and market status",
-                "responses": {"200": {"description": "ok"}},
-            }
-        },
-        "/metrics": {
-            "get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition"}}}
-        },
-        "/v1/accounts/{address}": {
-            "get": {
-                "summary": "Portfolio, equity and margin of an account",
-                "parameters": [{"name": "address", "in": "path", "required": True}],
-                "responses": {
-                    "200": {"description": "ok"},
-                    "400": {"description": "malformed address"},
-                    "404": {"description": "unknown account"},
-                },
-            }
-        },
-        "/v1/marks": {
-            "get": {
-                "summary": "Mark of one contract of every listed instrument at the oracle's snapshot",
-                "responses": {"200": {"description": "{block, snapshot_time, marks: {instrument id: mark}}"}},
-            }
-        },
-        "/v1/replica": {
-            "get": {
-                "summary": "The signer's replica: block, block hash, digest; with detail=1 every "
-                "account's cash, state hash and positions (exact integers)",
-                "parameters": [{"name": "detail", "in": "query", "required": False}],
-                "responses": {"200": {"description": "ok"}},
-            }
-        },
-        "/v1/commitments/{root}/proofs/{account}": {
-            "get": {
-                "summary": "An account's committed MarginAttestation and its Merkle proof (siblings from the leaf up)",
-                "parameters": [
-                    {"name": "root", "in": "path", "required": True},
-                    {"name": "account", "in": "path", "required": True},
-                ],
-                "responses": {
-                    "200": {"description": "{root, block, attestation, proof}"},
-                    "404": {"description": "not a recent commitment of the signers, or no such account in it"},
-                },
-            }
-        },
-        "/v1/commitments/{root}/proofs": {
-            "get": {
-                "summary": "Committed attestations and proofs of several accounts (accounts=comma-separated, at most 200)",
-                "parameters": [
-                    {"name": "root", "in": "path", "required": True},
-                    {"name": "accounts", "in": "query", "required": True},
-                ],
-                "responses": {
-                    "200": {"description": "{root, block, proofs: {account: {attestation, proof}}, missing}"},
-                    "404": {"description": "not a recent commitment of the signers"},
-                },
-            }
-        },
-        "/v1/risk/accounts": {
-            "get": {
-                "summary": "Accounts whose equity / MM is below max_ratio, weakest first",
-                "parameters": [{"name": "max_ratio", "in": "query", "required": False}],
-                "responses": {"200": {"description": "ok"}},
-            }
-        },
-    }
-    for name, (summary, fields) in attest.items():
-        paths[f"/v1/attest/{name}"] = {
-            "post": {
-                "summary": summary,
-                "requestBody": {"content": {"application/json": {"example": fields}}},
-                "responses": {
-                    "200": {
-                        "description": "signed items {type, message, signature(s)} and extra data; from the "
-                        "gateway also `agreement`: identical, or cosigned (offchain/oracle/cosign.py)"
-                    },
-                    "400": {"description": "malformed request (the message names the field)"},
-                    "404": {"description": "unknown account"},
-                    "409": {"description": "impossible request (not liquidatable, expired, over the position cap)"},
-                    "429": {"description": "rate limited"},
-                    "503": {"description": "no trustworthy market data, or too few signers agree"},
-                },
-            }
-        }
-    if signer:
-        paths["/v1/commitments/{root}/numbers"] = {
-            "get": {
-                "summary": "(value, IM, MM) per account of a commitment this signer built, for co-signers to check",
-                "parameters": [{"name": "root", "in": "path", "required": True}],
-                "responses": {
-                    "200": {"description": "{root, block, numbers: {account: [value, IM, MM]}}"},
-                    "404": {"description": "not among this signer's recent commitments"},
-                },
-            }
-        }
-        paths["/v1/cosign"] = {
-            "post": {
-                "summary": "Signs another signer's proposal for a request if it matches this signer's own answer "
-                "(identical but for float-derived numbers within the tolerance)",
-                "requestBody": {
-                    "content": {
-                        "application/json": {
-                            "example": {
-                                "endpoint": "margin",
-                                "request": {"account": "address"},
-                                "proposal": "{items: {name: {type, message}}, extra}",
-                            }
-                        }
-                    }
-                },
-                "responses": {
-                    "200": {"description": "the proposal's items signed by this signer"},
-                    "400": {"description": "malformed request"},
-                    "409": {"description": "refused: the proposal differs from this signer's own answer (listed)"},
-                },
-            }
-        }
-    return {"openapi": "3.1.0", "info": {"title": title, "version": "1"}, "paths": paths}
+class ErrorBody(BaseModel):
+    error: str
+    request_id: str
 
 
-class Metrics:
-    def __init__(self, service: str) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter("dpre_requests_total", "HTTP requests", ["endpoint", "status"], registry=self.registry)
-        self.latency = Histogram(
-            "dpre_attestation_seconds",
-            "Time to answer an attestation request",
-            ["endpoint"],
-            registry=self.registry,
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+ATTEST_SUMMARIES = {
+    "margin": "Attestation of an account's current portfolio (for withdrawals)",
+    "trade": "Post-trade attestations of both sides of a fill of a maker's signed order",
+    "liquidation": "Attestations of accounts to liquidate and of the liquidator after taking the slices",
+    "adl": "ADL plan of a bankrupt account: marks, ranked queues (Merkle roots) and fills",
+    "settlement": "Settlement price of an underlying at a listed, passed expiry",
+    "heartbeat": "The signer's newest market snapshot time, for postSnapshot",
+    "commitment": "One commitment (a StandardMerkleTree root) to every account's margin at the snapshot, "
+    "for SnapshotCommitments.postCommitment; extra.left_out lists accounts not committed",
+}
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "a malformed request; `error` names the field", "model": ErrorBody},
+    404: {"description": "no such account, commitment or route", "model": ErrorBody},
+    409: {
+        "description": "well-formed but impossible now (not liquidatable, not expired, over a cap)",
+        "model": ErrorBody,
+    },
+    503: {
+        "description": "cannot answer now (market data, node or signers unavailable): retry later",
+        "model": ErrorBody,
+    },
+}
+
+
+def _attest_routes(app: FastAPI, handle: Callable[[str, dict[str, Any]], dict[str, Any]]) -> None:
+    """POST /v1/attest/<name> for each request model, answered by handle(name, normalised body)."""
+    for name, model in ATTEST_MODELS.items():
+
+        def route(body: Any, name: str = name) -> Response:
+            return ok(handle(name, body.body()))
+
+        # FastAPI reads the body's model from the signature: give each route its own
+        route.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=model)]
         )
-        self.block = Gauge("dpre_synced_block", "Last block applied", registry=self.registry)
-        self.lag = Gauge("dpre_block_lag", "Head minus synced block", registry=self.registry)
+        app.post(f"/v1/attest/{name}", summary=ATTEST_SUMMARIES[name], responses=ERRORS, name=f"attest_{name}")(route)
 
 
-def _timed(metrics: Metrics, endpoint: str, fn: Callable[[], Any]) -> Any:
-    start = time.perf_counter()
-    status = "200"
-    try:
-        return fn()
-    except DpreError as err:  # JsonServer answers it with the same status
-        status = str(status_of(err) or 500)
-        raise
-    finally:
-        metrics.requests.labels(endpoint, status).inc()
-        metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
-
-
-def signer_server(oracle: Oracle, host: str, port: int, rate: float = 200.0) -> JsonServer:
-    metrics = Metrics("signer")
-    r = metrics.registry
+def _metrics_registry(oracle: Oracle) -> CollectorRegistry:
+    r = CollectorRegistry()
+    Gauge("dpre_synced_block", "Last block applied", registry=r).set_function(lambda: float(oracle.state.block))
+    Gauge("dpre_block_lag", "Head less confirmations less the synced block", registry=r).set_function(
+        lambda: float(oracle.lag())
+    )
     Gauge("dpre_reorgs", "Chain reorganisations the replica rolled back", registry=r).set_function(
         lambda: float(oracle.state.reorgs)
     )
@@ -222,101 +103,122 @@ def signer_server(oracle: Oracle, host: str, port: int, rate: float = 200.0) -> 
     Gauge("dpre_hash_mismatches", "State hash mismatches seen since start", registry=r).set_function(
         lambda: float(oracle.state.hash_mismatches)
     )
-    server = JsonServer(host, port, metrics.registry, rate=rate, burst=int(rate * 2))
+    return r
 
-    def health(_b: Any, _p: Any, _q: Any) -> Any:
-        h = oracle.health()
-        metrics.block.set(h["block"])
-        metrics.lag.set(h["lag_blocks"])
-        return h
 
-    server.route("GET", "/health", health)
-    server.route("GET", "/openapi.json", lambda b, p, q: openapi("DPRE risk oracle (signer)", signer=True))
-    server.route(
-        "GET",
-        "/v1/accounts/{address}",
-        lambda b, p, q: _timed(metrics, "account", lambda: oracle.account_report(p["address"])),
+def signer_app(oracle: Oracle, limits: HttpLimits) -> FastAPI:
+    app = create_app("DPRE risk oracle (signer)", _metrics_registry(oracle), limits, description=API_DESCRIPTION)
+
+    @app.get(
+        "/health",
+        summary="Replica, market data and parameters; 503 when the node is unreachable or the key is "
+        "not in the on-chain signer set",
     )
-    server.route(
-        "GET",
-        "/v1/risk/accounts",
-        lambda b, p, q: _timed(metrics, "risk", lambda: oracle.risk_accounts(float(q.get("max_ratio", ["1.25"])[0]))),
-    )
-    server.route("GET", "/v1/marks", lambda b, p, q: _timed(metrics, "marks", oracle.marks))
-    server.route(
-        "GET",
-        "/v1/replica",
-        lambda b, p, q: _timed(metrics, "replica", lambda: oracle.replica(q.get("detail", ["0"])[0] in ("1", "true"))),
-    )
+    def health() -> Response:
+        report = oracle.health()
+        if not report["authorized"]:
+            raise HttpError(503, "this signer's key is not in the on-chain signer set", **report)
+        return ok(report)
 
-    def attest_route(name: str) -> Callable[[Any, Any, Any], Any]:
-        fn = getattr(oracle, f"attest_{name}")
-        return lambda b, p, q: _timed(metrics, name, lambda: fn(b))
+    @app.get("/v1/accounts/{address}", summary="An account's portfolio, value, IM and MM", responses=ERRORS)
+    def account(address: Annotated[Account, PathParam()]) -> Response:
+        return ok(oracle.account_report(address))
 
-    for name in ATTEST_ENDPOINTS:
-        server.route("POST", f"/v1/attest/{name}", attest_route(name))
-    server.route("POST", "/v1/cosign", lambda b, p, q: _timed(metrics, "cosign", lambda: cosign(oracle, b)))
-    server.route(
-        "GET",
+    @app.get("/v1/risk/accounts", summary="Accounts with equity / MM below max_ratio", responses=ERRORS)
+    def risk(max_ratio: Annotated[MaxRatio, Query()] = 1.25) -> Response:
+        return ok(oracle.risk_accounts(max_ratio))
+
+    @app.get("/v1/marks", summary="Each instrument's mark at the signer's snapshot", responses=ERRORS)
+    def marks() -> Response:
+        return ok(oracle.marks())
+
+    @app.get("/v1/replica", summary="The replica's block, hash and digest (with detail: every account)")
+    def replica(detail: bool = False) -> Response:
+        return ok(oracle.replica(detail))
+
+    _attest_routes(app, lambda name, body: getattr(oracle, f"attest_{name}")(body))
+
+    @app.post(
+        "/v1/cosign",
+        summary="Signs another signer's proposal for a request if it matches this signer's own answer "
+        "(identical but for float-derived numbers within the tolerance); 409 lists the differences",
+        responses=ERRORS,
+    )
+    def cosign_route(body: CosignRequest) -> Response:
+        return ok(cosign(oracle, body))
+
+    @app.get(
         "/v1/commitments/{root}/numbers",
-        lambda b, p, q: _timed(metrics, "commitment_numbers", lambda: oracle.commitment_numbers(p["root"])),
+        summary="(value, IM, MM) per account of a commitment this signer built, for co-signers to check",
+        responses=ERRORS,
     )
-    server.route(
-        "GET",
-        "/v1/commitments/{root}/proofs/{account}",
-        lambda b, p, q: _timed(metrics, "commitment_proof", lambda: oracle.commitment_proof(p["root"], p["account"])),
-    )
-    server.route(
-        "GET",
-        "/v1/commitments/{root}/proofs",
-        lambda b, p, q: _timed(
-            metrics, "commitment_proof", lambda: oracle.commitment_proofs(p["root"], q.get("accounts", [""])[0])
-        ),
-    )
-    return server
+    def numbers(root: Annotated[Root, PathParam()]) -> Response:
+        return ok(oracle.commitment_numbers(root))
+
+    @app.get("/v1/commitments/{root}/proofs/{account}", summary="One account's leaf and proof", responses=ERRORS)
+    def proof(root: Annotated[Root, PathParam()], account: Annotated[Account, PathParam()]) -> Response:
+        return ok(oracle.commitment_proof(root, account))
+
+    @app.get("/v1/commitments/{root}/proofs", summary="Leaves and one multiproof for accounts", responses=ERRORS)
+    def proofs(root: Annotated[Root, PathParam()], accounts: Annotated[AccountList, Query()]) -> Response:
+        return ok(oracle.commitment_proofs(root, accounts))
+
+    return app
 
 
-def cosign(oracle: Oracle, body: dict[str, Any]) -> dict[str, Any]:
+def cosign(oracle: Oracle, body: CosignRequest) -> dict[str, Any]:
     """Signs another signer's proposal if this signer, answering the same request itself with the
     same handler, gets the same content up to float noise (offchain/oracle/cosign.py)."""
-    endpoint, request, proposal = body.get("endpoint"), body.get("request"), body.get("proposal")
-    if endpoint not in ATTEST_ENDPOINTS:
-        raise HttpError(400, f"endpoint: one of {', '.join(ATTEST_ENDPOINTS)}")
-    if not isinstance(request, dict):
-        raise HttpError(400, "request: the original request body (an object)")
-    if not isinstance(proposal, dict) or not isinstance(proposal.get("items"), dict):
+    endpoint, proposal = body.endpoint, body.proposal
+    try:  # the request the proposal answers passes the same model as a direct one
+        request = ATTEST_MODELS[endpoint].model_validate(body.request).body()
+    except ValidationError as err:
+        raise HttpError(400, "request." + validation_message(list(err.errors()))) from None
+    if not isinstance(proposal.get("items"), dict):
         raise HttpError(400, "proposal: {items: {name: {type, message}}, extra}")
+    _signed_by_another_signer(oracle, proposal["items"], body.signatures)
     if endpoint == "commitment":
         # a whole-book root differs with any one number: the proposer's numbers come along
         try:
             root = bytes.fromhex(str(proposal["items"]["commitment"]["message"]["root"]).removeprefix("0x"))
         except (KeyError, TypeError, ValueError):
             raise HttpError(400, "proposal: a commitment item with a root") from None
-        own = oracle.cosign_commitment(request, root, body.get("numbers"))
+        own = oracle.cosign_commitment(request, root, body.numbers)
     else:
         own = getattr(oracle, f"attest_{endpoint}")(request)
     problems = differences(proposal, content_of(own))
     if problems:
         raise HttpError(409, "refusing to co-sign: " + "; ".join(problems), differences=problems)
-    items = {k: SignedItem(from_wire(v)).wire(oracle.signer, oracle.domain) for k, v in proposal["items"].items()}
+    try:
+        items = {k: SignedItem(from_wire(v)).wire(oracle.signer, oracle.domain) for k, v in proposal["items"].items()}
+    except (KeyError, TypeError, ValueError) as err:
+        raise HttpError(400, f"proposal: malformed item ({str(err)[:120]})") from None
     event(log, "co-signed", endpoint=endpoint, block=own["block"])
     return {"block": own["block"], "signer": oracle.signer.address, "items": items, "extra": own["extra"]}
 
 
-# ---------------------------------------------------------------------------------- gateway
-
-
-def _http(method: str, url: str, body: dict[str, Any] | None, timeout: float) -> tuple[int, dict[str, Any]]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as err:
+def _signed_by_another_signer(oracle: Oracle, items: dict[str, Any], signatures: dict[str, str]) -> None:
+    """A proposal is co-signed only if another authorized signer signed every item of it: the
+    tolerance reconciles honest signers a rounding step apart, and nobody else may use it to
+    obtain a signature over numbers no signer computed."""
+    if set(signatures) != set(items):
+        raise HttpError(400, "signatures: one proposer signature per proposal item is required")
+    proposers = set()
+    for name, wire in items.items():
         try:
-            return err.code, json.loads(err.read() or b"{}")
-        except json.JSONDecodeError:
-            return err.code, {"error": f"HTTP {err.code}"}
+            item = from_wire(wire)
+            sig = bytes.fromhex(str(signatures[name]).removeprefix("0x"))
+            proposers.add(to_checksum_address(signer_of(oracle.domain, item, sig)))
+        except Exception:
+            raise HttpError(400, f"proposal.items.{name[:40]}: malformed item or signature") from None
+    if len(proposers) != 1:
+        raise HttpError(409, "refusing to co-sign: the proposal's items are signed by different keys")
+    proposer = proposers.pop()
+    if proposer == oracle.signer.address or not oracle.is_signer(proposer):
+        raise HttpError(409, "refusing to co-sign: the proposal is not signed by another authorized signer")
+
+
+# ---------------------------------------------------------------------------------- gateway
 
 
 Answer = tuple[str, int, dict[str, Any]]  # (signer URL, HTTP status or 0 if unreachable, JSON body)
@@ -337,9 +239,9 @@ class Vote:
 
 
 class Gateway:
-    """Fans each attestation request out to every signer and returns a content that at least
-    `threshold` distinct authorized signers signed, with exactly `threshold` signatures in
-    ascending signer order.
+    """Asks the `threshold` signers with the lowest addresses, and the others when those do not
+    agree or answer, for each attestation request, and returns a content that at least `threshold` distinct
+    authorized signers signed, with exactly `threshold` signatures in ascending signer order.
 
     Agreement is per response, not per item: every item of an answer (and its extra data) comes
     from the same agreeing signers, because the items describe one computation (a trade's two
@@ -359,25 +261,72 @@ class Gateway:
             raise ValueError("the authorized (on-chain) signer set is required")
         self.urls, self.threshold, self.domain, self.timeout = signer_urls, threshold, domain, timeout
         self.allowed = {to_checksum_address(a) for a in allowed}
+        # what answers name a signer by: its seat in --signers (its URL is the operator's, not the public's)
+        self.labels = {url: f"signer{i + 1}" for i, url in enumerate(signer_urls)}
         self.pool = ThreadPoolExecutor(max_workers=max(4, len(signer_urls) * 4))
+        self._recovered = Memo(8192)
+        self._address_of: dict[str, str] = {}  # each seat's signer, as its signatures recover
+        self._down_until: dict[str, float] = {}  # signers unreachable lately, asked last
+        self._health: tuple[float, dict[str, dict[str, Any]]] | None = None
+        self._health_lock = threading.Lock()
+        # keep-alive connections to the signers, shared by every request thread
+        self.http = httpx.Client(
+            timeout=timeout, limits=httpx.Limits(max_connections=256, max_keepalive_connections=64)
+        )
+
+    def _recover(self, item: Any, signature: bytes) -> str:
+        """The address that signed `item`, remembered: the signers answer a flood of the same
+        requests with the same signatures, recovered once."""
+        return self._recovered.get(
+            (item, signature), lambda: to_checksum_address(signer_of(self.domain, item, signature))
+        )
+
+    def _http(
+        self, method: str, url: str, body: dict[str, Any] | None, timeout: float | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """(status, JSON object) of one call to a signer; raises httpx.TransportError when it is
+        unreachable and ValueError when the answer is not a JSON object."""
+        response = self.http.request(method, url, json=body, timeout=timeout or self.timeout)
+        data = response.json() if response.content else {}
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return response.status_code, data
 
     def _fan_out(self, path: str, body: dict[str, Any], urls: list[str] | None = None) -> list[Answer]:
         def one(url: str) -> Answer:
             try:
-                status, data = _http("POST", url + path, body, self.timeout)
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
-                return url, 0, {"error": f"unreachable: {getattr(err, 'reason', err)}"}
+                status, data = self._http("POST", url + path, body)
+            except httpx.TransportError as err:
+                self._down_until[url] = time.monotonic() + 5.0
+                return url, 0, {"error": f"unreachable: {type(err).__name__}"}
             except ValueError:
-                return url, 502, {"error": "malformed answer (not JSON)"}
-            return url, status, data if isinstance(data, dict) else {"error": "malformed answer (not an object)"}
+                return url, 502, {"error": "malformed answer (not a JSON object)"}
+            return url, status, data
 
         return list(self.pool.map(one, self.urls if urls is None else urls))
 
+    def _first_seats(self) -> list[str]:
+        """The `threshold` signers asked first: those with the lowest addresses (the ones whose
+        signatures the answer carries, so its bytes — and a transaction's gas — do not depend on
+        who answered first), skipping those unreachable in the last few seconds."""
+        now = time.monotonic()
+        unknown = 1 << 160  # a signer not heard from yet comes after the known ones
+        order = sorted(self.urls, key=lambda u: (int(self._address_of.get(u, hex(unknown)), 16), self.urls.index(u)))
+        up = [u for u in order if self._down_until.get(u, 0.0) <= now]
+        return (up + [u for u in order if u not in up])[: self.threshold]
+
     def attest(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
         path = f"/v1/attest/{endpoint}"
-        answers = self._fan_out(path, body)
+        # `threshold` signers first: when they agree (nearly always) the others are spared the
+        # work; when they do not, or one fails, the others are asked too
+        first = self._first_seats()
+        answers = self._fan_out(path, body, first)
         groups, reasons = self._tally(answers)
         result = self._agreed(groups)
+        if result is None and len(first) < len(self.urls):
+            answers += self._fan_out(path, body, [u for u in self.urls if u not in first])
+            groups, reasons = self._tally(answers)
+            result = self._agreed(groups)
         if result is None:
             # Signers at different blocks can disagree: once more, all at least at the newest one.
             newest = max((v.block for votes in groups.values() for v in votes), default=0)
@@ -398,14 +347,18 @@ class Gateway:
         ok = sum(1 for _, s, _ in answers if s == 200)
         failures = [str(d.get("error")) for _, s, d in answers if s != 200 and d.get("error")]
         common = max(set(failures), key=failures.count) if failures else ""
+        event(log, "refusing to attest", logging.WARNING, endpoint=endpoint, signers=reasons)
         raise HttpError(
             503,
             f"refusing to attest: {ok} of {len(self.urls)} signers answered, "
             f"{self.threshold} identical signatures are required"
             + (" and no proposal was co-signed by enough signers" if groups else "")
             + (f" (signers say: {common})" if common else ""),
-            signers=reasons,
+            signers=self._labelled(reasons),
         )
+
+    def _labelled(self, by_url: dict[str, Any]) -> dict[str, Any]:
+        return {self.labels.get(url, "signer"): value for url, value in by_url.items()}
 
     def _tally(self, answers: list[Answer]) -> tuple[dict[str, list[Vote]], dict[str, str]]:
         """Valid votes grouped by exact content (one per signer address), and why each other
@@ -420,6 +373,7 @@ class Gateway:
             if isinstance(vote, str):
                 reasons[url] = vote
                 continue
+            self._address_of[url] = vote.signer
             votes = groups.setdefault(content_key(vote.content), [])
             first = next((v for v in votes if v.signer == vote.signer), None)
             if first is not None:
@@ -442,11 +396,11 @@ class Gateway:
                 # the contract's ECDSA takes 65-byte low-s records only: anything else would sink the bundle
                 if len(sig) != 65 or int.from_bytes(sig[32:64], "big") > _SECP256K1_HALF_N or sig[64] not in (27, 28):
                     return "malformed signature (not a 65-byte low-s record)"
-            recovered = {to_checksum_address(signer_of(self.domain, parsed[k], signatures[k])) for k in parsed}
+            recovered = {self._recover(parsed[k], signatures[k]) for k in parsed}
             block = int(data.get("block", 0))
             extra = data.get("extra") or {}
         except Exception as err:  # anything a faulty or hostile signer sends: no vote, and say why
-            return f"malformed answer ({type(err).__name__}: {err})"
+            return f"malformed answer ({type(err).__name__})"
         if len(recovered) != 1:
             return f"items signed by different keys {sorted(recovered)}"
         signer = recovered.pop()
@@ -524,7 +478,13 @@ class Gateway:
                 continue
             floor = body["min_block"] if isinstance(body.get("min_block"), int) else 0
             newest = max([v.block for v in votes] + [floor])
-            request = {"endpoint": endpoint, "request": {**body, "min_block": newest}, "proposal": proposal}
+            request = {
+                "endpoint": endpoint,
+                "request": {**body, "min_block": newest},
+                "proposal": proposal,
+                # the proposer's own signatures: a signer co-signs only what another authorized signer signed
+                "signatures": {k: "0x" + sig.hex() for k, sig in votes[0].signatures.items()},
+            }
             if endpoint == "commitment":
                 numbers = self._commitment_numbers(votes[0].url, proposal)
                 if numbers is None:
@@ -552,8 +512,8 @@ class Gateway:
         """The proposer's per-account numbers behind a proposed root (for the co-signers to check)."""
         try:
             root = proposal["items"]["commitment"]["message"]["root"]
-            status, data = _http("GET", f"{url}/v1/commitments/{root}/numbers", None, self.timeout)
-        except (KeyError, TypeError, urllib.error.URLError, TimeoutError, ConnectionError, OSError, ValueError):
+            status, data = self._http("GET", f"{url}/v1/commitments/{root}/numbers", None)
+        except (KeyError, TypeError, httpx.TransportError, ValueError):
             return None
         numbers = data.get("numbers") if status == 200 else None
         return numbers if isinstance(numbers, dict) else None
@@ -563,9 +523,12 @@ class Gateway:
         missing: tuple[int, str] | None = None
         for url in self.urls:
             try:
-                status, data = _http("GET", url + path, None, self.timeout)
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
-                errors[url] = f"unreachable: {getattr(err, 'reason', err)}"
+                status, data = self._http("GET", url + path, None)
+            except httpx.TransportError as err:
+                errors[url] = f"unreachable: {type(err).__name__}"
+                continue
+            except ValueError:
+                errors[url] = "malformed answer (not a JSON object)"
                 continue
             if status == 200:
                 return data
@@ -578,67 +541,67 @@ class Gateway:
                 raise HttpError(status, data.get("error", "rejected"))
             errors[url] = data.get("error", f"HTTP {status}")
         if missing is not None:
-            raise HttpError(missing[0], missing[1], signers=errors)
-        raise HttpError(503, "no signer answered", signers=errors)
+            raise HttpError(missing[0], missing[1], signers=self._labelled(errors))
+        event(log, "no signer answered", logging.WARNING, path=path.split("?")[0], signers=errors)
+        raise HttpError(503, "no signer answered", signers=self._labelled(errors))
 
     def health(self) -> dict[str, Any]:
-        states = {}
-        for url in self.urls:
+        """Each signer's health; HttpError 503 when fewer than the threshold are up (nothing can
+        be attested), "degraded" when some are down but the threshold still holds."""
+
+        def one(url: str) -> tuple[str, dict[str, Any]]:
             try:
-                status, data = _http("GET", url + "/health", None, 2.0)
-                states[url] = data if status == 200 else {"status": f"HTTP {status}"}
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
-                states[url] = {"status": f"unreachable: {getattr(err, 'reason', err)}"}
+                status, data = self._http("GET", url + "/health", None, 2.0)
+                return url, data if status == 200 else {"status": f"HTTP {status}", "error": data.get("error", "")}
+            except httpx.TransportError as err:
+                return url, {"status": f"unreachable: {type(err).__name__}"}
+            except ValueError:
+                return url, {"status": "malformed answer"}
+
+        with self._health_lock:  # a flood of /health costs one round of signer probes a second
+            cached = self._health
+            if cached is None or time.monotonic() - cached[0] > 1.0:
+                cached = self._health = (time.monotonic(), dict(self.pool.map(one, self.urls)))
+        states = cached[1]
         up = sum(1 for s in states.values() if s.get("status") == "ok")
-        return {
-            "status": "ok" if up >= self.threshold else "degraded",
+        report = {
+            "status": "ok" if up == len(self.urls) else "degraded",
             "signers_up": up,
             "threshold": self.threshold,
-            "signers": states,
+            "signers": self._labelled(states),
         }
+        if up < self.threshold:
+            raise HttpError(503, f"{up} of {len(self.urls)} signers up, {self.threshold} required", **report)
+        return report
 
 
-def gateway_server(gateway: Gateway, host: str, port: int, rate: float = 200.0) -> JsonServer:
-    metrics = Metrics("gateway")
-    server = JsonServer(host, port, metrics.registry, rate=rate, burst=int(rate * 2))
-    server.route("GET", "/health", lambda b, p, q: gateway.health())
-    server.route("GET", "/openapi.json", lambda b, p, q: openapi("DPRE risk oracle (gateway)"))
-    server.route(
-        "GET",
-        "/v1/accounts/{address}",
-        lambda b, p, q: _timed(metrics, "account", lambda: gateway.forward(f"/v1/accounts/{p['address']}")),
-    )
-    server.route(
-        "GET",
-        "/v1/risk/accounts",
-        lambda b, p, q: _timed(
-            metrics, "risk", lambda: gateway.forward("/v1/risk/accounts?max_ratio=" + q.get("max_ratio", ["1.25"])[0])
-        ),
-    )
-    server.route("GET", "/v1/marks", lambda b, p, q: _timed(metrics, "marks", lambda: gateway.forward("/v1/marks")))
-    server.route(
-        "GET",
-        "/v1/commitments/{root}/proofs/{account}",
-        lambda b, p, q: _timed(
-            metrics, "commitment_proof", lambda: gateway.forward(f"/v1/commitments/{p['root']}/proofs/{p['account']}")
-        ),
-    )
-    server.route(
-        "GET",
-        "/v1/commitments/{root}/proofs",
-        lambda b, p, q: _timed(
-            metrics,
-            "commitment_proof",
-            lambda: gateway.forward(
-                f"/v1/commitments/{p['root']}/proofs?accounts={urllib.parse.quote(q.get('accounts', [''])[0], safe=',')}"
-            ),
-        ),
-    )
+def gateway_app(gateway: Gateway, limits: HttpLimits) -> FastAPI:
+    app = create_app("DPRE risk oracle (gateway)", CollectorRegistry(), limits, description=API_DESCRIPTION)
 
-    def attest_route(name: str) -> Callable[[Any, Any, Any], Any]:
-        return lambda b, p, q: _timed(metrics, name, lambda: gateway.attest(name, b))
+    @app.get("/health", summary="The signers' health; 503 when fewer than the threshold are up")
+    def health() -> Response:
+        return ok(gateway.health())
 
-    for name in ATTEST_ENDPOINTS:
-        server.route("POST", f"/v1/attest/{name}", attest_route(name))
+    @app.get("/v1/accounts/{address}", summary="An account's portfolio, value, IM and MM", responses=ERRORS)
+    def account(address: Annotated[Account, PathParam()]) -> Response:
+        return ok(gateway.forward(f"/v1/accounts/{address}"))
+
+    @app.get("/v1/risk/accounts", summary="Accounts with equity / MM below max_ratio", responses=ERRORS)
+    def risk(max_ratio: Annotated[MaxRatio, Query()] = 1.25) -> Response:
+        return ok(gateway.forward(f"/v1/risk/accounts?max_ratio={max_ratio!r}"))
+
+    @app.get("/v1/marks", summary="Each instrument's mark at a signer's snapshot", responses=ERRORS)
+    def marks() -> Response:
+        return ok(gateway.forward("/v1/marks"))
+
+    @app.get("/v1/commitments/{root}/proofs/{account}", summary="One account's leaf and proof", responses=ERRORS)
+    def proof(root: Annotated[Root, PathParam()], account: Annotated[Account, PathParam()]) -> Response:
+        return ok(gateway.forward(f"/v1/commitments/{root}/proofs/{account}"))
+
+    @app.get("/v1/commitments/{root}/proofs", summary="Leaves and one multiproof for accounts", responses=ERRORS)
+    def proofs(root: Annotated[Root, PathParam()], accounts: Annotated[AccountList, Query()]) -> Response:
+        return ok(gateway.forward(f"/v1/commitments/{root}/proofs?accounts={urllib.parse.quote(accounts, safe=',')}"))
+
+    _attest_routes(app, gateway.attest)
     event(log, "gateway configured", signers=gateway.urls, threshold=gateway.threshold)
-    return server
+    return app

@@ -17,7 +17,7 @@ from offchain.attest.messages import AdlAttestation, AdlFill, MarginAttestation,
 from offchain.attest.signer import sign_bundle
 from offchain.attest.state_hash import next_state_hash
 from offchain.chain.deploy import OnchainRiskConfig
-from offchain.ops.httpserver import status_of
+from offchain.ops.web import status_of
 from offchain.oracle.core import Oracle, OracleError
 from offchain.oracle.market_sources import FixedMarketSource as StaticSource
 from offchain.risk.params import MarginParams

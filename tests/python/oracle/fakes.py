@@ -70,7 +70,7 @@ class FakeClient:
         self.w3 = NoContract()
         self.engine = FakeEngine()
 
-    def head(self) -> int:
+    def head(self, attempts: int = 8) -> int:
         return self.block
 
     def block_time(self, block: int | str = "latest") -> int:

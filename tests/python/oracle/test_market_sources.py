@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from offchain.ops.httpserver import status_of
+from offchain.ops.web import status_of
 from offchain.oracle.market_sources import FeedConfig, FeedMarketSource, ScenarioMarketSource, SettlementUnavailable
 from offchain.risk.units import WAD, to_wad_down
 from offchain.market_path import load_scenario

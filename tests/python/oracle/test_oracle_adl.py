@@ -13,7 +13,7 @@ import pytest
 from offchain.attest.errors import AttestationError
 from offchain.attest.merkle import adl_leaf, verify
 from offchain.attest.messages import AdlFill, from_wire
-from offchain.ops.httpserver import status_of
+from offchain.ops.web import status_of
 from offchain.oracle.core import OracleError
 from offchain.risk.instruments import Instrument
 from offchain.risk.units import WAD

@@ -7,7 +7,7 @@ import pytest
 
 from offchain.attest.messages import from_wire
 from offchain.chain.deploy import OnchainRiskConfig
-from offchain.ops.httpserver import status_of
+from offchain.ops.web import status_of
 from offchain.oracle.core import OracleError
 from offchain.risk.instruments import Instrument
 from offchain.risk.params import MarginParams
@@ -132,6 +132,7 @@ def test_position_cap_from_the_replayed_config_binds_only_trades_opening_a_leg()
     assert status_of(refused.value) == 409 and "cap of 2" in str(refused.value)
     # a new RiskConfigUpdated raises the cap: the replica is enough
     book.state.risk_config["maxPositions"] = 8
+    book.state.version += 1  # as replaying the event does (answers are cached per state version)
     assert oracle.attest_trade(order("X3-PERP", -WAD))["items"]["taker"]
 
 
@@ -179,6 +180,77 @@ def test_signs_the_params_version_in_force_or_the_previous_one_during_its_grace(
 
     # after the grace window the lagging signer refuses rather than sign what the contract refuses
     state.params_changed_at = NOW - 3601
+    state.version += 1  # a state the replica reached by replaying events (answers are cached per version)
     with pytest.raises(OracleError) as refused:
         lagging.attest_margin({"account": who["a"]})
     assert status_of(refused.value) == 503 and "no longer accepted" in str(refused.value)
+
+
+def test_answers_are_priced_outside_the_replica_lock_and_once_per_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import offchain.oracle.core as core
+
+    book, who = liquidation_book()
+    oracle = book.oracle(StaticSource(market(eth=2250.0)))
+    real = core.margin_numbers
+    entered, release = threading.Event(), threading.Event()
+    priced: list[dict[int, int]] = []
+
+    def slow(positions: dict[int, int], *args: object, **kwargs: object) -> tuple[int, int, int]:
+        priced.append(dict(positions))
+        if len(priced) == 1:  # the first pricing stalls until released
+            entered.set()
+            release.wait(10)
+        return real(positions, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(core, "margin_numbers", slow)
+    first = threading.Thread(target=oracle.attest_margin, args=({"account": who["a"]},))
+    first.start()
+    assert entered.wait(5)
+    other: dict[str, object] = {}
+    second = threading.Thread(target=lambda: other.update(oracle.attest_margin({"account": who["keeper"]})))
+    second.start()
+    second.join(5)
+    assert not second.is_alive() and other["items"], "another account is answered while the first is being priced"
+    release.set()
+    first.join(5)
+    count = len(priced)
+    for _ in range(3):
+        oracle.attest_margin({"account": who["a"]})
+    assert len(priced) == count, "the same request on the same state is priced once"
+    book.state.version += 1  # a new event applied: priced again
+    oracle.attest_margin({"account": who["a"]})
+    assert len(priced) == count + 1
+
+
+def test_orders_differing_only_in_nonce_or_price_share_one_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    import offchain.oracle.core as core
+
+    book, who = liquidation_book()
+    oracle = book.oracle(StaticSource(market(eth=2250.0)))
+    real, priced = core.margin_numbers, []
+
+    def counted(*args: object, **kwargs: object) -> tuple[int, int, int]:
+        priced.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(core, "margin_numbers", counted)
+
+    def trade(nonce: int, price: int, size: int) -> dict[str, object]:
+        order = {
+            "maker": who["keeper"],
+            "instrument_id": book.ids["ETH-PERP"],
+            "size": str(-size),
+            "price": str(price),
+            "nonce": nonce,
+            "deadline": NOW + 600,
+        }
+        return oracle.attest_trade({"order": order, "fill_amount": str(size), "taker": who["a"]})
+
+    first = trade(1, 2000 * WAD, WAD)
+    assert len(priced) == 2  # maker and taker
+    assert trade(2, 2100 * WAD, WAD) == first, "the same attestations: neither nonce nor price enters them"
+    assert len(priced) == 2
+    other = trade(3, 2000 * WAD, 2 * WAD)
+    assert len(priced) == 4 and other["items"]["taker"] != first["items"]["taker"]

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from offchain.attest.builder import margin_numbers
 from offchain.attest.errors import AttestationError
 from offchain.errors import DpreError, UserError
-from offchain.ops.httpserver import status_of
+from offchain.ops.web import status_of
 from offchain.risk.book import Book, Portfolio
 from offchain.risk.dynamic import ewma_volatility
 from offchain.risk.errors import RiskError

@@ -15,6 +15,7 @@ Every POST is relayed (attestations and co-sign requests alike) and its items ta
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import json
 import os
@@ -26,12 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from eth_account import Account
+from fastapi import Request
+from fastapi.responses import Response
 from prometheus_client import CollectorRegistry
 
 from offchain.attest.eip712 import Domain, sign
 from offchain.attest.messages import MarginAttestation, from_wire, to_wire
-from offchain.ops.httpserver import HttpError, JsonServer
-from offchain.oracle.server import ATTEST_ENDPOINTS
+from offchain.ops.web import HttpError, HttpLimits, HttpService, create_app, ok
 from offchain.risk.units import WAD
 from offchain.sim.http_calls import call
 
@@ -72,29 +74,30 @@ def main() -> None:
     key = os.environ[args.key_env]
     impostor_key = os.environ[args.impostor_key_env] if args.impostor_key_env else Account.create().key.hex()
     state = {"mode": args.mode}
-    server = JsonServer("127.0.0.1", args.port, CollectorRegistry(), rate=1000, burst=2000)
+    limits = HttpLimits(rate=1000, burst=2000)
+    app = create_app("byzantine signer", CollectorRegistry(), limits)
 
-    def control(body: dict[str, Any], _p: Any, _q: Any) -> dict[str, Any]:
+    @app.post("/control")
+    async def control(request: Request) -> Response:
+        body = await request.json()
         if body.get("mode") not in MODES:
             raise HttpError(400, f"mode: one of {MODES}")
         state["mode"] = body["mode"]
-        return state
+        return ok(state)
 
-    def post(path: str) -> Any:
-        def handler(body: dict[str, Any], _p: Any, _q: Any) -> Any:
-            status, answer = call(args.upstream + path, "POST", body)
-            if status != 200:
-                raise HttpError(status, answer.get("error", f"HTTP {status}"))
-            return tampered(answer, state["mode"], domain, key, impostor_key)
+    @app.get("/health")
+    def health() -> Response:
+        return ok(call(args.upstream + "/health", "GET", None)[1])
 
-        return handler
+    @app.post("/v1/{path:path}")
+    async def relay(path: str, request: Request) -> Response:
+        body = await request.json()
+        status, answer = await asyncio.to_thread(call, f"{args.upstream}/v1/{path}", "POST", body)
+        if status != 200:
+            raise HttpError(status, answer.get("error", f"HTTP {status}"))
+        return ok(tampered(answer, state["mode"], domain, key, impostor_key))
 
-    server.route("POST", "/control", control)
-    server.route("GET", "/health", lambda b, p, q: call(args.upstream + "/health", "GET", None)[1])
-    for name in ATTEST_ENDPOINTS:
-        server.route("POST", f"/v1/attest/{name}", post(f"/v1/attest/{name}"))
-    server.route("POST", "/v1/cosign", post("/v1/cosign"))
-    server.serve_in_thread()
+    HttpService(app, "127.0.0.1", args.port, limits).serve_in_thread()
     threading.Event().wait()
 
 

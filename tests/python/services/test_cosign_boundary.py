@@ -16,7 +16,7 @@ from eth_account import Account
 from eth_utils import keccak
 
 from offchain.attest.commitment import proof_bytes
-from offchain.attest.eip712 import Domain, signer_of
+from offchain.attest.eip712 import Domain, sign, signer_of
 from offchain.attest.messages import from_wire
 from offchain.chain.anvil import free_port
 from offchain.oracle.client import OracleClient
@@ -197,11 +197,22 @@ def test_the_gateway_cosigns_the_more_conservative_result_and_the_contract_accep
     assert result.ok, result.reason
 
 
-def cosign(s: Setup, proposal: dict[str, Any], account: str) -> tuple[int, dict[str, Any]]:
+def signed_by(s: Setup, proposal: dict[str, Any], key: str | None = None) -> dict[str, str]:
+    """The proposer signatures of a proposal, by default from signer1 (another authorized signer)."""
+    key = key or s.h.stack.signer_keys[1]
+    return {k: "0x" + sign(key, s.domain, from_wire(v)).hex() for k, v in proposal["items"].items()}
+
+
+def cosign(s: Setup, proposal: dict[str, Any], account: str, key: str | None = None) -> tuple[int, dict[str, Any]]:
     return call(
         s.honest.url + "/v1/cosign",
         "POST",
-        {"endpoint": "margin", "request": {"account": account}, "proposal": proposal},
+        {
+            "endpoint": "margin",
+            "request": {"account": account},
+            "proposal": proposal,
+            "signatures": signed_by(s, proposal, key),
+        },
     )
 
 
@@ -232,8 +243,26 @@ def test_an_honest_signer_cosigns_within_the_tolerance_and_refuses_beyond(s: Set
     ):
         status, body = cosign(s, lie, trader.address)
         assert status == 409 and body["error"].startswith("refusing to co-sign") and field in body["error"], body
-    status, body = call(s.honest.url + "/v1/cosign", "POST", {"endpoint": "nothing", "request": {}, "proposal": own})
+    status, body = call(
+        s.honest.url + "/v1/cosign",
+        "POST",
+        {"endpoint": "nothing", "request": {}, "proposal": own, "signatures": signed_by(s, own)},
+    )
     assert status == 400
+    # within the tolerance, but proposed by no other authorized signer: refused, whoever asks
+    within = proposal(value=value - tolerance(value))
+    for key, why in (
+        (Account.create().key.hex(), "not signed by another authorized signer"),  # an outsider
+        (s.h.stack.signer_keys[0], "not signed by another authorized signer"),  # the co-signer itself
+    ):
+        status, body = cosign(s, within, trader.address, key)
+        assert status == 409 and why in body["error"], body
+    status, body = call(
+        s.honest.url + "/v1/cosign",
+        "POST",
+        {"endpoint": "margin", "request": {"account": trader.address}, "proposal": within},
+    )
+    assert status == 400 and body["error"].startswith("signatures: required"), body
 
 
 def test_a_byzantine_proposer_cannot_get_a_lie_cosigned(s: Setup) -> None:
@@ -244,12 +273,14 @@ def test_a_byzantine_proposer_cannot_get_a_lie_cosigned(s: Setup) -> None:
     # honest + Byzantine: the lie is the most conservative proposal, and the honest signer refuses it
     status, body = call(s.lie.url + "/v1/attest/margin", "POST", {"account": trader.address})
     assert status == 503, body
-    refusal = body["signers"][s.honest.url]
+    refusal = body["signers"]["signer1"]  # seats of gateway-lie: honest, byzantine
     assert (
         "refusing to co-sign" in refusal and "margin.maintenanceMargin" in refusal and "beyond the tolerance" in refusal
     )
     assert "no proposal was co-signed" in body["error"]
-    assert "not counted" in body["signers"][s.byzantine.url]
+    # and the Byzantine relay, asked to co-sign the honest proposal, gets nothing it can count: the
+    # honest signer does not co-sign its own proposal through it
+    assert "not signed by another authorized signer" in body["signers"]["signer2"]
     # honest + perturbed + Byzantine: the lie is refused by both, the perturbed proposal is co-signed
     body = margin(s.mixed.url, trader.address)
     assert body["agreement"] == "cosigned"
@@ -364,7 +395,13 @@ def test_signers_a_rounding_step_apart_cosign_one_root_from_the_proposers_number
     status, refused = call(
         cosigner + "/v1/cosign",
         "POST",
-        {"endpoint": "commitment", "request": {"min_block": body["block"]}, "numbers": lie, "proposal": proposal},
+        {
+            "endpoint": "commitment",
+            "request": {"min_block": body["block"]},
+            "numbers": lie,
+            "proposal": proposal,
+            "signatures": signed_by(s, proposal),
+        },
     )
     assert (
         status == 409 and f"{account}.value" in refused["error"] and "beyond the tolerance" in refused["error"]
@@ -373,7 +410,12 @@ def test_signers_a_rounding_step_apart_cosign_one_root_from_the_proposers_number
     status, refused = call(
         cosigner + "/v1/cosign",
         "POST",
-        {"endpoint": "commitment", "request": {"min_block": body["block"]}, "proposal": proposal},
+        {
+            "endpoint": "commitment",
+            "request": {"min_block": body["block"]},
+            "proposal": proposal,
+            "signatures": signed_by(s, proposal),
+        },
     )
     assert status == 409 and "other accounts" in refused["error"], refused
 
@@ -399,7 +441,15 @@ def test_malformed_commitment_requests_get_400_naming_the_field(s: Setup) -> Non
         },
         "extra": answer["extra"],
     }
-    for bad in ([1e999, "0", "0"], ["1", "2"], "x", [True, "0", "0"]):
+    for bad in (
+        [1e999, "0", "0"],
+        ["1", "2"],
+        "x",
+        [True, "0", "0"],
+        ["--1", "0", "0"],
+        ["²", "0", "0"],
+        ["01", "0", "0"],
+    ):
         status, body = call(
             s.honest.url + "/v1/cosign",
             "POST",
@@ -408,6 +458,7 @@ def test_malformed_commitment_requests_get_400_naming_the_field(s: Setup) -> Non
                 "request": {"min_block": answer["block"]},
                 "numbers": {account: bad},
                 "proposal": proposal,
+                "signatures": signed_by(s, proposal),
             },
         )
         assert status in (400, 409), (bad, body)

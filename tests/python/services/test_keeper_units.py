@@ -306,7 +306,7 @@ def test_market_maker_prices_on_the_tick_at_the_mark_less_or_plus_its_spread() -
 def test_market_maker_refuses_bad_requests_naming_the_field() -> None:
     from offchain.attest.eip712 import Domain
     from offchain.marketmaker import MarketMaker
-    from offchain.ops.httpserver import HttpError
+    from offchain.ops.web import HttpError
 
     class Marks:  # the oracle's GET /v1/marks
         def get(self, path: str) -> dict[str, object]:
@@ -369,7 +369,7 @@ def _reference_mm(marks: dict[str, float], max_notional: float = 100_000.0) -> "
 
 @pytest.mark.parametrize(("mark", "contracts"), [(0.0, 10**12), (4e-7, 2 * 10**11)])
 def test_market_maker_bids_nothing_for_an_option_marked_below_one_tick(mark: float, contracts: int) -> None:
-    from offchain.ops.httpserver import HttpError
+    from offchain.ops.web import HttpError
 
     mm = _reference_mm({"7": mark})
     with pytest.raises(HttpError) as refused:  # one tick each would pay far more than they are worth
@@ -379,7 +379,7 @@ def test_market_maker_bids_nothing_for_an_option_marked_below_one_tick(mark: flo
 
 def test_market_maker_keeps_its_live_quotes_within_its_limit() -> None:
     """Orders name no taker: the limit binds the notional of all unexpired quotes together."""
-    from offchain.ops.httpserver import HttpError
+    from offchain.ops.web import HttpError
 
     mm = _reference_mm({"1": 2_500.0})
     signed = 0.0
