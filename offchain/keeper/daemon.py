@@ -170,6 +170,7 @@ class Keeper:
         self.head = -1
         self.head_time = 0
         self.seen_block = -1  # the newest block known to hold the keeper's own mined transactions
+        self.risk_block = -1  # the block of the newest risk list
         self.progress_block = -1  # the last block where it liquidated, flagged or deleveraged something
         self.sent_this_step = False
         self.no_room_for_slice = False  # this loop, a slice did not fit the keeper's capital
@@ -290,6 +291,7 @@ class Keeper:
         due again at once (what was done there is done only if the new chain says so)."""
         self.m_reorgs.inc()
         self.seen_block = min(self.seen_block, head)
+        self.risk_block = min(self.risk_block, head)
         self.progress_block = min(self.progress_block, head)
         self.head = min(self.head, head)
         self.sender.head = min(self.sender.head, head)
@@ -316,6 +318,8 @@ class Keeper:
         head = self.sync()
         self._drain(head)
         risk = self.oracle.get(f"/v1/risk/accounts?max_ratio={self.config.margin_call_ratio}")
+        # what is liquidated now was seen at this block: a root to prove it against is no older
+        self.risk_block = max(self.risk_block, int(risk.get("block") or 0))
         rows = risk["accounts"]
         mine = [r for r in rows if r["account"] == self.me]
         if mine and mine[0]["ratio"] < 1.0:
@@ -742,11 +746,13 @@ class Keeper:
         items: dict[str, Any] = {}
         fractions: dict[str, Any] = {}
         unproven: list[str] = []
+        why: dict[str, str] = {}
         health = self.fund_health()
         for a in accounts:
             proven, acct = root.proofs.get(a), self.replica.account(a)
             if proven is None or acct is None or proven[0].state_hash != acct.state_hash:
                 unproven.append(a)  # not in the root, or its state moved since
+                why[a] = "no leaf" if proven is None else "no account" if acct is None else "state moved"
                 continue
             att, sigs = proven
             equity = acct.cash + att.value
@@ -754,10 +760,18 @@ class Keeper:
                 f, bonus, fee = terms(equity, att.maintenance_margin, cfg, health)
             except NotLiquidatable:
                 unproven.append(a)  # the root predates what put it below MM (the risk list is newer)
+                why[a] = "not below MM in the root"
                 continue
             items[a] = self.commitments.item(att, sigs)
             fractions[a] = {"fraction": str(f), "bonus": str(bonus), "fee": str(fee), "equity": str(equity)}
         if unproven:
+            event(
+                log,
+                "accounts not provable against the posted root; signed instead",
+                root_block=root.block,
+                accounts=len(unproven),
+                why=sorted(set(why.values())),
+            )
             self._try_ensure_root(newer_than=root.block)  # a newer root in the background; this one stays in use
         if not items:
             return self._signed_quotes(unproven)
@@ -801,7 +815,8 @@ class Keeper:
             c.asked_at_block = self.head
             try:
                 # at least the block of the risk list the keeper acts on
-                nxt = c.ask(self._attest("commitment", {"min_block": max(self.seen_block, self.head)}))
+                at = max(self.seen_block, self.head, self.risk_block)
+                nxt = c.ask(self._attest("commitment", {"min_block": at}))
             except (OracleRefused, ValueError, KeyError) as err:
                 event(log, "no commitment from the oracle", logging.WARNING, error=str(err)[:300])
                 return

@@ -276,7 +276,12 @@ class Guard:
             # bodies holds only its connections) or reaches any route
             raw = await self._read_body(receive) if scope["method"] in ("POST", "PUT", "PATCH") else None
             if raw is not None:
-                problem = _json_problem(raw, headers)
+                # a large body is checked off the event loop, which serves every other connection
+                problem = (
+                    _json_problem(raw, headers)
+                    if len(raw) <= 4096
+                    else await asyncio.to_thread(_json_problem, raw, headers)
+                )
                 if problem:
                     await refuse(*problem)
                     return
@@ -514,7 +519,9 @@ def _json_problem(raw: bytes, headers: dict[bytes, bytes]) -> tuple[int, str] | 
         return 400, "request body is not UTF-8"
     depth = 0
     in_string = escaped = False
-    for ch in text:  # nesting depth without recursion (json.loads would recurse)
+    # nesting depth without recursion (json.loads would recurse); a body with few brackets
+    # cannot nest deeply, and the scan is skipped
+    for ch in text if text.count("[") + text.count("{") > 32 else "":
         if in_string:
             if escaped:
                 escaped = False
@@ -535,11 +542,12 @@ def _json_problem(raw: bytes, headers: dict[bytes, bytes]) -> tuple[int, str] | 
         raise ValueError(f"{name} is not a number JSON allows")
 
     def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [k for k, _ in pairs]
-        if len(set(keys)) != len(keys):
-            repeated = next(k for k in keys if keys.count(k) > 1)
+        out = dict(pairs)
+        if len(out) != len(pairs):
+            seen: set[str] = set()
+            repeated = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
             raise ValueError(f"key {repeated[:40]!r} appears twice")
-        return dict(pairs)
+        return out
 
     try:
         json.loads(text, parse_constant=no_constant, object_pairs_hook=unique_keys)

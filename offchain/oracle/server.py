@@ -7,12 +7,14 @@ fetch liquidation, ADL and settlement attestations and the at-risk list.
 """
 
 import inspect
+import json
 import logging
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -223,6 +225,8 @@ def _signed_by_another_signer(oracle: Oracle, items: dict[str, Any], signatures:
 
 Answer = tuple[str, int, dict[str, Any]]  # (signer URL, HTTP status or 0 if unreachable, JSON body)
 
+MAX_ITEMS = 64  # a liquidation's 50 accounts and its liquidator is the largest answer
+
 _SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
 
 
@@ -239,8 +243,8 @@ class Vote:
 
 
 class Gateway:
-    """Asks the `threshold` signers with the lowest addresses, and the others when those do not
-    agree or answer, for each attestation request, and returns a content that at least `threshold` distinct
+    """Asks the first `threshold` signers of its list, and the others when those do not agree or
+    answer, for each attestation request, and returns a content that at least `threshold` distinct
     authorized signers signed, with exactly `threshold` signatures in ascending signer order.
 
     Agreement is per response, not per item: every item of an answer (and its extra data) comes
@@ -263,9 +267,9 @@ class Gateway:
         self.allowed = {to_checksum_address(a) for a in allowed}
         # what answers name a signer by: its seat in --signers (its URL is the operator's, not the public's)
         self.labels = {url: f"signer{i + 1}" for i, url in enumerate(signer_urls)}
-        self.pool = ThreadPoolExecutor(max_workers=max(4, len(signer_urls) * 4))
+        # each signer's calls on threads of its own: one that stalls exhausts only its own
+        self.pools = {url: ThreadPoolExecutor(max_workers=32, thread_name_prefix="signer") for url in signer_urls}
         self._recovered = Memo(8192)
-        self._address_of: dict[str, str] = {}  # each seat's signer, as its signatures recover
         self._down_until: dict[str, float] = {}  # signers unreachable lately, asked last
         self._health: tuple[float, dict[str, dict[str, Any]]] | None = None
         self._health_lock = threading.Lock()
@@ -282,38 +286,74 @@ class Gateway:
         )
 
     def _http(
-        self, method: str, url: str, body: dict[str, Any] | None, timeout: float | None = None
+        self, method: str, url: str, body: dict[str, Any] | None, timeout: float, max_bytes: int
     ) -> tuple[int, dict[str, Any]]:
-        """(status, JSON object) of one call to a signer; raises httpx.TransportError when it is
-        unreachable and ValueError when the answer is not a JSON object."""
-        response = self.http.request(method, url, json=body, timeout=timeout or self.timeout)
-        data = response.json() if response.content else {}
+        """(status, JSON object) of one call to a signer, read raw (no decompression) within
+        `max_bytes` and `timeout` in all; raises httpx.TransportError when the signer is
+        unreachable or too slow, ValueError when its answer is too large or not a JSON object."""
+        deadline = time.monotonic() + timeout
+        headers = {"Accept-Encoding": "identity"}
+        with self.http.stream(method, url, json=body, timeout=timeout, headers=headers) as response:
+            chunks, size = [], 0
+            for chunk in response.iter_raw():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ValueError(f"answer over {max_bytes} bytes")
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout("answer not complete in time")
+                chunks.append(chunk)
+        raw = b"".join(chunks)
+        data = json.loads(raw) if raw else {}
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         return response.status_code, data
 
-    def _fan_out(self, path: str, body: dict[str, Any], urls: list[str] | None = None) -> list[Answer]:
+    def _ask(
+        self,
+        urls: list[str],
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        timeout: float | None = None,
+        max_bytes: int = 1 << 20,
+    ) -> list[Answer]:
+        """One call to each of `urls` at once, each on that signer's own threads and within one
+        deadline: a signer that stalls or answers nonsense is "unreachable" or "malformed" and
+        holds up neither the others nor later requests to them."""
+        wait = timeout or self.timeout
+
         def one(url: str) -> Answer:
             try:
-                status, data = self._http("POST", url + path, body)
+                status, data = self._http(method, url + path, body, wait, max_bytes)
             except httpx.TransportError as err:
                 self._down_until[url] = time.monotonic() + 5.0
                 return url, 0, {"error": f"unreachable: {type(err).__name__}"}
-            except ValueError:
-                return url, 502, {"error": "malformed answer (not a JSON object)"}
+            except (httpx.HTTPError, ValueError):  # undecodable, oversized, not a JSON object
+                return url, 502, {"error": "malformed answer"}
             return url, status, data
 
-        return list(self.pool.map(one, self.urls if urls is None else urls))
+        futures = [(url, self.pools[url].submit(one, url)) for url in urls]
+        deadline = time.monotonic() + wait + 0.5
+        answers: list[Answer] = []
+        for url, future in futures:
+            try:
+                answers.append(future.result(timeout=max(0.0, deadline - time.monotonic())))
+            except FutureTimeout:
+                future.cancel()
+                self._down_until[url] = time.monotonic() + 5.0
+                answers.append((url, 0, {"error": "unreachable: no answer in time"}))
+        return answers
+
+    def _fan_out(self, path: str, body: dict[str, Any], urls: list[str] | None = None) -> list[Answer]:
+        return self._ask(self.urls if urls is None else urls, "POST", path, body)
 
     def _first_seats(self) -> list[str]:
-        """The `threshold` signers asked first: those with the lowest addresses (the ones whose
-        signatures the answer carries, so its bytes — and a transaction's gas — do not depend on
-        who answered first), skipping those unreachable in the last few seconds."""
+        """The `threshold` signers asked first: the first in the configured order (so an answer
+        carries the same signatures, and a transaction the same gas, whoever answered first),
+        skipping those unreachable in the last few seconds."""
         now = time.monotonic()
-        unknown = 1 << 160  # a signer not heard from yet comes after the known ones
-        order = sorted(self.urls, key=lambda u: (int(self._address_of.get(u, hex(unknown)), 16), self.urls.index(u)))
-        up = [u for u in order if self._down_until.get(u, 0.0) <= now]
-        return (up + [u for u in order if u not in up])[: self.threshold]
+        up = [u for u in self.urls if self._down_until.get(u, 0.0) <= now]
+        return (up + [u for u in self.urls if u not in up])[: self.threshold]
 
     def attest(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
         path = f"/v1/attest/{endpoint}"
@@ -373,7 +413,6 @@ class Gateway:
             if isinstance(vote, str):
                 reasons[url] = vote
                 continue
-            self._address_of[url] = vote.signer
             votes = groups.setdefault(content_key(vote.content), [])
             first = next((v for v in votes if v.signer == vote.signer), None)
             if first is not None:
@@ -388,8 +427,8 @@ class Gateway:
         try:
             items = data["items"]
             wire = content["items"] if content is not None else items
-            if not wire or set(items) != set(wire):
-                return "answered with no items or other items than asked"
+            if not wire or set(items) != set(wire) or len(items) > MAX_ITEMS:
+                return "answered with no items, too many or other items than asked"
             parsed = {k: from_wire(v) for k, v in wire.items()}
             signatures = {k: bytes.fromhex(str(items[k]["signature"]).removeprefix("0x")) for k in parsed}
             for sig in signatures.values():
@@ -397,7 +436,9 @@ class Gateway:
                 if len(sig) != 65 or int.from_bytes(sig[32:64], "big") > _SECP256K1_HALF_N or sig[64] not in (27, 28):
                     return "malformed signature (not a 65-byte low-s record)"
             recovered = {self._recover(parsed[k], signatures[k]) for k in parsed}
-            block = int(data.get("block", 0))
+            block = data.get("block", 0)
+            if isinstance(block, bool) or not isinstance(block, int) or not 0 <= block < 2**63:
+                return "malformed answer (block)"
             extra = data.get("extra") or {}
         except Exception as err:  # anything a faulty or hostile signer sends: no vote, and say why
             return f"malformed answer ({type(err).__name__})"
@@ -511,10 +552,11 @@ class Gateway:
     def _commitment_numbers(self, url: str, proposal: Content) -> dict[str, Any] | None:
         """The proposer's per-account numbers behind a proposed root (for the co-signers to check)."""
         try:
-            root = proposal["items"]["commitment"]["message"]["root"]
-            status, data = self._http("GET", f"{url}/v1/commitments/{root}/numbers", None)
-        except (KeyError, TypeError, httpx.TransportError, ValueError):
+            root = str(proposal["items"]["commitment"]["message"]["root"])
+        except (KeyError, TypeError):
             return None
+        # a whole book's numbers: up to ~200 bytes an account
+        ((_, status, data),) = self._ask([url], "GET", f"/v1/commitments/{root}/numbers", None, max_bytes=256 << 20)
         numbers = data.get("numbers") if status == 200 else None
         return numbers if isinstance(numbers, dict) else None
 
@@ -522,24 +564,17 @@ class Gateway:
         errors = {}
         missing: tuple[int, str] | None = None
         for url in self.urls:
-            try:
-                status, data = self._http("GET", url + path, None)
-            except httpx.TransportError as err:
-                errors[url] = f"unreachable: {type(err).__name__}"
-                continue
-            except ValueError:
-                errors[url] = "malformed answer (not a JSON object)"
-                continue
+            ((_, status, data),) = self._ask([url], "GET", path, None, max_bytes=64 << 20)
             if status == 200:
                 return data
             if status == 404 and path.startswith("/v1/commitments/"):
                 # only the signers that built or co-signed a commitment hold it: ask the next
-                errors[url] = data.get("error", "HTTP 404")
+                errors[url] = str(data.get("error", "HTTP 404"))
                 missing = (status, errors[url])
                 continue
             if 400 <= status < 500:
-                raise HttpError(status, data.get("error", "rejected"))
-            errors[url] = data.get("error", f"HTTP {status}")
+                raise HttpError(status, str(data.get("error", "rejected")))
+            errors[url] = str(data.get("error", f"HTTP {status}"))
         if missing is not None:
             raise HttpError(missing[0], missing[1], signers=self._labelled(errors))
         event(log, "no signer answered", logging.WARNING, path=path.split("?")[0], signers=errors)
@@ -549,19 +584,18 @@ class Gateway:
         """Each signer's health; HttpError 503 when fewer than the threshold are up (nothing can
         be attested), "degraded" when some are down but the threshold still holds."""
 
-        def one(url: str) -> tuple[str, dict[str, Any]]:
-            try:
-                status, data = self._http("GET", url + "/health", None, 2.0)
-                return url, data if status == 200 else {"status": f"HTTP {status}", "error": data.get("error", "")}
-            except httpx.TransportError as err:
-                return url, {"status": f"unreachable: {type(err).__name__}"}
-            except ValueError:
-                return url, {"status": "malformed answer"}
+        def state(status: int, data: dict[str, Any]) -> dict[str, Any]:
+            if status == 200:
+                return data
+            if status == 0:
+                return {"status": str(data.get("error", "unreachable"))}
+            return {"status": f"HTTP {status}", "error": str(data.get("error", ""))[:300]}
 
         with self._health_lock:  # a flood of /health costs one round of signer probes a second
             cached = self._health
             if cached is None or time.monotonic() - cached[0] > 1.0:
-                cached = self._health = (time.monotonic(), dict(self.pool.map(one, self.urls)))
+                probes = self._ask(self.urls, "GET", "/health", None, timeout=2.0)
+                cached = self._health = (time.monotonic(), {url: state(st, data) for url, st, data in probes})
         states = cached[1]
         up = sum(1 for s in states.values() if s.get("status") == "ok")
         report = {

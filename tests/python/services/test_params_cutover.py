@@ -113,7 +113,10 @@ def test_params_cutover_in_the_block_a_crash_starts(tmp_path: Path) -> None:
 
         # the signers say what they sign: the one without version 2 reports the mismatch
         for i, mismatch in ((0, False), (1, False), (2, True)):
-            status, health = call(h.stack.procs[f"signer{i}"].url + "/health")
+            # a signer the gateway did not need lately follows the chain every 2 s on its own
+            url = h.stack.procs[f"signer{i}"].url + "/health"
+            wait_for(lambda: call(url)[1]["params"]["in_force"] == 2, 10, f"signer{i} to see the cutover")
+            status, health = call(url)
             assert health["params"]["in_force"] == 2 and health["params"]["mismatch"] is mismatch, health["params"]
         status, health = call(h.stack.procs["signer2"].url + "/health")
         assert health["params"]["signing"] == 1 and "previous version 1" in health["params"]["reason"]
