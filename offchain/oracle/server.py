@@ -268,7 +268,7 @@ class Gateway:
         # what answers name a signer by: its seat in --signers (its URL is the operator's, not the public's)
         self.labels = {url: f"signer{i + 1}" for i, url in enumerate(signer_urls)}
         # each signer's calls on threads of its own: one that stalls exhausts only its own
-        self.pools = {url: ThreadPoolExecutor(max_workers=32, thread_name_prefix="signer") for url in signer_urls}
+        self.pools = {url: ThreadPoolExecutor(max_workers=8, thread_name_prefix="signer") for url in signer_urls}
         self._recovered = Memo(8192)
         self._down_until: dict[str, float] = {}  # signers unreachable lately, asked last
         self._health: tuple[float, dict[str, dict[str, Any]]] | None = None
